@@ -1,0 +1,88 @@
+"""The one settings object, used by the app, the migrations and the CLI alike.
+
+Precedence: process environment > settings file (SETTINGS_FILE, default
+config/local.env) > the defaults below.
+"""
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_SECRET_KEY = "example-secret-key-change-me"
+
+Environment = Literal["local", "test", "staging", "production"]
+
+# A raw "%" not starting a %XX escape, or a raw "@", means the password was pasted unencoded.
+_UNENCODED_PASSWORD = re.compile(r"@|%(?![0-9A-Fa-f]{2})")
+
+
+def _sqlite_url(filename: str) -> str:
+    return f"sqlite:///{PROJECT_ROOT / 'var' / filename}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Select the installed PostgreSQL driver and percent-encode a pasted password.
+
+    SQLAlchemy reads a bare ``postgresql://`` as psycopg 3, which is not installed;
+    hosting providers hand out ``postgres://``. Both become ``postgresql+psycopg2://``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a database URL: {url!r} (expected e.g. sqlite:///var/core.db)")
+    if scheme in ("postgres", "postgresql"):
+        scheme = "postgresql+psycopg2"
+    authority, query_sep, query = rest.partition("?")
+    userinfo, at, location = authority.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if at and colon and _UNENCODED_PASSWORD.search(password):
+        password = quote(password, safe="")
+    return f"{scheme}://{user}{colon}{password}{at}{location}{query_sep}{query}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_assignment=True,
+        populate_by_name=True,
+    )
+
+    environment: Environment = "local"
+    secret_key: str = EXAMPLE_SECRET_KEY
+
+    core_database_url: str = Field(
+        default=_sqlite_url("core.db"),
+        validation_alias=AliasChoices("CORE_DATABASE_URL", "DATABASE_URL"),
+    )
+    audit_database_url: str = _sqlite_url("audit.db")
+
+    # Pool settings apply to PostgreSQL; SQLite files need no pool.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("core_database_url", "audit_database_url")
+    @classmethod
+    def _normalize_url(cls, url: str) -> str:
+        return normalize_database_url(url)
+
+    @model_validator(mode="after")
+    def _refuse_example_secret(self) -> "Settings":
+        if self.environment not in ("local", "test") and self.secret_key == EXAMPLE_SECRET_KEY:
+            raise ValueError(
+                f"SECRET_KEY is the example key; set a real one for ENVIRONMENT={self.environment}"
+            )
+        return self
+
+
+def settings_file() -> Path:
+    return PROJECT_ROOT / os.environ.get("SETTINGS_FILE", "config/local.env")
+
+
+settings = Settings(_env_file=settings_file())  # type: ignore[call-arg]

@@ -1,0 +1,53 @@
+"""Command line behind the Makefile's migrate-* targets: ``python -m src.migrate COMMAND [--db NAME]``."""
+
+import argparse
+import sys
+
+from pydantic import ValidationError
+
+COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "sql")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m src.migrate")
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--db", default="", help="act on this database only")
+    parser.add_argument("--message", default="", help="create: the revision's message")
+    parser.add_argument("--out", default="", help="sql: write <db>.sql files into this folder")
+    parser.add_argument("--from", dest="start", default="", help="sql: start from this revision")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    db = args.db or None
+    try:
+        # Imported here so that invalid settings are reported in one line too.
+        from alembic.util import CommandError
+
+        from src.api.v1.models import UnassignedModelError
+        from src.core.databases import UnknownDatabaseError
+        from src.migrate import commands
+
+        try:
+            if args.command == "create":
+                commands.create(args.message, db)
+            elif args.command == "sql":
+                commands.sql(db, args.out or None, args.start or None)
+            else:
+                getattr(commands, args.command)(db)
+        except (commands.MigrateError, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+    except BrokenPipeError:  # the reader went away (e.g. piped to head)
+        sys.stdout = None  # type: ignore[assignment]
+        return 0
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

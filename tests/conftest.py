@@ -1,0 +1,82 @@
+"""Two-dialect fixtures: every test that asks for ``database_urls`` runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests use the server at TEST_POSTGRES_URL, each in freshly created
+databases that are dropped afterwards. When the server does not answer they are
+skipped, unless REQUIRE_POSTGRES=1, where that is a failure.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from src.core.config import normalize_database_url, settings
+from src.core.databases import DATABASES, dispose_engines
+
+POSTGRES_URL = normalize_database_url(
+    os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+)
+DatabaseUrls = dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """An autocommit engine on the maintenance database, to create and drop test databases."""
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as error:
+        reason = f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()} is unreachable: {error.orig}".strip()
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} (REQUIRE_POSTGRES=1)", pytrace=False)
+        pytest.skip(reason.splitlines()[0])
+    yield engine
+    engine.dispose()
+
+
+def create_postgres_databases(admin: Engine) -> DatabaseUrls:
+    prefix = f"test_{uuid.uuid4().hex[:12]}"
+    urls = {}
+    with admin.connect() as connection:
+        for name in DATABASES:
+            connection.execute(text(f'CREATE DATABASE "{prefix}_{name}"'))
+            urls[name] = make_url(POSTGRES_URL).set(database=f"{prefix}_{name}").render_as_string(hide_password=False)
+    return urls
+
+
+def drop_postgres_databases(admin: Engine, urls: DatabaseUrls) -> None:
+    with admin.connect() as connection:
+        for url in urls.values():
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_urls(dialect: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUrls]:
+    """Empty databases, one per named database, on the test's dialect."""
+    if dialect == "sqlite":
+        folder = tmp_path_factory.mktemp("sqlite")
+        yield {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    urls = create_postgres_databases(admin)
+    yield urls
+    drop_postgres_databases(admin, urls)
+
+
+@pytest.fixture
+def configured_databases(database_urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseUrls]:
+    """Point the app's settings (and so the migrations) at the test's databases."""
+    for name, url in database_urls.items():
+        monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
+    yield database_urls
+    dispose_engines()
