@@ -1,0 +1,79 @@
+"""Settings: URL forms users paste, the DATABASE_URL alias, precedence and the example secret."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+
+from src.core.config import EXAMPLE_SECRET_KEY, PROJECT_ROOT, Settings
+
+
+def settings_from(monkeypatch: pytest.MonkeyPatch, env_file: Path | None = None, **env: str) -> Settings:
+    for name in ("CORE_DATABASE_URL", "DATABASE_URL", "AUDIT_DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings(_env_file=env_file)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    ["postgresql://app:pw@db.internal:5432/app", "postgres://app:pw@db.internal:5432/app", "postgresql+psycopg2://app:pw@db.internal:5432/app"],
+)
+def test_postgres_urls_select_the_installed_driver(monkeypatch: pytest.MonkeyPatch, pasted: str) -> None:
+    settings = settings_from(monkeypatch, CORE_DATABASE_URL=pasted)
+
+    url = make_url(settings.core_database_url)
+    assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
+        "postgresql+psycopg2", "app", "pw", "db.internal", 5432, "app"
+    )
+
+
+@pytest.mark.parametrize("password", ["p@ss%word", "p%40ss%25word"])
+def test_password_with_at_or_percent_is_read_whole(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    settings = settings_from(monkeypatch, AUDIT_DATABASE_URL=f"postgresql://app:{password}@db.internal/audit?sslmode=require")
+
+    url = make_url(settings.audit_database_url)
+    assert (url.password, url.host, url.database, dict(url.query)) == ("p@ss%word", "db.internal", "audit", {"sslmode": "require"})
+
+
+def test_database_url_is_accepted_for_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(monkeypatch, DATABASE_URL="sqlite:////tmp/guide.db")
+
+    assert settings.core_database_url == "sqlite:////tmp/guide.db"
+
+
+def test_defaults_are_sqlite_files_under_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(monkeypatch)
+
+    assert settings.core_database_url == f"sqlite:///{PROJECT_ROOT / 'var' / 'core.db'}"
+    assert settings.audit_database_url == f"sqlite:///{PROJECT_ROOT / 'var' / 'audit.db'}"
+
+
+def test_environment_wins_over_settings_file_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "local.env"
+    env_file.write_text("CORE_DATABASE_URL=sqlite:////tmp/from-file.db\nDB_POOL_SIZE=3\n")
+
+    settings = settings_from(monkeypatch, env_file, CORE_DATABASE_URL="sqlite:////tmp/from-env.db")
+
+    assert settings.core_database_url == "sqlite:////tmp/from-env.db"
+    assert settings.db_pool_size == 3
+    assert settings.db_max_overflow == 20
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_example_secret_key_is_refused_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY is the example key"):
+        settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY=EXAMPLE_SECRET_KEY)
+
+
+def test_real_secret_key_is_accepted_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(monkeypatch, ENVIRONMENT="production", SECRET_KEY="x" * 64)
+
+    assert settings.environment == "production"
+
+
+def test_not_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="not a database URL"):
+        settings_from(monkeypatch, CORE_DATABASE_URL="var/core.db")

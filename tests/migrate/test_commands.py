@@ -1,0 +1,141 @@
+"""The migrate commands in process, against real databases on both dialects."""
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Column, Integer, Table
+
+from src.core.config import PROJECT_ROOT
+from src.core.databases import DATABASES, AuditModel
+from src.core.schema_versions import script_directory
+from src.migrate import commands
+from src.migrate.commands import MigrateError
+
+REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
+HEAD = REVISIONS[-1]
+
+
+@pytest.fixture
+def audit_drift() -> Iterator[Table]:
+    """A table the audit models have and no migration creates."""
+    table = Table("audit_notes", AuditModel.metadata, Column("id", Integer, primary_key=True))
+    yield table
+    AuditModel.metadata.remove(table)
+
+
+def test_upgrade_brings_every_database_to_head(configured_databases, capsys) -> None:
+    commands.upgrade(None)
+
+    assert capsys.readouterr().out.splitlines() == [f"core: upgraded base -> {HEAD}", f"audit: upgraded base -> {HEAD}"]
+    assert [commands.read_current(database) for database in DATABASES.values()] == [HEAD, HEAD]
+
+
+def test_upgrade_with_db_leaves_the_other_database_alone(configured_databases) -> None:
+    commands.upgrade("audit")
+
+    assert commands.read_current(DATABASES["audit"]) == HEAD
+    assert commands.read_current(DATABASES["core"]) is None
+
+
+def test_check_names_only_the_database_whose_models_drifted(configured_databases, audit_drift, capsys) -> None:
+    commands.upgrade(None)
+
+    with pytest.raises(MigrateError, match=r"^audit: models differ from migrations: add_table audit_notes$"):
+        commands.check(None)
+    assert "core: models match migrations" in capsys.readouterr().out
+
+
+def test_check_refuses_a_database_behind_head(configured_databases) -> None:
+    commands.upgrade("core")
+
+    with pytest.raises(MigrateError, match=r"audit: 2 revision\(s\) not applied; run make migrate-upgrade first"):
+        commands.check(None)
+
+
+def test_status_shows_a_row_per_database_with_masked_url(configured_databases, audit_drift, capsys) -> None:
+    commands.upgrade("audit")
+    capsys.readouterr()
+
+    commands.status(None)
+
+    header, core, audit = capsys.readouterr().out.splitlines()
+    assert header.split() == ["DATABASE", "URL", "CURRENT", "HEAD", "PENDING", "MODELS"]
+    assert core.split()[2:] == ["base", HEAD, str(len(REVISIONS)), "not", "migrated"]
+    assert audit.split()[2:] == [HEAD, HEAD, "0", "differ:", "add_table", "audit_notes"]
+
+
+def test_status_masks_the_password_and_reports_an_unreachable_database(configured_databases, monkeypatch, capsys) -> None:
+    from src.core.config import settings
+
+    monkeypatch.setattr(settings, "core_database_url", "postgresql://app:s3cr%40t@127.0.0.1:1/app")
+
+    with pytest.raises(MigrateError, match=r"^core: cannot use postgresql\+psycopg2://app:\*\*\*@127.0.0.1:1/app: "):
+        commands.status(None)
+    out = capsys.readouterr().out
+    assert "unreachable" in out
+    assert "s3cr" not in out
+
+
+def test_rollback_steps_every_database_back_when_they_agree(configured_databases) -> None:
+    commands.upgrade(None)
+
+    commands.rollback(None)
+
+    assert [commands.read_current(database) for database in DATABASES.values()] == [REVISIONS[-2]] * 2
+
+
+def test_rollback_refuses_databases_at_different_revisions_and_changes_nothing(configured_databases) -> None:
+    commands.upgrade(None)
+    commands.rollback("audit")
+
+    with pytest.raises(MigrateError, match=r"different revisions .*; roll back one with DB=core or DB=audit"):
+        commands.rollback(None)
+    assert commands.read_current(DATABASES["core"]) == HEAD
+    assert commands.read_current(DATABASES["audit"]) == REVISIONS[-2]
+
+
+def test_rollback_at_base_says_there_is_nothing_to_do(configured_databases) -> None:
+    with pytest.raises(MigrateError, match="nothing to roll back"):
+        commands.rollback(None)
+
+
+def test_history_with_db_lists_only_revisions_touching_that_database(capsys) -> None:
+    commands.history("audit")
+    audit_lines = capsys.readouterr().out.splitlines()
+    commands.history(None)
+    all_lines = capsys.readouterr().out.splitlines()
+
+    assert len(all_lines) == len(REVISIONS)
+    assert all_lines[0].startswith(f"{REVISIONS[-2]} -> {HEAD} (head)")
+    assert [line.split()[2] for line in audit_lines] == [REVISIONS[0]]
+    assert all("audit" in line.rsplit("[", 1)[1] for line in audit_lines)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_concurrent_upgrades_apply_each_revision_once(configured_databases) -> None:
+    env = {**os.environ, **{f"{name.upper()}_DATABASE_URL": url for name, url in configured_databases.items()}}
+    upgrade = [sys.executable, "-m", "src.migrate", "upgrade"]
+
+    runs = [
+        subprocess.Popen(upgrade, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    results = [run.communicate(timeout=60) + (run.returncode,) for run in runs]
+
+    assert [code for _, _, code in results] == [0, 0, 0], results
+    outputs = sorted(out for out, _, _ in results)
+    applied = f"core: upgraded base -> {HEAD}\naudit: upgraded base -> {HEAD}\n"
+    assert outputs.count(applied) == 1, outputs
+    assert [commands.read_current(database) for database in DATABASES.values()] == [HEAD, HEAD]
+
+
+def test_offline_sql_is_written_per_database_and_announced(configured_databases, tmp_path, capsys) -> None:
+    commands.sql("audit", str(tmp_path), None)
+
+    assert capsys.readouterr().out == f"audit: wrote {tmp_path / 'audit.sql'}\n"
+    assert "CREATE TABLE audit_events" in (tmp_path / "audit.sql").read_text()
+    assert not (tmp_path / "core.sql").exists()

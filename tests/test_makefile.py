@@ -1,0 +1,195 @@
+"""The Makefile's migrate-* targets, run as a user would, in a copy of the project."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from src.core.config import PROJECT_ROOT
+
+COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
+NEW_USER_COLUMN = "    nickname: str | None = Field(default=None, max_length=50)\n"
+AUDIT_NOTE_MODEL = '''import uuid
+
+from sqlmodel import Field
+
+from src.core.databases import AuditModel
+
+
+class AuditNote(AuditModel, table=True):
+    __tablename__ = "audit_notes"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    body: str = Field(max_length=500)
+'''
+# Targets whose behaviour does not depend on the dialect run on SQLite only, to keep the suite fast.
+sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+
+
+@dataclass
+class Project:
+    root: Path
+    env: dict[str, str]
+
+    def make(self, *args: str) -> subprocess.CompletedProcess[str]:
+        venv = Path(sys.prefix)  # the running virtualenv, so the copy installs nothing
+        return subprocess.run(
+            ["make", "--no-print-directory", f"VENV={venv}", *args],
+            cwd=self.root, env=self.env, capture_output=True, text=True, timeout=120,
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self.make(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def fails(self, *args: str) -> str:
+        """Run a target expected to fail; return its one error line."""
+        result = self.make(*args)
+        assert result.returncode != 0, result.stdout
+        assert "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
+        assert len(errors) == 1, result.stderr
+        return errors[0]
+
+    def versions(self) -> set[str]:
+        return {path.name for path in (self.root / "migrations" / "versions").glob("*.py")}
+
+    def add_to_user_model(self, line: str) -> None:
+        user = self.root / "src" / "api" / "v1" / "models" / "user.py"
+        user.write_text(user.read_text() + line)
+
+    def add_model_file(self, name: str, source: str) -> None:
+        (self.root / "src" / "api" / "v1" / "models" / name).write_text(source)
+
+
+@pytest.fixture
+def project(tmp_path: Path, database_urls: dict[str, str]) -> Project:
+    root = tmp_path / "project"
+    for name in COPIED:
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, root / name)
+    env = {**os.environ, "SETTINGS_FILE": "config/test.env"}
+    env.update({f"{name.upper()}_DATABASE_URL": url for name, url in database_urls.items()})
+    return Project(root, env)
+
+
+def columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: dict[str, str]) -> None:
+    project.ok("migrate-upgrade")
+    project.add_to_user_model(NEW_USER_COLUMN)
+
+    created = project.ok("migrate-create", "MSG=Add new column to user table")
+    assert re.fullmatch(r"created migrations/versions/\d{4}_\d\d_\d\d_\d{4}-\w+_add_new_column_to_user_table\.py \(touches: core\)\n", created)
+
+    assert "core: upgraded" in project.ok("migrate-upgrade")
+    assert "nickname" in columns(database_urls["core"], "users")
+    status = project.ok("migrate-status").splitlines()
+    assert [row.split()[0] for row in status] == ["DATABASE", "core", "audit"]
+    assert all(row.split()[-1] == "match" and row.split()[-2] == "0" for row in status[1:])
+    assert "Add new column to user table  [core]" in project.ok("migrate-history").splitlines()[0]
+
+    rolled_back = project.ok("migrate-rollback")
+    assert rolled_back.count("rolled back") == 2
+    assert "nickname" not in columns(database_urls["core"], "users")
+
+
+def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, database_urls: dict[str, str]) -> None:
+    project.ok("migrate-upgrade")
+    project.add_model_file("audit_note.py", AUDIT_NOTE_MODEL)
+
+    created = project.ok("migrate-create", "MSG=Add audit notes", "DB=audit")
+    assert created.endswith("(touches: audit)\n")
+    revision = (project.root / created.split()[1]).read_text()
+    assert re.search(r"def upgrade_core\(\) -> None:\s+pass\n", revision)
+    assert 'op.create_table(\n        "audit_notes"' in revision
+
+    assert project.ok("migrate-upgrade", "DB=audit").startswith("audit: upgraded")
+    assert "audit_notes" in inspect(create_engine(database_urls["audit"])).get_table_names()
+    assert "Add audit notes" in project.ok("migrate-history", "DB=audit")
+    assert "Add audit notes" not in project.ok("migrate-history", "DB=core")
+
+
+@sqlite_only
+def test_create_without_changes_writes_nothing_and_fails(project: Project) -> None:
+    project.ok("migrate-upgrade")
+    before = project.versions()
+
+    assert project.fails("migrate-create", "MSG=Nothing changed") == "error: no changes detected in core, audit; no revision written"
+    assert project.versions() == before
+
+
+@sqlite_only
+def test_create_without_msg_says_how_to_call_it(project: Project) -> None:
+    assert project.fails("migrate-create").startswith('error: MSG is required: make migrate-create MSG="')
+
+
+@sqlite_only
+def test_unknown_db_is_one_clear_line(project: Project) -> None:
+    for target in ("migrate-upgrade", "migrate-create MSG=x", "migrate-rollback", "migrate-status", "migrate-history"):
+        assert project.fails(*target.split(), "DB=reports") == "error: unknown database 'reports'; choose one of: core, audit"
+
+
+@sqlite_only
+def test_rollback_without_db_is_refused_when_databases_differ(project: Project) -> None:
+    project.ok("migrate-upgrade")
+    project.ok("migrate-rollback", "DB=audit")
+
+    assert "roll back one with DB=core or DB=audit" in project.fails("migrate-rollback")
+
+
+@sqlite_only
+def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
+    project.ok("migrate-upgrade")
+    project.add_model_file("gadget.py", "from sqlmodel import Field, SQLModel\n\n\nclass Gadget(SQLModel, table=True):\n    id: int | None = Field(default=None, primary_key=True)\n")
+
+    error = project.fails("migrate-create", "MSG=Add gadgets")
+    assert error.startswith("error: table class Gadget is defined on plain SQLModel")
+    assert "subclass CoreModel or AuditModel" in error
+
+
+@sqlite_only
+def test_unreachable_database_is_one_line_with_the_password_masked(project: Project) -> None:
+    project.env["CORE_DATABASE_URL"] = "postgresql://app:hunter2@127.0.0.1:1/app"
+
+    error = project.fails("migrate-upgrade")
+    assert error.startswith("error: core: cannot use postgresql+psycopg2://app:***@127.0.0.1:1/app: ")
+    assert "hunter2" not in error
+
+
+@sqlite_only
+def test_revision_written_before_a_database_existed_still_runs(project: Project) -> None:
+    project.ok("migrate-upgrade")
+    project.add_to_user_model(NEW_USER_COLUMN)
+    path = project.root / project.ok("migrate-create", "MSG=Add nickname").split()[1]
+    # As if written when only core existed: no audit functions at all.
+    path.write_text(path.read_text().split("\n\ndef upgrade_audit")[0] + "\n")
+    assert "upgrade_audit" not in path.read_text()
+
+    assert project.ok("migrate-upgrade").count("upgraded") == 2
+    assert project.ok("migrate-rollback").count("rolled back") == 2
+
+
+@sqlite_only
+def test_help_is_the_default_and_lists_every_target(project: Project) -> None:
+    listed = {line.split()[0] for line in project.ok().splitlines()}
+    declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
+
+    assert listed == declared >= {"dev-server", "test", "lint", "migrate-create", "migrate-upgrade", "migrate-rollback",
+                                  "migrate-status", "migrate-history", "migrate-check", "migrate-sql"}
