@@ -7,7 +7,7 @@ settings; alembic.ini holds none.
 import logging
 from logging.config import fileConfig
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -37,7 +37,7 @@ def selected_databases() -> list[str]:
         raise CommandError(str(error)) from None
 
 
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render the app's column types as their plain SQLAlchemy type, so revisions never import the app."""
     if type_ == "type" and isinstance(obj, TypeDecorator):
         return f"sa.{obj.impl!r}"
@@ -75,7 +75,9 @@ def run_migrations_offline() -> None:
             path = Path(out) / f"{name}.sql"
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w") as buffer:
-                configure(name, url=url, output_buffer=buffer, literal_binds=True, render_as_batch=url.startswith("sqlite"))
+                configure(
+                    name, url=url, output_buffer=buffer, literal_binds=True, render_as_batch=url.startswith("sqlite")
+                )
                 with context.begin_transaction():
                     context.run_migrations(engine_name=name)
             print(f"{name}: wrote {path}")

@@ -61,7 +61,9 @@ def dialect(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_urls(dialect: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUrls]:
+def database_urls(
+    dialect: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseUrls]:
     """Empty databases, one per named database, on the test's dialect."""
     if dialect == "sqlite":
         folder = tmp_path_factory.mktemp("sqlite")

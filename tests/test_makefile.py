@@ -15,7 +15,7 @@ from src.core.config import PROJECT_ROOT
 
 COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
 NEW_USER_COLUMN = "    nickname: str | None = Field(default=None, max_length=50)\n"
-AUDIT_NOTE_MODEL = '''import uuid
+AUDIT_NOTE_MODEL = """import uuid
 
 from sqlmodel import Field
 
@@ -27,7 +27,14 @@ class AuditNote(AuditModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     body: str = Field(max_length=500)
-'''
+"""
+PLAIN_SQLMODEL_TABLE = """from sqlmodel import Field, SQLModel
+
+
+class Gadget(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+"""
+
 # Targets whose behaviour does not depend on the dialect run on SQLite only, to keep the suite fast.
 sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
 
@@ -41,7 +48,11 @@ class Project:
         venv = Path(sys.prefix)  # the running virtualenv, so the copy installs nothing
         return subprocess.run(
             ["make", "--no-print-directory", f"VENV={venv}", *args],
-            cwd=self.root, env=self.env, capture_output=True, text=True, timeout=120,
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     def ok(self, *args: str) -> str:
@@ -78,7 +89,9 @@ def project(tmp_path: Path, database_urls: dict[str, str]) -> Project:
             shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, root / name)
-    env = {**os.environ, "SETTINGS_FILE": "config/test.env"}
+    # As a user's own call, not a sub-make of `make test`.
+    env = {name: value for name, value in os.environ.items() if name not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+    env["SETTINGS_FILE"] = "config/test.env"
     env.update({f"{name.upper()}_DATABASE_URL": url for name, url in database_urls.items()})
     return Project(root, env)
 
@@ -96,7 +109,10 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
     project.add_to_user_model(NEW_USER_COLUMN)
 
     created = project.ok("migrate-create", "MSG=Add new column to user table")
-    assert re.fullmatch(r"created migrations/versions/\d{4}_\d\d_\d\d_\d{4}-\w+_add_new_column_to_user_table\.py \(touches: core\)\n", created)
+    assert re.fullmatch(
+        r"created migrations/versions/\d{4}_\d\d_\d\d_\d{4}-\w+_add_new_column_to_user_table\.py \(touches: core\)\n",
+        created,
+    )
 
     assert "core: upgraded" in project.ok("migrate-upgrade")
     assert "nickname" in columns(database_urls["core"], "users")
@@ -131,7 +147,10 @@ def test_create_without_changes_writes_nothing_and_fails(project: Project) -> No
     project.ok("migrate-upgrade")
     before = project.versions()
 
-    assert project.fails("migrate-create", "MSG=Nothing changed") == "error: no changes detected in core, audit; no revision written"
+    assert (
+        project.fails("migrate-create", "MSG=Nothing changed")
+        == "error: no changes detected in core, audit; no revision written"
+    )
     assert project.versions() == before
 
 
@@ -143,7 +162,10 @@ def test_create_without_msg_says_how_to_call_it(project: Project) -> None:
 @sqlite_only
 def test_unknown_db_is_one_clear_line(project: Project) -> None:
     for target in ("migrate-upgrade", "migrate-create MSG=x", "migrate-rollback", "migrate-status", "migrate-history"):
-        assert project.fails(*target.split(), "DB=reports") == "error: unknown database 'reports'; choose one of: core, audit"
+        assert (
+            project.fails(*target.split(), "DB=reports")
+            == "error: unknown database 'reports'; choose one of: core, audit"
+        )
 
 
 @sqlite_only
@@ -157,7 +179,7 @@ def test_rollback_without_db_is_refused_when_databases_differ(project: Project) 
 @sqlite_only
 def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
     project.ok("migrate-upgrade")
-    project.add_model_file("gadget.py", "from sqlmodel import Field, SQLModel\n\n\nclass Gadget(SQLModel, table=True):\n    id: int | None = Field(default=None, primary_key=True)\n")
+    project.add_model_file("gadget.py", PLAIN_SQLMODEL_TABLE)
 
     error = project.fails("migrate-create", "MSG=Add gadgets")
     assert error.startswith("error: table class Gadget is defined on plain SQLModel")
@@ -191,5 +213,19 @@ def test_help_is_the_default_and_lists_every_target(project: Project) -> None:
     listed = {line.split()[0] for line in project.ok().splitlines()}
     declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
 
-    assert listed == declared >= {"dev-server", "test", "lint", "migrate-create", "migrate-upgrade", "migrate-rollback",
-                                  "migrate-status", "migrate-history", "migrate-check", "migrate-sql"}
+    assert (
+        listed
+        == declared
+        >= {
+            "dev-server",
+            "test",
+            "lint",
+            "migrate-create",
+            "migrate-upgrade",
+            "migrate-rollback",
+            "migrate-status",
+            "migrate-history",
+            "migrate-check",
+            "migrate-sql",
+        }
+    )

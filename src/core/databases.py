@@ -7,6 +7,7 @@ class, one entry here and one URL setting.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
@@ -69,15 +70,15 @@ def mask_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def create_database_engine(url: str, **kwargs: object) -> Engine:
+def create_database_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for a database URL; SQLite files get their folder created on demand."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"check_same_thread": False}, **kwargs)  # type: ignore[arg-type]
+        return create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
     # Fail fast on an unreachable server instead of waiting for the OS timeout.
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)  # type: ignore[arg-type]
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
 
 
 _engines: dict[str, Engine] = {}

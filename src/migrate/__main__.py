@@ -1,6 +1,7 @@
 """Command line behind the Makefile's migrate-* targets: ``python -m src.migrate COMMAND [--db NAME]``."""
 
 import argparse
+import os
 import sys
 
 from pydantic import ValidationError
@@ -39,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         except (commands.MigrateError, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-    except BrokenPipeError:  # the reader went away (e.g. piped to head)
-        sys.stdout = None  # type: ignore[assignment]
-        return 0
+    except BrokenPipeError:  # the reader went away (piped to head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
         print(f"error: invalid settings: {problems}", file=sys.stderr)

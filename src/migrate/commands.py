@@ -161,7 +161,9 @@ def history(db: str | None) -> None:
         if name and name not in touched:
             continue
         head = " (head)" if script.is_head else ""
-        print(f"{show(script.down_revision)} -> {script.revision}{head}  {script.doc}  [{', '.join(touched)}]")
+        down = script.down_revision
+        parents = down if isinstance(down, str) or down is None else ", ".join(down)
+        print(f"{show(parents)} -> {script.revision}{head}  {script.doc}  [{', '.join(touched)}]")
 
 
 def check(db: str | None) -> None:

@@ -31,7 +31,9 @@ def test_ready_when_every_database_is_at_head(configured_databases) -> None:
     assert status == 200
     assert body == {
         "status": "ready",
-        "databases": {name: {"status": "ok", "revision": HEAD, "head": HEAD, "detail": None} for name in ("core", "audit")},
+        "databases": {
+            name: {"status": "ok", "revision": HEAD, "head": HEAD, "detail": None} for name in ("core", "audit")
+        },
     }
 
 

@@ -14,28 +14,44 @@ def settings_from(monkeypatch: pytest.MonkeyPatch, env_file: Path | None = None,
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    return Settings(_env_file=env_file)
 
 
 @pytest.mark.parametrize(
     "pasted",
-    ["postgresql://app:pw@db.internal:5432/app", "postgres://app:pw@db.internal:5432/app", "postgresql+psycopg2://app:pw@db.internal:5432/app"],
+    [
+        "postgresql://app:pw@db.internal:5432/app",
+        "postgres://app:pw@db.internal:5432/app",
+        "postgresql+psycopg2://app:pw@db.internal:5432/app",
+    ],
 )
 def test_postgres_urls_select_the_installed_driver(monkeypatch: pytest.MonkeyPatch, pasted: str) -> None:
     settings = settings_from(monkeypatch, CORE_DATABASE_URL=pasted)
 
     url = make_url(settings.core_database_url)
     assert (url.drivername, url.username, url.password, url.host, url.port, url.database) == (
-        "postgresql+psycopg2", "app", "pw", "db.internal", 5432, "app"
+        "postgresql+psycopg2",
+        "app",
+        "pw",
+        "db.internal",
+        5432,
+        "app",
     )
 
 
 @pytest.mark.parametrize("password", ["p@ss%word", "p%40ss%25word"])
 def test_password_with_at_or_percent_is_read_whole(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
-    settings = settings_from(monkeypatch, AUDIT_DATABASE_URL=f"postgresql://app:{password}@db.internal/audit?sslmode=require")
+    settings = settings_from(
+        monkeypatch, AUDIT_DATABASE_URL=f"postgresql://app:{password}@db.internal/audit?sslmode=require"
+    )
 
     url = make_url(settings.audit_database_url)
-    assert (url.password, url.host, url.database, dict(url.query)) == ("p@ss%word", "db.internal", "audit", {"sslmode": "require"})
+    assert (url.password, url.host, url.database, dict(url.query)) == (
+        "p@ss%word",
+        "db.internal",
+        "audit",
+        {"sslmode": "require"},
+    )
 
 
 def test_database_url_is_accepted_for_core(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +67,9 @@ def test_defaults_are_sqlite_files_under_var(monkeypatch: pytest.MonkeyPatch) ->
     assert settings.audit_database_url == f"sqlite:///{PROJECT_ROOT / 'var' / 'audit.db'}"
 
 
-def test_environment_wins_over_settings_file_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_environment_wins_over_settings_file_which_wins_over_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     env_file = tmp_path / "local.env"
     env_file.write_text("CORE_DATABASE_URL=sqlite:////tmp/from-file.db\nDB_POOL_SIZE=3\n")
 
@@ -63,9 +81,16 @@ def test_environment_wins_over_settings_file_which_wins_over_defaults(monkeypatc
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
-def test_example_secret_key_is_refused_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
+def test_example_secret_key_is_refused_outside_local_and_test(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY is the example key"):
         settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY=EXAMPLE_SECRET_KEY)
+
+
+def test_short_secret_key_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="at least 32 characters"):
+        settings_from(monkeypatch, ENVIRONMENT="production", SECRET_KEY="hunter2")
 
 
 def test_real_secret_key_is_accepted_in_production(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,7 +67,9 @@ def test_status_shows_a_row_per_database_with_masked_url(configured_databases, a
     assert audit.split()[2:] == [HEAD, HEAD, "0", "differ:", "add_table", "audit_notes"]
 
 
-def test_status_masks_the_password_and_reports_an_unreachable_database(configured_databases, monkeypatch, capsys) -> None:
+def test_status_masks_the_password_and_reports_an_unreachable_database(
+    configured_databases, monkeypatch, capsys
+) -> None:
     from src.core.config import settings
 
     monkeypatch.setattr(settings, "core_database_url", "postgresql://app:s3cr%40t@127.0.0.1:1/app")
@@ -124,7 +126,7 @@ def test_concurrent_upgrades_apply_each_revision_once(configured_databases) -> N
         subprocess.Popen(upgrade, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
-    results = [run.communicate(timeout=60) + (run.returncode,) for run in runs]
+    results = [(*run.communicate(timeout=60), run.returncode) for run in runs]
 
     assert [code for _, _, code in results] == [0, 0, 0], results
     outputs = sorted(out for out, _, _ in results)

@@ -70,8 +70,12 @@ def test_guide_data_migration_fills_full_name_from_existing_rows(configured_data
         " VALUES (:id, :email, :username, :first, :last, 'x', true, CURRENT_TIMESTAMP)"
     )
     with engine.begin() as connection:
-        connection.execute(insert, {"id": "a" * 32, "email": "ada@example.com", "username": "ada", "first": "Ada", "last": "Lovelace"})
-        connection.execute(insert, {"id": "b" * 32, "email": "alan@example.com", "username": "alan", "first": "Alan", "last": "Turing"})
+        connection.execute(
+            insert, {"id": "a" * 32, "email": "ada@example.com", "username": "ada", "first": "Ada", "last": "Lovelace"}
+        )
+        connection.execute(
+            insert, {"id": "b" * 32, "email": "alan@example.com", "username": "alan", "first": "Alan", "last": "Turing"}
+        )
 
     command.upgrade(alembic_config(db="core"), second)
     with engine.connect() as connection:
