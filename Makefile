@@ -10,7 +10,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev-server test lint migrate-create migrate-upgrade migrate-rollback \
-	migrate-status migrate-history migrate-check migrate-sql
+	migrate-status migrate-history migrate-check migrate-sql audit-relay audit-prune
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,3 +55,9 @@ migrate-check: install ## Fail when any database's models differ from its migrat
 
 migrate-sql: install ## Offline SQL to stdout, or OUT=dir/<db>.sql [DB=] [FROM=revision]
 	@$(MIGRATE) sql --db "$(DB)" --out "$(OUT)" --from "$(FROM)"
+
+audit-relay: install ## Deliver outbox events to the audit database once, or every interval with LOOP=1
+	@$(PY) -m src.audit_jobs relay $(if $(filter 1,$(LOOP)),--loop)
+
+audit-prune: install ## Delete audit events older than DAYS=N, in batches
+	@$(PY) -m src.audit_jobs prune --days "$(DAYS)"

@@ -109,6 +109,8 @@ def run_migrations_online() -> None:
                 transaction_per_migration=True,
                 process_revision_directives=skip_empty_revision,
             )
+            # Read under the lock, so callers can tell what this run itself changed.
+            config.attributes.setdefault("revisions_before", {})[name] = context.get_context().get_current_revision()
             with context.begin_transaction():
                 context.run_migrations(engine_name=name)
         engine.dispose()

@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from src.core.config import normalize_database_url, settings
 from src.core.databases import DATABASES, dispose_engines
+from src.core.schema_versions import alembic_config
 
 POSTGRES_URL = normalize_database_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -82,3 +84,10 @@ def configured_databases(database_urls: DatabaseUrls, monkeypatch: pytest.Monkey
         monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
     yield database_urls
     dispose_engines()
+
+
+@pytest.fixture
+def migrated_databases(configured_databases: DatabaseUrls) -> DatabaseUrls:
+    """The test's databases brought to head by the real migrations."""
+    command.upgrade(alembic_config(), "head")
+    return configured_databases

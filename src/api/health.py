@@ -5,18 +5,13 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 
-from src.services.readiness import DatabaseReadiness, check_databases
+from src.services.readiness import Readiness, check_readiness
 
 router = APIRouter(tags=["health"])
 
 
 class Health(BaseModel):
     status: Literal["ok"]
-
-
-class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
-    databases: dict[str, DatabaseReadiness]
 
 
 @router.get("/health")
@@ -27,9 +22,8 @@ def health() -> Health:
 
 @router.get("/ready", responses={503: {"model": Readiness}})
 def ready(request: Request, response: Response) -> Readiness:
-    """Every database is reachable and at the migrations' head; 503 otherwise."""
-    databases = check_databases(request.app.state.schema_head)
-    is_ready = all(database.status == "ok" for database in databases.values())
-    if not is_ready:
+    """200 when the service can serve (ready, or degraded without audit); 503 otherwise."""
+    readiness = check_readiness(request.app.state.schema_head)
+    if readiness.status == "not_ready":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Readiness(status="ready" if is_ready else "not_ready", databases=databases)
+    return readiness

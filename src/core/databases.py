@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
@@ -38,6 +39,8 @@ class Database:
     name: str
     base: type[SQLModel]
     url_setting: str
+    # The API serves requests without an optional database; while it is unreachable the service is degraded.
+    required: bool = True
 
     @property
     def metadata(self) -> MetaData:
@@ -50,7 +53,7 @@ class Database:
 
 DATABASES: dict[str, Database] = {
     "core": Database("core", CoreModel, "core_database_url"),
-    "audit": Database("audit", AuditModel, "audit_database_url"),
+    "audit": Database("audit", AuditModel, "audit_database_url", required=False),
 }
 
 
@@ -68,6 +71,12 @@ def get_database(name: str) -> Database:
 
 def mask_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+def database_error_reason(error: DBAPIError) -> str:
+    """The driver's own first line (it names host and port, never the password)."""
+    text = str(error.orig).strip()
+    return text.splitlines()[0] if text else type(error.orig or error).__name__
 
 
 def create_database_engine(url: str, **kwargs: Any) -> Engine:

@@ -6,6 +6,8 @@ import sys
 
 from pydantic import ValidationError
 
+from src.core.cli import fail, invalid_settings
+
 COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "sql")
 
 
@@ -38,15 +40,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 getattr(commands, args.command)(db)
         except (commands.MigrateError, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+            return fail(str(error))
     except BrokenPipeError:  # the reader went away (piped to head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
-        print(f"error: invalid settings: {problems}", file=sys.stderr)
-        return 1
+        return invalid_settings(error)
     return 0
 
 

@@ -14,7 +14,14 @@ from sqlalchemy import pool
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from src.core.config import PROJECT_ROOT
-from src.core.databases import DATABASES, Database, create_database_engine, get_database, mask_url
+from src.core.databases import (
+    DATABASES,
+    Database,
+    create_database_engine,
+    database_error_reason,
+    get_database,
+    mask_url,
+)
 from src.core.schema_versions import alembic_config, current_revision, script_directory
 
 
@@ -32,14 +39,11 @@ def reporting_errors(database: Database) -> Iterator[None]:
     try:
         yield
     except OperationalError as error:
-        raise MigrateError(f"{database.name}: cannot use {mask_url(database.url)}: {first_line(error.orig)}") from None
+        raise MigrateError(
+            f"{database.name}: cannot use {mask_url(database.url)}: {database_error_reason(error)}"
+        ) from None
     except DBAPIError as error:
-        raise MigrateError(f"{database.name}: database error: {first_line(error.orig)}") from None
-
-
-def first_line(error: BaseException | None) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise MigrateError(f"{database.name}: database error: {database_error_reason(error)}") from None
 
 
 def read_current(database: Database) -> str | None:
@@ -98,9 +102,10 @@ def show(revision: str | None) -> str:
 def upgrade(db: str | None) -> None:
     """Bring every database (or DB=) to head, one database at a time, saying what each did."""
     for database in selected(db):
-        before = read_current(database)
+        config = alembic_config(db=database.name)
         with reporting_errors(database):
-            command.upgrade(alembic_config(db=database.name), "head")
+            command.upgrade(config, "head")
+        before = config.attributes["revisions_before"][database.name]
         after = read_current(database)
         if before == after:
             print(f"{database.name}: already at head {show(after)}")

@@ -1,0 +1,16 @@
+"""What the command-line entry points share. Imports no settings, so it can report invalid ones."""
+
+import sys
+
+from pydantic import ValidationError
+
+
+def fail(message: str) -> int:
+    """Print one error line to stderr; returns the exit status."""
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def invalid_settings(error: ValidationError) -> int:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+    return fail(f"invalid settings: {problems}")

@@ -1,0 +1,74 @@
+"""Moves audit events from the core outbox to the audit database, and prunes old ones.
+
+Delivery is at-least-once made exactly-once: events are inserted into audit
+first, ignoring ids already there, and only then deleted from the outbox. A
+crash between the two re-delivers the batch, and the insert skips what arrived.
+
+On PostgreSQL a batch is claimed with ``FOR UPDATE SKIP LOCKED``, so concurrent
+relays take disjoint batches. SQLite has no row locks: concurrent relays may read
+the same batch, and the id check still keeps one copy of each event.
+"""
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.databases import get_engine
+from src.core.timestamps import utcnow
+
+OUTBOX: Table = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
+AUDIT_EVENTS: Table = AuditEvent.metadata.tables[AuditEvent.__tablename__]
+
+
+def insert_ignoring_delivered(connection: Connection) -> Insert:
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+    return sqlite.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+
+
+def relay_batch(*, batch_size: int) -> int:
+    """Deliver up to ``batch_size`` of the oldest outbox events; returns how many."""
+    claim = select(OUTBOX).order_by(OUTBOX.c.occurred_at, OUTBOX.c.id).limit(batch_size)
+    with get_engine("core").begin() as core:
+        if core.dialect.name == "postgresql":
+            claim = claim.with_for_update(skip_locked=True)
+        events = [dict(row) for row in core.execute(claim).mappings()]
+        if not events:
+            return 0
+        with get_engine("audit").begin() as audit:
+            audit.execute(insert_ignoring_delivered(audit), events)
+        core.execute(delete(OUTBOX).where(OUTBOX.c.id.in_([event["id"] for event in events])))
+    return len(events)
+
+
+def relay_pending(*, batch_size: int) -> int:
+    """Deliver batches until the outbox is empty; returns how many events were delivered."""
+    delivered = 0
+    while count := relay_batch(batch_size=batch_size):
+        delivered += count
+        if count < batch_size:
+            break
+    return delivered
+
+
+def outbox_backlog() -> int:
+    """Events recorded in core and not yet delivered to audit."""
+    with get_engine("core").connect() as core:
+        return int(core.execute(select(func.count()).select_from(OUTBOX)).scalar_one())
+
+
+def prune_audit_events(*, older_than_days: int, batch_size: int = 5000) -> int:
+    """Delete audit events older than the given number of days, a batch per transaction; returns how many."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    oldest = select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.occurred_at < cutoff).limit(batch_size)
+    deleted = 0
+    while True:
+        with get_engine("audit").begin() as audit:
+            count = audit.execute(delete(AUDIT_EVENTS).where(AUDIT_EVENTS.c.id.in_(oldest.scalar_subquery()))).rowcount
+        deleted += count
+        if count < batch_size:
+            return deleted

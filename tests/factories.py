@@ -1,0 +1,30 @@
+"""Small factories shared by tests: rows put straight into the databases."""
+
+import uuid
+from datetime import timedelta
+
+from sqlmodel import Session
+
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.databases import get_engine
+from src.core.timestamps import utcnow
+
+
+def record(count: int, *, start_minutes_ago: int = 60) -> list[uuid.UUID]:
+    """Put events straight into the core outbox, oldest first; returns their ids."""
+    events = [
+        OutboxEvent(
+            occurred_at=utcnow() - timedelta(minutes=start_minutes_ago) + timedelta(milliseconds=index),
+            action="workspace.created",
+            outcome="success",
+            actor_type="user",
+            actor_id=uuid.uuid4(),
+            context={"ip": "127.0.0.1"},
+            details={"index": index},
+        )
+        for index in range(count)
+    ]
+    with Session(get_engine("core")) as session:
+        session.add_all(events)
+        session.commit()
+        return [event.id for event in events]

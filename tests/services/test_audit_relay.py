@@ -1,0 +1,95 @@
+"""The outbox relay and retention, against real core and audit databases on both dialects."""
+
+import threading
+
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.databases import get_engine
+from src.services.audit_relay import outbox_backlog, prune_audit_events, relay_batch, relay_pending
+from tests.factories import record
+
+
+def delivered() -> list[AuditEvent]:
+    with Session(get_engine("audit")) as session:
+        return list(session.exec(select(AuditEvent).order_by(AuditEvent.occurred_at)).scalars())
+
+
+def test_relay_moves_events_to_audit_and_empties_the_outbox(migrated_databases) -> None:
+    ids = record(5)
+
+    assert relay_pending(batch_size=2) == 5
+
+    events = delivered()
+    assert [event.id for event in events] == ids
+    assert [event.details for event in events] == [{"index": index} for index in range(5)]
+    assert events[0].context == {"ip": "127.0.0.1"}
+    assert events[0].occurred_at.tzinfo is not None
+    assert outbox_backlog() == 0
+
+
+def test_relay_run_twice_delivers_once(migrated_databases) -> None:
+    ids = record(3)
+
+    assert relay_pending(batch_size=10) == 3
+    assert relay_pending(batch_size=10) == 0
+
+    assert sorted(event.id for event in delivered()) == sorted(ids)
+
+
+def test_crash_between_audit_insert_and_outbox_delete_delivers_once(migrated_databases) -> None:
+    ids = record(4)
+    # A relay that died after committing to audit and before deleting from the outbox left this behind.
+    with Session(get_engine("core")) as core, Session(get_engine("audit")) as audit:
+        for event in core.exec(select(OutboxEvent).order_by(OutboxEvent.occurred_at).limit(2)).scalars():
+            audit.add(AuditEvent.model_validate(event.model_dump()))
+        audit.commit()
+
+    assert relay_pending(batch_size=10) == 4
+
+    assert [event.id for event in delivered()] == ids
+    assert outbox_backlog() == 0
+
+
+def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
+    ids = record(5)
+
+    assert relay_batch(batch_size=2) == 2
+
+    assert [event.id for event in delivered()] == ids[:2]
+    assert outbox_backlog() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_concurrent_relays_deliver_each_event_exactly_once(migrated_databases) -> None:
+    ids = record(600)
+    counts: list[int] = []
+    start = threading.Barrier(2)
+
+    def relay() -> None:
+        start.wait()
+        counts.append(relay_pending(batch_size=25))
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sum(counts) == 600  # no event was claimed by both relays
+    assert sorted(event.id for event in delivered()) == sorted(ids)
+    assert outbox_backlog() == 0
+
+
+def test_prune_deletes_only_events_older_than_the_given_days(migrated_databases) -> None:
+    record(3, start_minutes_ago=60 * 24 * 40)
+    recent = record(2)
+    relay_pending(batch_size=10)
+
+    assert prune_audit_events(older_than_days=30, batch_size=2) == 3
+
+    assert [event.id for event in delivered()] == recent
