@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TEST_WORKERS ?= 3
 MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
@@ -28,7 +29,7 @@ dev-server: install migrate-upgrade ## Migrate, then serve with reload on HOST:P
 	$(PY) -m uvicorn src.main:app --reload --host $(HOST) --port $(PORT)
 
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
-	@SETTINGS_FILE=config/test.env $(PY) -m pytest
+	@SETTINGS_FILE=config/test.env $(PY) -m pytest -n $(TEST_WORKERS)
 
 lint: install ## ruff (lint and format check) and mypy
 	@$(PY) -m ruff check .

@@ -7,21 +7,29 @@ from fastapi import FastAPI
 
 from src.api import health
 from src.api.v1.models import load_models
-from src.core.databases import dispose_engines
+from src.api.v1.router import router as v1_router
+from src.core.databases import dispose_engines, get_engine
+from src.core.errors import register_error_handler
 from src.core.schema_versions import script_directory
+from src.core.sessions import RequestSessions, size_worker_threads
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     load_models()
     app.state.schema_head = script_directory().get_current_head()
+    # The API's sessions are on the core database; admission follows its pool (src/core/sessions.py).
+    app.state.sessions = RequestSessions.for_engine(get_engine("core"))
+    size_worker_threads(app.state.sessions.capacity)
     yield
     dispose_engines()
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="FastAPI starter", lifespan=lifespan)
+    register_error_handler(app)
     app.include_router(health.router)
+    app.include_router(v1_router)
     return app
 
 

@@ -74,14 +74,10 @@ def upgrade_core() -> None:
             name=op.f("fk_workspace_members_workspace_id_workspaces"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint(
-            "workspace_id", "user_id", name=op.f("pk_workspace_members")
-        ),
+        sa.PrimaryKeyConstraint("workspace_id", "user_id", name=op.f("pk_workspace_members")),
     )
     with op.batch_alter_table("workspace_members", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_workspace_members_user_id"), ["user_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_workspace_members_user_id"), ["user_id"], unique=False)
 
     # ### end Alembic commands ###
 

@@ -14,7 +14,8 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE_SECRET_KEY = "example-secret-key-change-me"
+EXAMPLE_SECRET_KEY = "example-secret-key-change-me-before-any-deploy"
+MIN_SECRET_KEY_LENGTH = 32
 
 Environment = Literal["local", "test", "staging", "production"]
 
@@ -67,16 +68,43 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
 
+    # Bearer tokens: HS256 signed with secret_key; issuer and audience are checked on every request.
+    access_token_expire_minutes: int = Field(default=60, ge=1)
+    jwt_issuer: str = Field(default="fastapi-starter", min_length=1)
+    jwt_audience: str = Field(default="fastapi-starter-api", min_length=1)
+
+    # Argon2id cost. The defaults are argon2-cffi's (64 MiB, 3 passes); only tests may go cheaper.
+    password_hash_memory_kib: int = Field(default=65536, ge=8)
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_parallelism: int = Field(default=4, ge=1)
+
+    # The relay that moves audit events from the core outbox to the audit database (src/services/audit_relay.py).
+    audit_relay_enabled: bool = True
+    audit_relay_interval_seconds: float = Field(default=2.0, gt=0)
+    audit_relay_batch_size: int = Field(default=500, ge=1, le=10000)
+
     @field_validator("core_database_url", "audit_database_url")
     @classmethod
     def _normalize_url(cls, url: str) -> str:
         return normalize_database_url(url)
 
     @model_validator(mode="after")
-    def _refuse_example_secret(self) -> "Settings":
-        if self.environment not in ("local", "test") and self.secret_key == EXAMPLE_SECRET_KEY:
+    def _refuse_weak_secret_outside_local(self) -> "Settings":
+        if self.environment in ("local", "test"):
+            return self
+        if self.secret_key == EXAMPLE_SECRET_KEY:
+            raise ValueError(f"SECRET_KEY is the example key; set a real one for ENVIRONMENT={self.environment}")
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters outside local and test")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_weak_password_hashing(self) -> "Settings":
+        # OWASP's floor for argon2id is 19 MiB with 2 passes; cheaper hashing only keeps test runs fast.
+        if self.environment != "test" and (self.password_hash_memory_kib < 19456 or self.password_hash_time_cost < 2):
             raise ValueError(
-                f"SECRET_KEY is the example key; set a real one for ENVIRONMENT={self.environment}"
+                "PASSWORD_HASH_MEMORY_KIB below 19456 or PASSWORD_HASH_TIME_COST below 2 is allowed only with "
+                f"ENVIRONMENT=test, not {self.environment}"
             )
         return self
 
@@ -85,4 +113,4 @@ def settings_file() -> Path:
     return PROJECT_ROOT / os.environ.get("SETTINGS_FILE", "config/local.env")
 
 
-settings = Settings(_env_file=settings_file())  # type: ignore[call-arg]
+settings = Settings(_env_file=settings_file())

@@ -51,7 +51,9 @@ def test_check_names_only_the_database_whose_models_drifted(configured_databases
 def test_check_refuses_a_database_behind_head(configured_databases) -> None:
     commands.upgrade("core")
 
-    with pytest.raises(MigrateError, match=rf"audit: {len(REVISIONS)} revision\(s\) not applied; run make migrate-upgrade first"):
+    with pytest.raises(
+        MigrateError, match=rf"audit: {len(REVISIONS)} revision\(s\) not applied; run make migrate-upgrade first"
+    ):
         commands.check(None)
 
 

@@ -3,8 +3,7 @@
 import threading
 
 import pytest
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
@@ -15,7 +14,7 @@ from tests.factories import record
 
 def delivered() -> list[AuditEvent]:
     with Session(get_engine("audit")) as session:
-        return list(session.exec(select(AuditEvent).order_by(AuditEvent.occurred_at)).scalars())
+        return list(session.exec(select(AuditEvent).order_by(col(AuditEvent.occurred_at))))
 
 
 def test_relay_moves_events_to_audit_and_empties_the_outbox(migrated_databases) -> None:
@@ -44,7 +43,7 @@ def test_crash_between_audit_insert_and_outbox_delete_delivers_once(migrated_dat
     ids = record(4)
     # A relay that died after committing to audit and before deleting from the outbox left this behind.
     with Session(get_engine("core")) as core, Session(get_engine("audit")) as audit:
-        for event in core.exec(select(OutboxEvent).order_by(OutboxEvent.occurred_at).limit(2)).scalars():
+        for event in core.exec(select(OutboxEvent).order_by(col(OutboxEvent.occurred_at)).limit(2)):
             audit.add(AuditEvent.model_validate(event.model_dump()))
         audit.commit()
 

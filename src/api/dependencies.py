@@ -1,0 +1,82 @@
+"""Dependencies as validators: each alias loads what an endpoint needs and checks access once.
+
+An endpoint that takes ``WorkspaceForAdmin`` cannot forget the role check; one
+that takes ``CurrentUser`` cannot be reached without a valid token.
+"""
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import OAuth2PasswordBearer
+from sqlmodel import Session
+
+from src.api.v1.models.user import User
+from src.api.v1.models.workspace_member import Role
+from src.core.errors import Unauthorized
+from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
+from src.core.sessions import RequestSessions
+from src.services import users, workspaces
+from src.services.workspaces import Membership
+
+TOKEN_URL = "/api/v1/auth/token"
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's unit of work: committed after the endpoint returns, rolled back if it raises.
+
+    Async on purpose: waiting for admission and creating the session take no worker thread
+    (see src/core/sessions.py for why that keeps the server answering under load).
+    """
+    sessions: RequestSessions = request.app.state.sessions
+    async with sessions.unit_of_work() as session:
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a failed commit is never reported as success.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
+
+
+def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(bearer_token)]) -> User:
+    if token is None:
+        raise Unauthorized("not authenticated: send Authorization: Bearer <token> from POST " + TOKEN_URL)
+    return users.user_for_token(session, token)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def _workspace_access(minimum_role: Role) -> Callable[[Session, User, uuid.UUID], Membership]:
+    def workspace_for_role(session: SessionDep, user: CurrentUser, workspace_id: uuid.UUID) -> Membership:
+        return workspaces.get_membership(session, workspace_id=workspace_id, user_id=user.id, minimum_role=minimum_role)
+
+    return workspace_for_role
+
+
+# 404 when the caller is not a member (or the workspace does not exist), 403 when the role is too low.
+WorkspaceForMember = Annotated[Membership, Depends(_workspace_access(Role.MEMBER))]
+WorkspaceForAdmin = Annotated[Membership, Depends(_workspace_access(Role.ADMIN))]
+WorkspaceForOwner = Annotated[Membership, Depends(_workspace_access(Role.OWNER))]
+
+
+async def get_page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
+    cursor: Annotated[
+        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of the previous page")
+    ] = None,
+) -> PageRequest:
+    if not cursor:
+        return PageRequest(limit=limit)
+    try:
+        return PageRequest(limit=limit, cursor=Cursor.decode(cursor))
+    except ValueError as error:
+        raise RequestValidationError(
+            [{"type": "invalid_cursor", "loc": ("query", "cursor"), "msg": str(error)}]
+        ) from None
+
+
+PageParams = Annotated[PageRequest, Depends(get_page_request)]

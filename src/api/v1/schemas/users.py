@@ -1,0 +1,57 @@
+"""Users and tokens: what sign-up and profile changes accept, and what a user looks like to clients."""
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from src.api.v1.schemas.fields import Email, Password, PersonName, Username
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    username: Username = Field(
+        description="3-32 lowercase letters, digits, '.', '_' or '-'; starts with a letter or digit"
+    )
+    password: Password
+    first_name: PersonName
+    last_name: PersonName
+
+
+class UserUpdate(BaseModel):
+    """Fields left out stay as they are; a new password needs the current one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+    password: Password | None = None
+    current_password: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _password_change_needs_current_password(self) -> "UserUpdate":
+        if self.password is not None and self.current_password is None:
+            raise ValueError("current_password is required to change the password")
+        return self
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    username: str
+    first_name: str
+    last_name: str
+    full_name: str
+    is_active: bool
+    created_at: datetime
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the token expires")

@@ -1,0 +1,63 @@
+"""Workspaces and members: what creating and changing them accepts, and how they are shown."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from src.api.v1.models.workspace_member import Role
+from src.api.v1.schemas.fields import Email, WorkspaceName
+
+
+class WorkspaceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: WorkspaceName
+
+
+class WorkspaceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: WorkspaceName
+
+
+class WorkspacePublic(BaseModel):
+    """A workspace and the caller's role in it."""
+
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    role: Role
+
+
+class MemberCreate(BaseModel):
+    """The user to add, by exactly one of ``email`` and ``user_id``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = None
+    user_id: uuid.UUID | None = None
+    role: Role = Role.MEMBER
+
+    @model_validator(mode="after")
+    def _exactly_one_user_reference(self) -> "MemberCreate":
+        if (self.email is None) == (self.user_id is None):
+            raise ValueError("give exactly one of email and user_id")
+        return self
+
+
+class MemberUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+class MemberPublic(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    username: str
+    first_name: str
+    last_name: str
+    full_name: str
+    role: Role
+    joined_at: datetime

@@ -1,0 +1,146 @@
+"""One error root, one handler, one shape: ``{"error": <stable code>, "detail": <message>}``.
+
+Services raise subclasses of ``AppError``; request validation errors, unknown
+routes and unexpected exceptions are turned into the same shape, so a client
+never sees a stack trace or a second format.
+"""
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    message: str
+    type: str
+
+
+class ValidationErrorResponse(ErrorResponse):
+    fields: list[FieldError]
+
+
+class AppError(Exception):
+    """Base of every error the app raises on purpose; ``code`` is stable, ``detail`` is for people."""
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    headers: ClassVar[dict[str, str] | None] = None
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "not_authenticated"
+    # RFC 6750: a 401 for a bearer-protected resource names the scheme.
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "invalid_credentials"
+
+
+class WrongPassword(AppError):
+    status_code = 400
+    code = "wrong_password"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "insufficient_role"
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": model, "description": description}
+    for status, model, description in [
+        (400, ErrorResponse, "Bad request"),
+        (401, ErrorResponse, "Missing, invalid or expired credentials"),
+        (403, ErrorResponse, "Role too low inside a workspace the caller belongs to"),
+        (404, ErrorResponse, "Not found, or not visible to the caller"),
+        (409, ErrorResponse, "Conflicts with the current state"),
+        (422, ValidationErrorResponse, "Invalid input"),
+    ]
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an endpoint can answer with."""
+    return {status: ERROR_RESPONSES[status] for status in statuses}
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _field_error(error: Any) -> FieldError:
+    # Never echo the rejected input: it may be a password.
+    return FieldError(
+        loc=list(error.get("loc", ())), message=str(error.get("msg", "")), type=str(error.get("type", ""))
+    )
+
+
+def _validation_detail(fields: list[FieldError]) -> str:
+    first = fields[0]
+    where = ".".join(str(part) for part in first.loc[1:]) or ".".join(str(part) for part in first.loc)
+    more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
+    return f"{where}: {first.message}{more}" if where else f"{first.message}{more}"
+
+
+def _json(status_code: int, body: BaseModel, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
+
+
+async def handle_error(request: Request, error: Exception) -> JSONResponse:
+    """The one handler: every error the app answers with goes through here."""
+    if isinstance(error, AppError):
+        return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.headers)
+    if isinstance(error, RequestValidationError):
+        fields = [_field_error(item) for item in error.errors()] or [
+            FieldError(loc=[], message="invalid request", type="value_error")
+        ]
+        body = ValidationErrorResponse(error="validation_error", detail=_validation_detail(fields), fields=fields)
+        return _json(422, body)
+    if isinstance(error, StarletteHTTPException):
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        return _json(error.status_code, ErrorResponse(error=code, detail=str(error.detail)), error.headers)
+    # Starlette's ServerErrorMiddleware re-raises after this response, so the server logs the traceback.
+    return _json(500, ErrorResponse(error="internal_error", detail="internal server error"))
+
+
+def register_error_handler(app: FastAPI) -> None:
+    for error_class in (AppError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(error_class, handle_error)

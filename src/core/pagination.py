@@ -1,0 +1,89 @@
+"""Keyset pagination: rows in a stable (created_at, id) order and an opaque cursor past the last one.
+
+A keyset stays correct while rows are added or removed between pages, where an
+offset would skip or repeat them.
+"""
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Mapped
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_CURSOR_LENGTH = 200
+
+Row = TypeVar("Row")
+Statement = TypeVar("Statement", bound=Select[*tuple[Any, ...]])
+Item = TypeVar("Item")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The sort key of the last row of a page."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = json.dumps([self.created_at.isoformat(), str(self.id)], separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> "Cursor":
+        """The cursor ``encode`` made; ``ValueError`` for anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            created_at, id_ = json.loads(raw)
+            cursor = cls(datetime.fromisoformat(created_at), uuid.UUID(id_))
+            if cursor.created_at.tzinfo is None:
+                raise ValueError("naive timestamp")
+            return cls(cursor.created_at.astimezone(UTC), cursor.id)
+        except (ValueError, TypeError, AttributeError, OverflowError):
+            raise ValueError("the cursor is malformed; pass back a next_cursor from a previous page") from None
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int = DEFAULT_LIMIT
+    cursor: Cursor | None = None
+
+
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None
+
+
+def keyset_statement(
+    statement: Statement,
+    page: PageRequest,
+    *,
+    created_at: Mapped[datetime],
+    id_: Mapped[uuid.UUID],
+    newest_first: bool = False,
+) -> Statement:
+    """Order by (created_at, id), start after the cursor and fetch one row more than the page holds."""
+    if page.cursor is not None:
+        at, id_value = page.cursor.created_at, page.cursor.id
+        if newest_first:
+            statement = statement.where(or_(created_at < at, and_(created_at == at, id_ < id_value)))
+        else:
+            statement = statement.where(or_(created_at > at, and_(created_at == at, id_ > id_value)))
+    order = (created_at.desc(), id_.desc()) if newest_first else (created_at.asc(), id_.asc())
+    return statement.order_by(*order).limit(page.limit + 1)
+
+
+def split_page(
+    rows: Sequence[Row], page: PageRequest, cursor_of: Callable[[Row], Cursor]
+) -> tuple[list[Row], str | None]:
+    """The page's rows and the cursor of the next page, None on the last one."""
+    items = list(rows[: page.limit])
+    has_more = len(rows) > page.limit
+    return items, cursor_of(items[-1]).encode() if has_more and items else None

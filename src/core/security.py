@@ -1,0 +1,90 @@
+"""Password hashing (argon2id, pwdlib) and bearer tokens (HS256 JWT, pyjwt)."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+import jwt
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+from src.core.config import settings
+from src.core.errors import InvalidToken
+from src.core.timestamps import utcnow
+
+# Only this algorithm is accepted when decoding, which rules out "none" and key confusion.
+JWT_ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud"]
+
+
+@cache
+def _password_hash(memory_kib: int, time_cost: int, parallelism: int) -> PasswordHash:
+    return PasswordHash((Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism),))
+
+
+def password_hash() -> PasswordHash:
+    return _password_hash(
+        settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
+    )
+
+
+def hash_password(password: str) -> str:
+    return password_hash().hash(password)
+
+
+def verify_password(password: str, hashed_password: str) -> bool:
+    return password_hash().verify(password, hashed_password)
+
+
+@cache
+def _dummy_hash(memory_kib: int, time_cost: int, parallelism: int) -> str:
+    return _password_hash(memory_kib, time_cost, parallelism).hash("not-a-password")
+
+
+def spend_verification_time(password: str) -> None:
+    """Verify against a throwaway hash, so an unknown login takes as long as a wrong password."""
+    dummy = _dummy_hash(
+        settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
+    )
+    password_hash().verify(password, dummy)
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    expires_at: datetime
+    expires_in: int
+
+
+def create_access_token(user_id: uuid.UUID, *, now: datetime | None = None) -> AccessToken:
+    issued_at = now or utcnow()
+    lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+    expires_at = issued_at + lifetime
+    claims = {
+        "sub": str(user_id),
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": issued_at,
+        "exp": expires_at,
+    }
+    token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
+    return AccessToken(token=token, expires_at=expires_at, expires_in=int(lifetime.total_seconds()))
+
+
+def decode_access_token(token: str) -> uuid.UUID:
+    """The user id a valid token was issued for; ``InvalidToken`` for anything else."""
+    try:
+        claims = jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=[JWT_ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": REQUIRED_CLAIMS},
+        )
+        return uuid.UUID(str(claims["sub"]))
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("the token has expired") from None
+    except (jwt.PyJWTError, ValueError):
+        raise InvalidToken("the token is invalid") from None

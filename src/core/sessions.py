@@ -1,0 +1,99 @@
+"""One session and one commit per request, sized so that concurrent requests cannot stall the pool.
+
+The deadlock this avoids: a sync dependency queries (its connection stays
+checked out until the request's transaction ends), then the request waits for a
+worker thread to run the endpoint; meanwhile every worker thread belongs to
+another request that waits for a connection. Neither side can move until
+``pool_timeout`` fails them all.
+
+The rule that prevents it: no request may hold a connection while waiting for
+one. So at most as many requests as the pool has connections are *admitted* at
+once (an async limiter: a waiting request holds no thread and no connection),
+the session is created on the event loop without connecting (it connects
+lazily, inside a worker thread, on its first query), and the commit runs on a
+thread of its own rather than queueing behind requests that wait for a worker.
+Admitted requests therefore always find a free connection, and the worker
+threads never block on the pool.
+
+Sizing: admission = pool_size + max_overflow, read from the engine's pool (so
+SQLite's own pool counts too). An admitted request runs at most one worker
+thread at a time, so the anyio thread limiter is raised to admission plus a few
+spares (``size_worker_threads``) and admitted requests never queue for threads.
+Capping threads at the pool size alone would not do: a request keeps its
+connection between its thread hops (dependency, endpoint, commit), holding no
+thread while it waits for the next one. FastAPI's ``Depends(max_concurrency=)``
+would do the admission too, but its limit is fixed at import, before settings
+and the engine exist.
+"""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
+from sqlmodel import Session
+
+# Worker threads left over for requests that need no database (/health) when every admitted request runs one.
+SPARE_WORKER_THREADS = 8
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """How many connections the engine's pool hands out at most; None when unbounded."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return None
+    # QueuePool has no public accessor for max_overflow; -1 means no limit.
+    max_overflow: int = pool._max_overflow
+    return None if max_overflow < 0 else pool.size() + max_overflow
+
+
+class RequestSessions:
+    """Hands each request one session, admitting no more requests than ``capacity`` at once."""
+
+    def __init__(self, session_factory: Callable[[], Session], *, capacity: int | None) -> None:
+        self._session_factory = session_factory
+        self.capacity = capacity
+        self._admission = anyio.CapacityLimiter(capacity) if capacity is not None else None
+
+    @classmethod
+    def for_engine(cls, engine: Engine) -> "RequestSessions":
+        return cls(lambda: Session(engine), capacity=pool_capacity(engine))
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[Session]:
+        """A session committed when the request succeeds and rolled back when it raises."""
+        if self._admission is None:
+            async with self._session() as session:
+                yield session
+        else:
+            async with self._admission, self._session() as session:
+                yield session
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[Session]:
+        session = self._session_factory()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await _in_own_thread(session.close)
+            raise
+        with anyio.CancelScope(shield=True):
+            try:
+                await _in_own_thread(session.commit)
+            finally:
+                await _in_own_thread(session.close)
+
+
+async def _in_own_thread(function: Callable[[], None]) -> None:
+    # A fresh limiter per call: this request holds a connection, so it must not queue for a shared worker.
+    await anyio.to_thread.run_sync(function, limiter=anyio.CapacityLimiter(1))
+
+
+def size_worker_threads(capacity: int | None) -> None:
+    """Give every admitted request a worker thread, plus spares for requests without a database."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    if capacity is not None:
+        limiter.total_tokens = max(limiter.total_tokens, capacity + SPARE_WORKER_THREADS)

@@ -1,0 +1,113 @@
+"""Recording audit events with the change they describe, and reading them back per workspace.
+
+Events are written to the core outbox in the caller's session, so the change and
+its event commit together or not at all; src/services/audit_relay.py moves them
+to the audit database. Reads go to the audit database.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Date, cast, func
+from sqlmodel import Session, col, select
+
+from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from src.core.request_context import current_request_context
+from src.core.timestamps import utcnow
+
+
+@dataclass(frozen=True)
+class Target:
+    type: str
+    id: uuid.UUID
+
+
+def record_event(
+    session: Session,
+    *,
+    action: str,
+    actor_id: uuid.UUID | None,
+    target: Target | None = None,
+    workspace_id: uuid.UUID | None = None,
+    outcome: str = "success",
+    details: dict[str, Any] | None = None,
+) -> OutboxEvent:
+    """Add an event to the outbox in ``session``; it is delivered only if the session commits."""
+    request = current_request_context()
+    event = OutboxEvent(
+        action=action,
+        outcome=outcome,
+        actor_type="user" if actor_id else "anonymous",
+        actor_id=actor_id,
+        workspace_id=workspace_id,
+        target_type=target.type if target else None,
+        target_id=target.id if target else None,
+        context=request.as_dict() if request else {},
+        details=details or {},
+    )
+    session.add(event)
+    return event
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    action: str | None = None
+    actor_id: uuid.UUID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_events(
+    session: Session, *, workspace_id: uuid.UUID, filters: EventFilter, page: PageRequest
+) -> tuple[list[AuditEvent], str | None]:
+    """A workspace's events, newest first, and the cursor of the next page."""
+    statement = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    if filters.action:
+        statement = statement.where(AuditEvent.action == filters.action)
+    if filters.actor_id:
+        statement = statement.where(AuditEvent.actor_id == filters.actor_id)
+    if filters.since:
+        statement = statement.where(AuditEvent.occurred_at >= filters.since)
+    if filters.until:
+        statement = statement.where(AuditEvent.occurred_at < filters.until)
+    statement = keyset_statement(
+        statement, page, created_at=col(AuditEvent.occurred_at), id_=col(AuditEvent.id), newest_first=True
+    )
+    rows = session.exec(statement).all()
+    return split_page(rows, page, lambda event: Cursor(event.occurred_at, event.id))
+
+
+@dataclass(frozen=True)
+class ActivityCount:
+    day: date
+    action: str
+    count: int
+
+
+def utc_day(session: Session, column: Any) -> ColumnElement[Any]:
+    """The UTC calendar day of a timestamp column, computed by the database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)  # SQLite keeps UTC timestamps as ISO text
+
+
+def activity(session: Session, *, workspace_id: uuid.UUID, days: int) -> tuple[date, list[ActivityCount]]:
+    """Events per UTC day and action over the last ``days`` days (today included), aggregated in SQL."""
+    first_day = utcnow().date() - timedelta(days=days - 1)
+    start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
+    day = utc_day(session, AuditEvent.occurred_at).label("day")
+    statement = (
+        select(day, AuditEvent.action, func.count().label("count"))
+        .where(AuditEvent.workspace_id == workspace_id, AuditEvent.occurred_at >= start)
+        .group_by(day, AuditEvent.action)
+        .order_by(day, AuditEvent.action)
+    )
+    counts = [
+        ActivityCount(day=date.fromisoformat(str(row_day)), action=action, count=count)
+        for row_day, action, count in session.exec(statement).all()
+    ]
+    return first_day, counts

@@ -1,0 +1,105 @@
+"""Users and their credentials: sign-up, log-in, bearer tokens and profile changes."""
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from src.api.v1.models.user import User
+from src.core.errors import Conflict, InvalidCredentials, InvalidToken, WrongPassword
+from src.core.security import decode_access_token, hash_password, spend_verification_time, verify_password
+
+
+class EmailTaken(Conflict):
+    code = "email_taken"
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+
+
+def _full_name(first_name: str, last_name: str) -> str:
+    return f"{first_name} {last_name}"
+
+
+def register_user(
+    session: Session, *, email: str, username: str, password: str, first_name: str, last_name: str
+) -> User:
+    """Create an active user, email lowercased; ``EmailTaken`` or ``UsernameTaken`` when either is in use."""
+    email = email.lower()
+    _ensure_available(session, email=email, username=username)
+    user = User(
+        email=email,
+        username=username,
+        first_name=first_name,
+        last_name=last_name,
+        full_name=_full_name(first_name, last_name),
+        hashed_password=hash_password(password),
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as error:
+        # A concurrent sign-up took the email or username between the check above and this insert;
+        # the constraint names (uq_users_username, ix_users_email) say which.
+        if "username" in str(error.orig):
+            raise UsernameTaken(f"the username {username!r} is already taken") from None
+        raise EmailTaken(f"the email {email!r} is already registered") from None
+    return user
+
+
+def _ensure_available(session: Session, *, email: str, username: str) -> None:
+    if session.exec(select(User.id).where(User.email == email)).first() is not None:
+        raise EmailTaken(f"the email {email!r} is already registered")
+    if session.exec(select(User.id).where(User.username == username)).first() is not None:
+        raise UsernameTaken(f"the username {username!r} is already taken")
+
+
+def find_user_by_login(session: Session, login: str) -> User | None:
+    """The user whose email (when ``login`` has an @) or username is ``login``, in any letter case."""
+    login = login.strip().lower()
+    # Nothing unprintable is a valid email or username, and PostgreSQL rejects NUL in text outright.
+    if not login or not login.isprintable():
+        return None
+    column = User.email if "@" in login else User.username
+    return session.exec(select(User).where(column == login)).first()
+
+
+def authenticate(session: Session, *, login: str, password: str) -> User:
+    """The active user with these credentials; ``InvalidCredentials`` without saying which part was wrong."""
+    user = find_user_by_login(session, login)
+    if user is None:
+        spend_verification_time(password)
+    elif verify_password(password, user.hashed_password) and user.is_active:
+        return user
+    raise InvalidCredentials("incorrect username, email or password")
+
+
+def user_for_token(session: Session, token: str) -> User:
+    """The active user a bearer token was issued to; ``InvalidToken`` otherwise."""
+    user = session.get(User, decode_access_token(token))
+    if user is None or not user.is_active:
+        raise InvalidToken("the token's user does not exist or is inactive")
+    return user
+
+
+def update_profile(
+    session: Session,
+    user: User,
+    *,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    password: str | None = None,
+    current_password: str | None = None,
+) -> User:
+    """Change names (keeping full_name in step) and the password, which needs the current one."""
+    if password is not None:
+        if current_password is None or not verify_password(current_password, user.hashed_password):
+            raise WrongPassword("current_password is missing or incorrect")
+        user.hashed_password = hash_password(password)
+    if first_name is not None:
+        user.first_name = first_name
+    if last_name is not None:
+        user.last_name = last_name
+    user.full_name = _full_name(user.first_name, user.last_name)
+    session.add(user)
+    session.flush()
+    return user

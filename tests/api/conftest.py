@@ -1,0 +1,175 @@
+"""API fixtures: one migrated core database per dialect, and a rolled-back transaction per test.
+
+The migrations run once per dialect (``migrated_engine``). Each test then works
+inside one outer transaction on one connection that is rolled back at the end
+(``connection``); the app's request sessions and the tests' factories join it
+through savepoints, so a request's commit is real for the next request and
+gone after the test.
+"""
+
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from alembic import command
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, event
+from sqlmodel import Session
+
+from src.api.v1.models.user import User
+from src.api.v1.models.workspace import Workspace
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from src.core.config import settings
+from src.core.databases import DATABASES, create_database_engine
+from src.core.schema_versions import alembic_config
+from src.core.security import create_access_token
+from src.core.sessions import RequestSessions
+from src.main import create_app
+from src.services import users, workspaces
+from tests.conftest import DatabaseUrls, create_postgres_databases, drop_postgres_databases
+
+PASSWORD = "correct horse battery"
+
+
+def _use_real_sqlite_transactions(engine: Engine) -> None:
+    """pysqlite opens transactions late and not for SAVEPOINT; emit BEGIN ourselves so the rollback covers all."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def migrated_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """An engine on a core database brought to head by the real migrations, once per dialect."""
+    if request.param == "sqlite":
+        folder = tmp_path_factory.mktemp("api")
+        urls: DatabaseUrls = {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
+    else:
+        admin = request.getfixturevalue("postgres_admin")
+        urls = create_postgres_databases(admin)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, url in urls.items():
+            monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
+        command.upgrade(alembic_config(), "head")
+    engine = create_database_engine(urls["core"])
+    if engine.dialect.name == "sqlite":
+        _use_real_sqlite_transactions(engine)
+    yield engine
+    engine.dispose()
+    if request.param == "postgresql":
+        drop_postgres_databases(request.getfixturevalue("postgres_admin"), urls)
+
+
+@pytest.fixture
+def connection(migrated_engine: Engine) -> Iterator[Connection]:
+    """The test's one connection, inside a transaction that is rolled back afterwards."""
+    with migrated_engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+def joined_session(connection: Connection) -> Session:
+    return Session(bind=connection, join_transaction_mode="create_savepoint")
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """The tests' own session: factories write through it, assertions read through it."""
+    with joined_session(connection) as session:
+        yield session
+
+
+@asynccontextmanager
+async def _no_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+def create_test_app() -> FastAPI:
+    """The real app without its lifespan, which would open the configured (development) databases."""
+    app = create_app()
+    app.router.lifespan_context = _no_lifespan
+    return app
+
+
+@pytest.fixture(scope="session")
+def shared_app() -> FastAPI:
+    # One app for the run: FastAPI prepares its routes on the first request, which is worth doing once.
+    return create_test_app()
+
+
+@pytest.fixture
+def app(shared_app: FastAPI, connection: Connection) -> FastAPI:
+    """The real app whose request sessions join the test's transaction, without the lifespan's engines."""
+    shared_app.state.sessions = RequestSessions(lambda: joined_session(connection), capacity=None)
+    return shared_app
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    # Entered once, the client keeps one event loop for all of the test's requests.
+    with TestClient(app) as client:
+        yield client
+
+
+MakeUser = Callable[..., User]
+MakeWorkspace = Callable[..., Workspace]
+AddMember = Callable[[Workspace, User, Role], WorkspaceMember]
+
+
+@pytest.fixture
+def make_user(session: Session) -> MakeUser:
+    """Register a user through the service; keyword arguments override the generated fields."""
+    numbers = itertools.count(1)
+
+    def make(**fields: str) -> User:
+        number = next(numbers)
+        values = {
+            "email": f"user{number}@example.com",
+            "username": f"user{number}",
+            "password": PASSWORD,
+            "first_name": "Test",
+            "last_name": f"User{number}",
+        } | fields
+        user = users.register_user(session, **values)
+        session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_workspace(session: Session) -> MakeWorkspace:
+    """A workspace whose only member is ``owner``, as an owner."""
+
+    def make(owner: User, name: str = "Acme") -> Workspace:
+        workspace = workspaces.create_workspace(session, owner_id=owner.id, name=name).workspace
+        session.commit()
+        return workspace
+
+    return make
+
+
+@pytest.fixture
+def add_member(session: Session) -> AddMember:
+    def add(workspace: Workspace, user: User, role: Role) -> WorkspaceMember:
+        member = WorkspaceMember(workspace_id=workspace.id, user_id=user.id, role=role)
+        session.add(member)
+        session.commit()
+        return member
+
+    return add
+
+
+def auth(user: User) -> dict[str, str]:
+    """Headers carrying a fresh bearer token for ``user``."""
+    return {"Authorization": f"Bearer {create_access_token(user.id).token}"}

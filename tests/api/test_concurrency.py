@@ -1,0 +1,143 @@
+"""The server keeps answering when in-flight requests far outnumber threads and pooled connections.
+
+A real uvicorn server in a thread, its real session dependency and a core
+database pool of two connections (on PostgreSQL; SQLite keeps its own pool
+size); a stall shows up as pool timeouts, so a regression fails in seconds.
+"""
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import uvicorn
+from alembic import command
+from sqlmodel import Session, func, select
+
+from src.api.v1.models.user import User
+from src.api.v1.models.workspace import Workspace
+from src.core.config import settings
+from src.core.databases import get_engine
+from src.core.schema_versions import alembic_config
+from src.main import create_app
+from src.services import users
+from tests.api.conftest import PASSWORD, auth
+from tests.conftest import DatabaseUrls
+
+SIMULTANEOUS_REQUESTS = 200
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    host: str
+    port: int
+    headers: dict[str, str]
+
+
+@pytest.fixture
+def live_server(configured_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
+    monkeypatch.setattr(settings, "db_pool_size", 2)
+    monkeypatch.setattr(settings, "db_max_overflow", 0)
+    monkeypatch.setattr(settings, "db_pool_timeout", 3.0)
+    command.upgrade(alembic_config(), "head")
+    with Session(get_engine("core")) as session:
+        user = users.register_user(
+            session, email="load@example.com", username="load", password=PASSWORD, first_name="Lo", last_name="Ad"
+        )
+        session.commit()
+        headers = auth(user)
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning", backlog=512))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the server did not start"
+    yield LiveServer(host="127.0.0.1", port=listener.getsockname()[1], headers=headers)
+    server.should_exit = True
+    thread.join(timeout=10)
+    listener.close()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def send(server: LiveServer, method: str, path: str, body: dict[str, str] | None) -> Reply:
+    """One request on its own connection; plain asyncio streams, so the client costs the server little CPU."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    content = json.dumps(body).encode() if body is not None else b""
+    headers = server.headers | {"Host": server.host, "Connection": "close", "Content-Length": str(len(content))}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    writer.write(f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode() + content)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return Reply(status_code=int(status_line.split()[1]), body=rest.partition(b"\r\n\r\n")[2])
+
+
+Request = tuple[str, str, dict[str, str] | None]
+
+
+async def send_all(server: LiveServer, requests: list[Request]) -> list[Reply]:
+    """All requests at once, each on its own connection; a stalled server fails the test in bounded time."""
+    async with asyncio.timeout(30):
+        return await asyncio.gather(*(send(server, method, path, body) for method, path, body in requests))
+
+
+def count(model: type[User] | type[Workspace]) -> int:
+    with Session(get_engine("core")) as session:
+        return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_simultaneous_requests_beyond_threads_and_pool_all_complete(live_server: LiveServer) -> None:
+    reads: list[Request] = [("GET", "/api/v1/users/me", None)] * (SIMULTANEOUS_REQUESTS // 2)
+    writes: list[Request] = [
+        ("POST", "/api/v1/workspaces", {"name": f"W{number}"}) for number in range(SIMULTANEOUS_REQUESTS // 2)
+    ]
+
+    responses = asyncio.run(send_all(live_server, reads + writes))
+
+    statuses = [response.status_code for response in responses]
+    assert statuses == [200] * len(reads) + [201] * len(writes), {status: statuses.count(status) for status in statuses}
+    assert count(Workspace) == len(writes)
+
+
+def test_simultaneous_sign_ups_with_one_email_create_one_user(live_server: LiveServer) -> None:
+    sign_ups: list[Request] = [
+        (
+            "POST",
+            "/api/v1/users",
+            {
+                "email": "race@example.com",
+                "username": f"racer{number}",
+                "password": PASSWORD,
+                "first_name": "Race",
+                "last_name": f"R{number}",
+            },
+        )
+        for number in range(20)
+    ]
+
+    responses = asyncio.run(send_all(live_server, sign_ups))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201] + [409] * 19
+    assert {response.json()["error"] for response in responses if response.status_code == 409} == {"email_taken"}
+    assert count(User) == 2

@@ -1,0 +1,72 @@
+"""Keyset pages (src/core/pagination.py) on the migrated workspaces table: every row once, ties broken by id."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, col, select
+
+from src.api.v1.models.workspace import Workspace
+from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def all_pages(session: Session, *, limit: int, newest_first: bool) -> list[list[uuid.UUID]]:
+    pages, cursor = [], None
+    while True:
+        page = PageRequest(limit=limit, cursor=Cursor.decode(cursor) if cursor else None)
+        statement = keyset_statement(
+            select(Workspace),
+            page,
+            created_at=col(Workspace.created_at),
+            id_=col(Workspace.id),
+            newest_first=newest_first,
+        )
+        rows, cursor = split_page(session.exec(statement).all(), page, lambda row: Cursor(row.created_at, row.id))
+        pages.append([row.id for row in rows])
+        if cursor is None:
+            return pages
+
+
+@pytest.fixture
+def workspaces(session: Session) -> list[Workspace]:
+    """Five workspaces, three of them created in the same microsecond, in (created_at, id) order."""
+    moments = [START, START + timedelta(seconds=1), START + timedelta(seconds=1), START + timedelta(seconds=1)]
+    rows = [Workspace(name=f"W{number}", created_at=moment) for number, moment in enumerate(moments)]
+    rows.append(Workspace(name="W4", created_at=START + timedelta(days=1)))
+    session.add_all(rows)
+    session.commit()
+    return sorted(rows, key=lambda row: (row.created_at, row.id))
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+def test_pages_cover_every_row_once_in_order(session: Session, workspaces: list[Workspace], newest_first: bool) -> None:
+    expected = [row.id for row in workspaces]
+    if newest_first:
+        expected.reverse()
+
+    pages = all_pages(session, limit=2, newest_first=newest_first)
+
+    assert pages == [expected[0:2], expected[2:4], expected[4:5]]
+
+
+def test_a_cursor_survives_the_round_trip() -> None:
+    cursor = Cursor(START, uuid.uuid4())
+
+    assert Cursor.decode(cursor.encode()) == cursor
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "%%%",
+        "bnVsbA",
+        "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwiMSJd",
+        "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzA1OjAwIiwiMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwIl0",
+    ],
+)
+def test_a_malformed_cursor_is_a_value_error(token: str) -> None:
+    with pytest.raises(ValueError, match="cursor is malformed"):
+        Cursor.decode(token)

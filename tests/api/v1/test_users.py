@@ -1,0 +1,183 @@
+"""POST /users, GET and PATCH /users/me."""
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from src.api.v1.models.user import User
+from src.core.security import verify_password
+from tests.api.conftest import PASSWORD, MakeUser, auth
+
+SIGN_UP = {
+    "email": "Ada.Lovelace@Example.com",
+    "username": "ada",
+    "password": "analytical engine",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+}
+
+
+def stored_user(session: Session, username: str) -> User | None:
+    session.expire_all()
+    return session.exec(select(User).where(User.username == username)).first()
+
+
+def test_sign_up_answers_the_public_view(client: TestClient) -> None:
+    response = client.post("/api/v1/users", json=SIGN_UP)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"id", "email", "username", "first_name", "last_name", "full_name", "is_active", "created_at"}
+    assert body["email"] == "ada.lovelace@example.com"
+    assert body["full_name"] == "Ada Lovelace"
+    assert body["is_active"] is True
+
+
+def test_sign_up_stores_a_lowercased_email_and_an_argon2_hash(client: TestClient, session: Session) -> None:
+    client.post("/api/v1/users", json=SIGN_UP)
+
+    user = stored_user(session, "ada")
+    assert user is not None
+    assert (user.email, user.full_name) == ("ada.lovelace@example.com", "Ada Lovelace")
+    assert user.hashed_password.startswith("$argon2id$")
+    assert verify_password("analytical engine", user.hashed_password)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "field"),
+    [
+        ({"email": "USER1@example.com"}, "email_taken", "email"),
+        ({"username": "user1"}, "username_taken", "username"),
+    ],
+)
+def test_sign_up_with_a_taken_field_is_409_naming_it(
+    client: TestClient, session: Session, make_user: MakeUser, change: dict[str, str], error: str, field: str
+) -> None:
+    make_user()
+
+    response = client.post("/api/v1/users", json=SIGN_UP | change)
+
+    assert response.status_code == 409
+    assert response.json()["error"] == error
+    assert field in response.json()["detail"]
+    assert stored_user(session, "ada") is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"username": "ab"}, "username"),
+        ({"username": "Ada"}, "username"),
+        ({"username": "a" * 33}, "username"),
+        ({"username": "ada lovelace"}, "username"),
+        ({"password": "short"}, "password"),
+        ({"first_name": ""}, "first_name"),
+        ({"first_name": "   "}, "first_name"),
+        ({"last_name": "x" * 101}, "last_name"),
+        ({"last_name": "Love\x00lace"}, "last_name"),
+        ({"is_active": False}, "is_active"),
+    ],
+)
+def test_sign_up_with_an_invalid_field_is_422_naming_it(
+    client: TestClient, session: Session, change: dict[str, object], field: str
+) -> None:
+    response = client.post("/api/v1/users", json=SIGN_UP | change)
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "validation_error"
+    assert [error["loc"] for error in body["fields"]] == [["body", field]]
+    assert stored_user(session, SIGN_UP["username"]) is None
+
+
+def test_validation_errors_never_echo_the_password(client: TestClient) -> None:
+    response = client.post("/api/v1/users", json=SIGN_UP | {"password": "sh0rt!", "email": "nope"})
+
+    assert response.status_code == 422
+    assert "sh0rt!" not in response.text
+
+
+def test_read_me_answers_the_caller(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+
+    response = client.get("/api/v1/users/me", headers=auth(user))
+
+    assert response.status_code == 200
+    assert response.json()["id"] == str(user.id)
+    assert "hashed_password" not in response.json()
+
+
+def test_read_me_without_a_token_is_401(client: TestClient) -> None:
+    response = client.get("/api/v1/users/me")
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "not_authenticated"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_update_me_changes_the_names_and_full_name(client: TestClient, session: Session, make_user: MakeUser) -> None:
+    user = make_user(username="ada")
+
+    response = client.patch("/api/v1/users/me", headers=auth(user), json={"first_name": "Augusta", "last_name": "King"})
+
+    assert response.status_code == 200
+    assert response.json()["full_name"] == "Augusta King"
+    stored = stored_user(session, "ada")
+    assert stored is not None
+    assert (stored.first_name, stored.last_name, stored.full_name) == ("Augusta", "King", "Augusta King")
+
+
+def test_update_me_changes_the_password_given_the_current_one(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    user = make_user(username="ada")
+
+    response = client.patch(
+        "/api/v1/users/me", headers=auth(user), json={"password": "difference engine", "current_password": PASSWORD}
+    )
+
+    assert response.status_code == 200
+    stored = stored_user(session, "ada")
+    assert stored is not None
+    assert verify_password("difference engine", stored.hashed_password)
+
+
+def test_update_me_with_a_wrong_current_password_is_400_and_keeps_the_password(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    user = make_user(username="ada")
+
+    response = client.patch(
+        "/api/v1/users/me", headers=auth(user), json={"password": "difference engine", "current_password": "guess"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "wrong_password"
+    stored = stored_user(session, "ada")
+    assert stored is not None
+    assert verify_password(PASSWORD, stored.hashed_password)
+
+
+def test_update_me_with_a_new_password_but_no_current_one_is_422(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+
+    response = client.patch("/api/v1/users/me", headers=auth(user), json={"password": "difference engine"})
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+
+
+def test_update_me_cannot_change_the_email(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+
+    response = client.patch("/api/v1/users/me", headers=auth(user), json={"email": "other@example.com"})
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["fields"]] == [["body", "email"]]
+
+
+def test_update_me_without_a_token_is_401(client: TestClient) -> None:
+    response = client.patch("/api/v1/users/me", json={"first_name": "Augusta"})
+
+    assert response.status_code == 401

@@ -1,0 +1,244 @@
+"""POST and GET /workspaces, GET, PATCH and DELETE /workspaces/{workspace_id}."""
+
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from src.api.v1.models.workspace import Workspace
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth
+
+
+def roles_in(session: Session, workspace_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    rows = session.exec(
+        select(WorkspaceMember.user_id, WorkspaceMember.role).where(WorkspaceMember.workspace_id == workspace_id)
+    )
+    return {user_id: role for user_id, role in rows}
+
+
+def workspace_name(session: Session, workspace_id: uuid.UUID) -> str | None:
+    return session.exec(select(Workspace.name).where(Workspace.id == workspace_id)).first()
+
+
+def test_create_makes_the_caller_owner(client: TestClient, session: Session, make_user: MakeUser) -> None:
+    user = make_user()
+
+    response = client.post("/api/v1/workspaces", headers=auth(user), json={"name": "Acme"})
+
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["name"], body["role"]) == ("Acme", "owner")
+    assert roles_in(session, uuid.UUID(body["id"])) == {user.id: "owner"}
+
+
+def test_create_without_a_token_is_401(client: TestClient, session: Session) -> None:
+    response = client.post("/api/v1/workspaces", json={"name": "Acme"})
+
+    assert response.status_code == 401
+    assert session.exec(select(Workspace)).first() is None
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 101, "tab\there"])
+def test_create_with_an_invalid_name_is_422(client: TestClient, make_user: MakeUser, name: str) -> None:
+    response = client.post("/api/v1/workspaces", headers=auth(make_user()), json={"name": name})
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["fields"]] == [["body", "name"]]
+
+
+def test_list_shows_only_the_callers_workspaces_with_their_role(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    caller, other = make_user(), make_user()
+    owned = make_workspace(caller, "Owned")
+    joined = make_workspace(other, "Joined")
+    add_member(joined, caller, Role.MEMBER)
+    make_workspace(other, "Not mine")
+
+    response = client.get("/api/v1/workspaces", headers=auth(caller))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert [(item["id"], item["name"], item["role"]) for item in body["items"]] == [
+        (str(owned.id), "Owned", "owner"),
+        (str(joined.id), "Joined", "member"),
+    ]
+    assert body["next_cursor"] is None
+
+
+def test_list_pages_through_every_workspace_once_in_a_stable_order(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace
+) -> None:
+    user = make_user()
+    created = [str(make_workspace(user, f"W{number}").id) for number in range(5)]
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        params: dict[str, str | int] = {"limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        body = client.get("/api/v1/workspaces", headers=auth(user), params=params).json()
+        seen += [item["id"] for item in body["items"]]
+        pages += 1
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+
+    assert (seen, pages) == (created, 3)
+
+
+@pytest.mark.parametrize("limit", [0, 101, "ten"])
+def test_list_with_a_limit_out_of_range_is_422(client: TestClient, make_user: MakeUser, limit: object) -> None:
+    response = client.get("/api/v1/workspaces", headers=auth(make_user()), params={"limit": limit})
+
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["fields"]] == [["query", "limit"]]
+
+
+@pytest.mark.parametrize("cursor", ["not a cursor", "bm90IGpzb24", "WyJ4IiwieSJd", "WzEsMl0", "W10"])
+def test_list_with_a_malformed_cursor_is_422(client: TestClient, make_user: MakeUser, cursor: str) -> None:
+    response = client.get("/api/v1/workspaces", headers=auth(make_user()), params={"cursor": cursor})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "validation_error"
+    assert body["fields"][0]["loc"] == ["query", "cursor"]
+
+
+def test_list_without_a_token_is_401(client: TestClient) -> None:
+    assert client.get("/api/v1/workspaces").status_code == 401
+
+
+def test_read_as_a_member_shows_the_role(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, member = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, member, Role.MEMBER)
+
+    response = client.get(f"/api/v1/workspaces/{workspace.id}", headers=auth(member))
+
+    assert response.status_code == 200
+    assert (response.json()["id"], response.json()["role"]) == (str(workspace.id), "member")
+
+
+def test_read_as_a_non_member_is_404(client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace(make_user())
+
+    response = client.get(f"/api/v1/workspaces/{workspace.id}", headers=auth(make_user()))
+
+    assert response.status_code == 404
+    assert response.json()["error"] == "workspace_not_found"
+
+
+def test_read_with_a_malformed_id_is_422(client: TestClient, make_user: MakeUser) -> None:
+    response = client.get("/api/v1/workspaces/not-a-uuid", headers=auth(make_user()))
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["loc"] == ["path", "workspace_id"]
+
+
+def test_rename_as_an_admin(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, admin = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, admin, Role.ADMIN)
+
+    response = client.patch(f"/api/v1/workspaces/{workspace.id}", headers=auth(admin), json={"name": "Renamed"})
+
+    assert response.status_code == 200
+    assert response.json()["name"] == "Renamed"
+    assert workspace_name(session, workspace.id) == "Renamed"
+
+
+def test_rename_as_a_member_is_403(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, member = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, member, Role.MEMBER)
+
+    response = client.patch(f"/api/v1/workspaces/{workspace.id}", headers=auth(member), json={"name": "Renamed"})
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "insufficient_role"
+    assert workspace_name(session, workspace.id) == "Acme"
+
+
+def test_rename_to_an_invalid_name_is_422(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace
+) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner)
+
+    response = client.patch(f"/api/v1/workspaces/{workspace.id}", headers=auth(owner), json={"name": ""})
+
+    assert response.status_code == 422
+
+
+def test_delete_as_the_owner_removes_the_workspace_and_its_memberships(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, member = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, member, Role.MEMBER)
+
+    response = client.delete(f"/api/v1/workspaces/{workspace.id}", headers=auth(owner))
+
+    assert response.status_code == 204
+    assert response.content == b""
+    assert workspace_name(session, workspace.id) is None
+    assert roles_in(session, workspace.id) == {}
+
+
+def test_delete_as_an_admin_is_403(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, admin = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, admin, Role.ADMIN)
+
+    response = client.delete(f"/api/v1/workspaces/{workspace.id}", headers=auth(admin))
+
+    assert response.status_code == 403
+    assert workspace_name(session, workspace.id) == "Acme"
+
+
+def test_delete_as_a_non_member_is_404(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace(make_user())
+
+    response = client.delete(f"/api/v1/workspaces/{workspace.id}", headers=auth(make_user()))
+
+    assert response.status_code == 404
+    assert workspace_name(session, workspace.id) == "Acme"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", "/api/v1/workspaces/not-a-uuid", "workspace_id"),
+        ("PATCH", "/api/v1/workspaces/not-a-uuid", "workspace_id"),
+        ("DELETE", "/api/v1/workspaces/not-a-uuid", "workspace_id"),
+        ("GET", "/api/v1/workspaces/not-a-uuid/members", "workspace_id"),
+        ("POST", "/api/v1/workspaces/not-a-uuid/members", "workspace_id"),
+        ("PATCH", "/api/v1/workspaces/{workspace_id}/members/not-a-uuid", "user_id"),
+        ("DELETE", "/api/v1/workspaces/{workspace_id}/members/not-a-uuid", "user_id"),
+    ],
+)
+def test_a_malformed_id_in_the_path_is_422(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, method: str, path: str, field: str
+) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner)
+
+    response = client.request(
+        method, path.format(workspace_id=workspace.id), headers=auth(owner), json={"name": "Acme", "role": "admin"}
+    )
+
+    assert response.status_code == 422
+    assert ["path", field] in [error["loc"] for error in response.json()["fields"]]
