@@ -1,5 +1,6 @@
 """The application factory: routers, error handling and the lifespan."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,26 +9,38 @@ from fastapi import FastAPI
 from src.api import health
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
+from src.core.config import settings
 from src.core.databases import dispose_engines, get_engine
 from src.core.errors import register_error_handler
+from src.core.request_context import RequestContextMiddleware
 from src.core.schema_versions import script_directory
 from src.core.sessions import RequestSessions, size_worker_threads
+from src.services.audit_relay import relay_forever
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     load_models()
     app.state.schema_head = script_directory().get_current_head()
-    # The API's sessions are on the core database; admission follows its pool (src/core/sessions.py).
+    # Admission to each database follows its pool (src/core/sessions.py).
     app.state.sessions = RequestSessions.for_engine(get_engine("core"))
+    app.state.audit_sessions = RequestSessions.for_engine(get_engine("audit"))
     size_worker_threads(app.state.sessions.capacity)
+    relay = None
+    if settings.audit_relay_enabled:
+        relay = asyncio.create_task(
+            relay_forever(interval=settings.audit_relay_interval_seconds, batch_size=settings.audit_relay_batch_size)
+        )
     yield
+    if relay is not None:
+        relay.cancel()
     dispose_engines()
 
 
 def create_app() -> FastAPI:
     app = FastAPI(title="FastAPI starter", lifespan=lifespan)
     register_error_handler(app)
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(v1_router)
     return app

@@ -38,6 +38,16 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 # scope="function": the commit happens before the response is sent, so a failed commit is never reported as success.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
+
+async def get_audit_session(request: Request) -> AsyncIterator[Session]:
+    """A session on the audit database, for the endpoints that read audit events."""
+    sessions: RequestSessions = request.app.state.audit_sessions
+    async with sessions.unit_of_work() as session:
+        yield session
+
+
+AuditSessionDep = Annotated[Session, Depends(get_audit_session, scope="function")]
+
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 

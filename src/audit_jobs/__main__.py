@@ -5,8 +5,9 @@ python -m src.audit_jobs prune --days N   delete audit events older than N days
 """
 
 import argparse
+import asyncio
+import logging
 import sys
-import time
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
@@ -24,23 +25,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def relay_loop(interval: float, batch_size: int) -> None:
-    from src.services.audit_relay import relay_pending
-
-    while True:
-        try:
-            delivered = relay_pending(batch_size=batch_size)
-            if delivered:
-                print(f"delivered {delivered} audit event(s)", flush=True)
-        except DBAPIError as error:
-            from src.core.databases import database_error_reason
-
-            print(
-                f"audit relay: {database_error_reason(error)}; retrying in {interval:g}s", file=sys.stderr, flush=True
-            )
-        time.sleep(interval)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.command == "prune" and not args.days.isdigit():
@@ -50,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         from src.api.v1.models import load_models
         from src.core.config import settings
         from src.core.databases import database_error_reason
-        from src.services.audit_relay import prune_audit_events, relay_pending
+        from src.services.audit_relay import prune_audit_events, relay_forever, relay_pending
 
         load_models()
         try:
@@ -58,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                 deleted = prune_audit_events(older_than_days=int(args.days))
                 print(f"deleted {deleted} audit event(s) older than {args.days} day(s)")
             elif args.loop:
-                relay_loop(settings.audit_relay_interval_seconds, settings.audit_relay_batch_size)
+                logging.basicConfig(level=logging.INFO, format="%(message)s")
+                interval, batch_size = settings.audit_relay_interval_seconds, settings.audit_relay_batch_size
+                asyncio.run(relay_forever(interval=interval, batch_size=batch_size))
             else:
                 delivered = relay_pending(batch_size=settings.audit_relay_batch_size)
                 print(f"delivered {delivered} audit event(s)")

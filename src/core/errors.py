@@ -5,6 +5,7 @@ routes and unexpected exceptions are turned into the same shape, so a client
 never sees a stack trace or a second format.
 """
 
+import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -12,7 +13,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from src.core.databases import database_error_reason
+
+logger = logging.getLogger(__name__)
 
 
 class ErrorResponse(BaseModel):
@@ -36,6 +42,8 @@ class AppError(Exception):
     status_code: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     headers: ClassVar[dict[str, str] | None] = None
+    # True when the request's changes stand although it answers with this error (see src/core/sessions.py).
+    keeps_changes: ClassVar[bool] = False
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -55,6 +63,7 @@ class InvalidToken(Unauthorized):
 
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
+    keeps_changes = True  # the failed attempt's audit event
 
 
 class WrongPassword(AppError):
@@ -86,6 +95,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, ErrorResponse, "Not found, or not visible to the caller"),
         (409, ErrorResponse, "Conflicts with the current state"),
         (422, ValidationErrorResponse, "Invalid input"),
+        (503, ErrorResponse, "A database the endpoint needs is unreachable; try again later"),
     ]
 }
 
@@ -134,6 +144,10 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         ]
         body = ValidationErrorResponse(error="validation_error", detail=_validation_detail(fields), fields=fields)
         return _json(422, body)
+    if isinstance(error, OperationalError):
+        # The database is down or unreachable: the client may retry; the server log names the cause.
+        logger.warning("database unavailable: %s", database_error_reason(error))
+        return _json(503, ErrorResponse(error="database_unavailable", detail="a database is unavailable; try again"))
     if isinstance(error, StarletteHTTPException):
         code = _HTTP_CODES.get(error.status_code, "http_error")
         return _json(error.status_code, ErrorResponse(error=code, detail=str(error.detail)), error.headers)
@@ -142,5 +156,5 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def register_error_handler(app: FastAPI) -> None:
-    for error_class in (AppError, RequestValidationError, StarletteHTTPException, Exception):
+    for error_class in (AppError, RequestValidationError, StarletteHTTPException, OperationalError, Exception):
         app.add_exception_handler(error_class, handle_error)

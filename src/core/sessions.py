@@ -35,6 +35,8 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
+from src.core.errors import AppError
+
 # Worker threads left over for requests that need no database (/health) when every admitted request runs one.
 SPARE_WORKER_THREADS = 8
 
@@ -63,7 +65,11 @@ class RequestSessions:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[Session]:
-        """A session committed when the request succeeds and rolled back when it raises."""
+        """A session committed when the request succeeds and rolled back when it raises.
+
+        An ``AppError`` with ``keeps_changes`` is an outcome, not a failure: what the request
+        recorded (the audit event of a failed log-in) is committed before the error is answered.
+        """
         if self._admission is None:
             async with self._session() as session:
                 yield session
@@ -76,9 +82,13 @@ class RequestSessions:
         session = self._session_factory()
         try:
             yield session
-        except BaseException:
+        except BaseException as error:
             with anyio.CancelScope(shield=True):
-                await _in_own_thread(session.close)
+                try:
+                    if isinstance(error, AppError) and error.keeps_changes:
+                        await _in_own_thread(session.commit)
+                finally:
+                    await _in_own_thread(session.close)
             raise
         with anyio.CancelScope(shield=True):
             try:

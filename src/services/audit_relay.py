@@ -9,16 +9,22 @@ relays take disjoint batches. SQLite has no row locks: concurrent relays may rea
 the same batch, and the id check still keeps one copy of each event.
 """
 
+import asyncio
+import logging
 from datetime import timedelta
 
+import anyio.to_thread
 from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
-from src.core.databases import get_engine
+from src.core.databases import database_error_reason, get_engine
 from src.core.timestamps import utcnow
+
+logger = logging.getLogger(__name__)
 
 OUTBOX: Table = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
 AUDIT_EVENTS: Table = AuditEvent.metadata.tables[AuditEvent.__tablename__]
@@ -53,6 +59,18 @@ def relay_pending(*, batch_size: int) -> int:
         if count < batch_size:
             break
     return delivered
+
+
+async def relay_forever(*, interval: float, batch_size: int) -> None:
+    """Deliver the outbox every interval; while a database is down, log it and try again next time."""
+    while True:
+        try:
+            delivered = await anyio.to_thread.run_sync(lambda: relay_pending(batch_size=batch_size))
+            if delivered:
+                logger.info("delivered %d audit event(s)", delivered)
+        except DBAPIError as error:
+            logger.warning("audit relay: %s; retrying in %gs", database_error_reason(error), interval)
+        await asyncio.sleep(interval)
 
 
 def outbox_backlog() -> int:

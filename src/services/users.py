@@ -6,6 +6,7 @@ from sqlmodel import Session, select
 from src.api.v1.models.user import User
 from src.core.errors import Conflict, InvalidCredentials, InvalidToken, WrongPassword
 from src.core.security import decode_access_token, hash_password, spend_verification_time, verify_password
+from src.services.audit_log import Target, record_event
 
 
 class EmailTaken(Conflict):
@@ -43,6 +44,7 @@ def register_user(
         if "username" in str(error.orig):
             raise UsernameTaken(f"the username {username!r} is already taken") from None
         raise EmailTaken(f"the email {email!r} is already registered") from None
+    record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))
     return user
 
 
@@ -69,7 +71,16 @@ def authenticate(session: Session, *, login: str, password: str) -> User:
     if user is None:
         spend_verification_time(password)
     elif verify_password(password, user.hashed_password) and user.is_active:
+        record_event(session, action="user.logged_in", actor_id=user.id, target=Target("user", user.id))
         return user
+    record_event(
+        session,
+        action="user.login_failed",
+        actor_id=None,
+        target=Target("user", user.id) if user else None,
+        outcome="failure",
+        details={"login": login[:320]},
+    )
     raise InvalidCredentials("incorrect username, email or password")
 
 
@@ -95,11 +106,22 @@ def update_profile(
         if current_password is None or not verify_password(current_password, user.hashed_password):
             raise WrongPassword("current_password is missing or incorrect")
         user.hashed_password = hash_password(password)
+        record_event(session, action="user.password_changed", actor_id=user.id, target=Target("user", user.id))
+    names_before = {"first_name": user.first_name, "last_name": user.last_name}
     if first_name is not None:
         user.first_name = first_name
     if last_name is not None:
         user.last_name = last_name
-    user.full_name = _full_name(user.first_name, user.last_name)
+    names_after = {"first_name": user.first_name, "last_name": user.last_name}
+    if names_after != names_before:
+        user.full_name = _full_name(user.first_name, user.last_name)
+        record_event(
+            session,
+            action="user.profile_updated",
+            actor_id=user.id,
+            target=Target("user", user.id),
+            details={"before": names_before, "after": names_after},
+        )
     session.add(user)
     session.flush()
     return user

@@ -18,6 +18,7 @@ from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.errors import Conflict, Forbidden, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from src.services.audit_log import Target, record_event
 
 RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
 
@@ -66,6 +67,14 @@ def create_workspace(session: Session, *, owner_id: uuid.UUID, name: str) -> Mem
     session.flush()
     session.add(WorkspaceMember(workspace_id=workspace.id, user_id=owner_id, role=Role.OWNER))
     session.flush()
+    record_event(
+        session,
+        action="workspace.created",
+        actor_id=owner_id,
+        workspace_id=workspace.id,
+        target=Target("workspace", workspace.id),
+        details={"name": name},
+    )
     return Membership(workspace=workspace, user_id=owner_id, role=Role.OWNER)
 
 
@@ -105,8 +114,18 @@ def list_workspaces(session: Session, *, user_id: uuid.UUID, page: PageRequest) 
     return [Membership(workspace=workspace, user_id=user_id, role=Role(role)) for workspace, role in rows], next_cursor
 
 
-def rename_workspace(session: Session, workspace: Workspace, *, name: str) -> Workspace:
-    """Give the workspace a new name; who may do so is the caller's check (admins and owners)."""
+def rename_workspace(session: Session, actor: Membership, *, name: str) -> Workspace:
+    """Give the workspace a new name; admins and owners."""
+    _require(actor, Role.ADMIN)
+    workspace = actor.workspace
+    record_event(
+        session,
+        action="workspace.updated",
+        actor_id=actor.user_id,
+        workspace_id=workspace.id,
+        target=Target("workspace", workspace.id),
+        details={"before": {"name": workspace.name}, "after": {"name": name}},
+    )
     workspace.name = name
     session.add(workspace)
     session.flush()
@@ -116,6 +135,14 @@ def rename_workspace(session: Session, workspace: Workspace, *, name: str) -> Wo
 def delete_workspace(session: Session, actor: Membership) -> None:
     """Delete the workspace and its memberships; owners only."""
     _require(actor, Role.OWNER)
+    record_event(
+        session,
+        action="workspace.deleted",
+        actor_id=actor.user_id,
+        workspace_id=actor.workspace.id,
+        target=Target("workspace", actor.workspace.id),
+        details={"name": actor.workspace.name},
+    )
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == actor.workspace.id))
     session.delete(actor.workspace)
     session.flush()
@@ -152,6 +179,14 @@ def add_member(
     except IntegrityError:
         # Added by a concurrent request between the check above and this insert.
         raise AlreadyMember(f"{user.username} is already a member of this workspace") from None
+    record_event(
+        session,
+        action="workspace.member_added",
+        actor_id=actor.user_id,
+        workspace_id=actor.workspace.id,
+        target=Target("user", user.id),
+        details={"role": role},
+    )
     return Member(membership=membership, user=user)
 
 
@@ -176,6 +211,14 @@ def change_role(session: Session, actor: Membership, *, user_id: uuid.UUID, role
         _require(actor, Role.OWNER)
     if target.role == Role.OWNER and role != Role.OWNER:
         _ensure_another_owner(session, workspace_id=actor.workspace.id, user_id=user_id)
+    record_event(
+        session,
+        action="workspace.member_role_changed",
+        actor_id=actor.user_id,
+        workspace_id=actor.workspace.id,
+        target=Target("user", user_id),
+        details={"before": {"role": target.role}, "after": {"role": role}},
+    )
     target.role = role
     session.add(target)
     session.flush()
@@ -192,6 +235,14 @@ def remove_member(session: Session, actor: Membership, *, user_id: uuid.UUID) ->
         if not leaving:
             _require(actor, Role.OWNER)
         _ensure_another_owner(session, workspace_id=actor.workspace.id, user_id=user_id)
+    record_event(
+        session,
+        action="workspace.member_removed",
+        actor_id=actor.user_id,
+        workspace_id=actor.workspace.id,
+        target=Target("user", user_id),
+        details={"role": target.role, "left": leaving},
+    )
     session.delete(target)
     session.flush()
 

@@ -48,8 +48,10 @@ def _use_real_sqlite_transactions(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def migrated_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """An engine on a core database brought to head by the real migrations, once per dialect."""
+def migrated_engines(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Engine]]:
+    """An engine per named database, brought to head by the real migrations, once per dialect."""
     if request.param == "sqlite":
         folder = tmp_path_factory.mktemp("api")
         urls: DatabaseUrls = {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
@@ -60,22 +62,34 @@ def migrated_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         for name, url in urls.items():
             monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
         command.upgrade(alembic_config(), "head")
-    engine = create_database_engine(urls["core"])
-    if engine.dialect.name == "sqlite":
-        _use_real_sqlite_transactions(engine)
-    yield engine
-    engine.dispose()
+    engines = {name: create_database_engine(url) for name, url in urls.items()}
+    for engine in engines.values():
+        if engine.dialect.name == "sqlite":
+            _use_real_sqlite_transactions(engine)
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
     if request.param == "postgresql":
         drop_postgres_databases(request.getfixturevalue("postgres_admin"), urls)
 
 
-@pytest.fixture
-def connection(migrated_engine: Engine) -> Iterator[Connection]:
-    """The test's one connection, inside a transaction that is rolled back afterwards."""
-    with migrated_engine.connect() as connection:
+def rolled_back_connection(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:
         transaction = connection.begin()
         yield connection
         transaction.rollback()
+
+
+@pytest.fixture
+def connection(migrated_engines: dict[str, Engine]) -> Iterator[Connection]:
+    """The test's one core connection, inside a transaction that is rolled back afterwards."""
+    yield from rolled_back_connection(migrated_engines["core"])
+
+
+@pytest.fixture
+def audit_connection(migrated_engines: dict[str, Engine]) -> Iterator[Connection]:
+    """The same on the audit database."""
+    yield from rolled_back_connection(migrated_engines["audit"])
 
 
 def joined_session(connection: Connection) -> Session:
@@ -107,10 +121,16 @@ def shared_app() -> FastAPI:
     return create_test_app()
 
 
+def join_test_transactions(app: FastAPI, *, core: Connection, audit: Connection) -> None:
+    """Make the app's request sessions join the test's transactions."""
+    app.state.sessions = RequestSessions(lambda: joined_session(core), capacity=None)
+    app.state.audit_sessions = RequestSessions(lambda: joined_session(audit), capacity=None)
+
+
 @pytest.fixture
-def app(shared_app: FastAPI, connection: Connection) -> FastAPI:
-    """The real app whose request sessions join the test's transaction, without the lifespan's engines."""
-    shared_app.state.sessions = RequestSessions(lambda: joined_session(connection), capacity=None)
+def app(shared_app: FastAPI, connection: Connection, audit_connection: Connection) -> FastAPI:
+    """The real app whose request sessions join the test's transactions, without the lifespan's engines."""
+    join_test_transactions(shared_app, core=connection, audit=audit_connection)
     return shared_app
 
 

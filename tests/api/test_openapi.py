@@ -20,8 +20,7 @@ from schemathesis.specs.openapi.checks import (
 from sqlalchemy import Connection
 
 from src.api.v1.models.workspace_member import Role
-from src.core.sessions import RequestSessions
-from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth, create_test_app, joined_session
+from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth, create_test_app, join_test_transactions
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -32,8 +31,8 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 
 
 @pytest.fixture(autouse=True)
-def requests_join_the_test_transaction(connection: Connection) -> None:
-    app.state.sessions = RequestSessions(lambda: joined_session(connection), capacity=None)
+def requests_join_the_test_transaction(connection: Connection, audit_connection: Connection) -> None:
+    join_test_transactions(app, core=connection, audit=audit_connection)
 
 
 @schema.parametrize()

@@ -45,7 +45,7 @@ def read_workspace(membership: WorkspaceForMember) -> WorkspacePublic:
 @router.patch("/{workspace_id}", responses=error_responses(400, 401, 403, 404, 422))
 def rename_workspace(body: WorkspaceUpdate, membership: WorkspaceForAdmin, session: SessionDep) -> WorkspacePublic:
     """Rename the workspace; admins and owners."""
-    workspaces.rename_workspace(session, membership.workspace, name=body.name)
+    workspaces.rename_workspace(session, membership, name=body.name)
     return workspace_public(membership)
 
 

@@ -1,0 +1,68 @@
+"""A workspace's audit trail and activity, read from the audit database; admins and owners only."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from src.api.dependencies import AuditSessionDep, PageParams, WorkspaceForAdmin
+from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, Actor, AuditEventPublic, EventTarget
+from src.core.errors import error_responses
+from src.core.pagination import Page
+from src.services import audit_log
+
+router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["audit"])
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A timestamp without a zone is taken as UTC."""
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+
+
+def audit_event_public(event: AuditEvent) -> AuditEventPublic:
+    return AuditEventPublic(
+        id=event.id,
+        occurred_at=event.occurred_at,
+        action=event.action,
+        outcome=event.outcome,
+        actor=Actor(type=event.actor_type, id=event.actor_id),
+        workspace_id=event.workspace_id,
+        target=EventTarget(type=event.target_type, id=event.target_id),
+        context=event.context,
+        metadata=event.details,
+    )
+
+
+@router.get("/audit-events", responses=error_responses(401, 403, 404, 422, 503))
+def list_audit_events(
+    membership: WorkspaceForAdmin,
+    page: PageParams,
+    audit_session: AuditSessionDep,
+    action: Annotated[str | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
+    actor_id: uuid.UUID | None = None,
+    since: Annotated[datetime | None, Query(description="from this time on (UTC when no zone is given)")] = None,
+    until: Annotated[datetime | None, Query(description="before this time (UTC when no zone is given)")] = None,
+) -> Page[AuditEventPublic]:
+    """The workspace's audit events, newest first."""
+    filters = audit_log.EventFilter(action=action, actor_id=actor_id, since=as_utc(since), until=as_utc(until))
+    events, next_cursor = audit_log.list_events(
+        audit_session, workspace_id=membership.workspace.id, filters=filters, page=page
+    )
+    return Page(items=[audit_event_public(event) for event in events], next_cursor=next_cursor)
+
+
+@router.get("/activity", responses=error_responses(401, 403, 404, 422, 503))
+def read_activity(
+    membership: WorkspaceForAdmin,
+    audit_session: AuditSessionDep,
+    days: Annotated[int, Query(ge=1, le=366, description="how many UTC days back, today included")] = 30,
+) -> ActivityPublic:
+    """How many events of each action the workspace had per UTC day."""
+    since, counts = audit_log.activity(audit_session, workspace_id=membership.workspace.id, days=days)
+    return ActivityPublic(
+        since=since,
+        days=days,
+        counts=[ActivityCountPublic(day=count.day, action=count.action, count=count.count) for count in counts],
+    )
