@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect
+from sqlmodel import Session
 
+from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 
 COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
@@ -213,19 +215,21 @@ def test_help_is_the_default_and_lists_every_target(project: Project) -> None:
     listed = {line.split()[0] for line in project.ok().splitlines()}
     declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
 
-    assert (
-        listed
-        == declared
-        >= {
-            "dev-server",
-            "test",
-            "lint",
-            "migrate-create",
-            "migrate-upgrade",
-            "migrate-rollback",
-            "migrate-status",
-            "migrate-history",
-            "migrate-check",
-            "migrate-sql",
-        }
-    )
+    expected = {"dev-server", "test", "lint", "audit-relay", "audit-prune"}
+    expected |= {f"migrate-{name}" for name in ("create", "upgrade", "rollback", "status", "history", "check", "sql")}
+    assert listed == declared >= expected
+
+
+@sqlite_only
+def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str, str]) -> None:
+    project.ok("migrate-upgrade")
+    engine = create_engine(database_urls["core"])
+    with Session(engine) as session:
+        session.add(OutboxEvent(action="workspace.created", outcome="success", actor_type="user"))
+        session.commit()
+    engine.dispose()
+
+    assert project.ok("audit-relay") == "delivered 1 audit event(s)\n"
+    assert project.ok("audit-relay") == "delivered 0 audit event(s)\n"
+    assert project.ok("audit-prune", "DAYS=0") == "deleted 1 audit event(s) older than 0 day(s)\n"
+    assert project.fails("audit-prune") == "error: DAYS must be a whole number of days: make audit-prune DAYS=90"

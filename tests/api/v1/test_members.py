@@ -58,6 +58,8 @@ ACTIONS = {
     "remove a member": ("DELETE", "/members/{member}", None),
     "remove an owner": ("DELETE", "/members/{owner}", None),
     "leave": ("DELETE", "/members/{actor}", None),
+    "read audit events": ("GET", "/audit-events", None),
+    "read activity": ("GET", "/activity", None),
 }
 EXPECTED = {
     #                      owner admin member None
@@ -74,6 +76,8 @@ EXPECTED = {
     "remove a member": (204, 204, 403, 404),
     "remove an owner": (204, 403, 403, 404),
     "leave": (204, 204, 204, 404),
+    "read audit events": (200, 200, 403, 404),
+    "read activity": (200, 200, 403, 404),
 }
 ROLES = (Role.OWNER, Role.ADMIN, Role.MEMBER, None)
 
@@ -114,6 +118,8 @@ def test_role_matrix(
         ("PATCH", "/members/{nobody}", {"role": "admin"}),
         ("DELETE", "/members/{member}", None),
         ("DELETE", "/members/{outsider}", None),
+        ("GET", "/audit-events", None),
+        ("GET", "/activity", None),
     ],
 )
 def test_a_non_member_sees_the_same_404_as_for_a_missing_workspace(

@@ -1,0 +1,203 @@
+"""Audit events end to end: recorded with each change in core, relayed to audit, read back per workspace.
+
+These run the real app on fresh databases (no rolled-back transaction), since
+delivery crosses two databases and several commits.
+"""
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, col, select
+
+from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.config import settings
+from src.core.databases import get_engine
+from src.main import create_app
+from src.services.audit_relay import relay_pending
+from tests.conftest import DatabaseUrls
+
+UNREACHABLE = "postgresql://audit:secret@127.0.0.1:1/audit"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def client(migrated_databases: DatabaseUrls) -> Iterator[TestClient]:
+    with TestClient(create_app(), headers={"User-Agent": "audit-test/1.0"}) as client:
+        yield client
+
+
+def sign_up(client: TestClient, name: str) -> str:
+    body = {
+        "email": f"{name}@example.com",
+        "username": name,
+        "password": PASSWORD,
+        "first_name": name.title(),
+        "last_name": "Test",
+    }
+    response = client.post("/api/v1/users", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def token_for(client: TestClient, name: str) -> dict[str, str]:
+    response = client.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def outbox() -> list[OutboxEvent]:
+    with Session(get_engine("core")) as session:
+        return list(session.exec(select(OutboxEvent).order_by(col(OutboxEvent.occurred_at), col(OutboxEvent.id))))
+
+
+def audit_events() -> list[AuditEvent]:
+    with Session(get_engine("audit")) as session:
+        return list(session.exec(select(AuditEvent).order_by(col(AuditEvent.occurred_at), col(AuditEvent.id))))
+
+
+def walkthrough(client: TestClient) -> tuple[str, dict[str, str]]:
+    """Two sign-ups, a wrong password, a workspace, a member added and removed; the workspace and the owner's auth."""
+    sign_up(client, "ada")
+    bob = sign_up(client, "bob")
+    assert client.post("/api/v1/auth/token", data={"username": "ada", "password": "wrong"}).status_code == 401
+    ada = token_for(client, "ada")
+    workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
+    assert (
+        client.post(
+            f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob, "role": "admin"}, headers=ada
+        ).status_code
+        == 201
+    )
+    assert client.delete(f"/api/v1/workspaces/{workspace}/members/{bob}", headers=ada).status_code == 204
+    return workspace, ada
+
+
+def test_walkthrough_shows_its_events_after_the_relay(client: TestClient) -> None:
+    workspace, ada = walkthrough(client)
+
+    relay_pending(batch_size=100)
+    page = client.get(f"/api/v1/workspaces/{workspace}/audit-events", headers=ada).json()
+
+    assert [item["action"] for item in page["items"]] == [
+        "workspace.member_removed",
+        "workspace.member_added",
+        "workspace.created",
+    ]
+    removed, added, created = page["items"]
+    assert added["metadata"] == {"role": "admin"}
+    assert removed["metadata"] == {"role": "admin", "left": False}
+    assert created["actor"]["id"] == removed["actor"]["id"]
+    assert added["context"]["user_agent"] == "audit-test/1.0"
+    assert [event.action for event in audit_events()] == [
+        "user.signed_up",
+        "user.signed_up",
+        "user.login_failed",
+        "user.logged_in",
+        "workspace.created",
+        "workspace.member_added",
+        "workspace.member_removed",
+    ]
+    assert outbox() == []
+
+
+def test_failed_login_is_recorded_although_the_request_fails(client: TestClient) -> None:
+    ada = sign_up(client, "ada")
+
+    response = client.post(
+        "/api/v1/auth/token", data={"username": "ada", "password": "wrong"}, headers={"X-Request-ID": "req-42"}
+    )
+
+    assert response.status_code == 401
+    assert response.headers["X-Request-ID"] == "req-42"
+    failed = outbox()[-1]
+    assert (failed.action, failed.outcome, failed.actor_type, failed.actor_id) == (
+        "user.login_failed",
+        "failure",
+        "anonymous",
+        None,
+    )
+    assert failed.target_id == uuid.UUID(ada)
+    assert failed.details == {"login": "ada"}
+    assert failed.context == {"request_id": "req-42", "ip": "testclient", "user_agent": "audit-test/1.0"}
+
+
+def test_a_change_that_fails_leaves_no_event(client: TestClient) -> None:
+    sign_up(client, "ada")
+    bob = sign_up(client, "bob")
+    ada = token_for(client, "ada")
+    workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
+    members = f"/api/v1/workspaces/{workspace}/members"
+    assert client.post(members, json={"user_id": bob}, headers=ada).status_code == 201
+
+    again = client.post(members, json={"user_id": bob}, headers=ada)
+
+    assert again.status_code == 409
+    assert [event.action for event in outbox()].count("workspace.member_added") == 1
+
+
+def test_password_change_and_role_change_record_before_and_after(client: TestClient) -> None:
+    sign_up(client, "ada")
+    bob = sign_up(client, "bob")
+    ada = token_for(client, "ada")
+    workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
+    client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada)
+
+    client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
+    client.patch("/api/v1/users/me", json={"password": "a new password 1", "current_password": PASSWORD}, headers=ada)
+
+    role_change, password_change = outbox()[-2:]
+    assert role_change.action == "workspace.member_role_changed"
+    assert role_change.details == {"before": {"role": "member"}, "after": {"role": "admin"}}
+    assert role_change.workspace_id == uuid.UUID(workspace)
+    assert password_change.action == "user.password_changed"
+    assert "password" not in str(password_change.details)
+
+
+def test_the_app_relays_in_the_background(migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "audit_relay_enabled", True)
+    monkeypatch.setattr(settings, "audit_relay_interval_seconds", 0.05)
+
+    with TestClient(create_app()) as client:
+        sign_up(client, "ada")
+        deadline = time.monotonic() + 10
+        while not audit_events() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    assert [event.action for event in audit_events()] == ["user.signed_up"]
+    assert outbox() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_outage_drill_audit_down_then_restored(
+    migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE)
+
+    with TestClient(create_app()) as client:
+        workspace, ada = walkthrough(client)
+        client.patch(f"/api/v1/workspaces/{workspace}", json={"name": "Analytical Engines"}, headers=ada)
+        ready = client.get("/ready")
+        reading = client.get(f"/api/v1/workspaces/{workspace}/audit-events", headers=ada)
+    pending = outbox()
+
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "degraded"
+    assert ready.json()["databases"]["audit"]["status"] == "unreachable"
+    assert ready.json()["databases"]["core"]["status"] == "ok"
+    assert ready.json()["audit_backlog"] == len(pending) == 8
+    assert reading.status_code == 503
+    assert reading.json() == {"error": "database_unavailable", "detail": "a database is unavailable; try again"}
+
+    monkeypatch.setattr(settings, "audit_database_url", migrated_databases["audit"])
+    assert relay_pending(batch_size=3) == 8
+    assert relay_pending(batch_size=3) == 0
+
+    delivered = audit_events()
+    assert [event.id for event in delivered] == [event.id for event in pending]
+    assert [event.occurred_at for event in delivered] == sorted(event.occurred_at for event in delivered)
+    assert outbox() == []

@@ -1,0 +1,215 @@
+"""/workspaces/{workspace_id}/audit-events and /activity: filters, pages and counts on known data."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection
+from sqlmodel import Session
+
+from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.models.user import User
+from src.api.v1.models.workspace import Workspace
+from src.core.timestamps import utcnow
+from tests.api.conftest import MakeUser, MakeWorkspace, auth, joined_session
+
+TODAY = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def audit_session(audit_connection: Connection) -> Session:
+    return joined_session(audit_connection)
+
+
+@pytest.fixture
+def owner(make_user: MakeUser) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def workspace(make_workspace: MakeWorkspace, owner: User) -> Workspace:
+    return make_workspace(owner)
+
+
+def add_events(session: Session, workspace_id: uuid.UUID, *events: tuple[datetime, str, uuid.UUID]) -> list[AuditEvent]:
+    rows = [
+        AuditEvent(
+            occurred_at=occurred_at,
+            action=action,
+            outcome="success",
+            actor_type="user",
+            actor_id=actor_id,
+            workspace_id=workspace_id,
+            details={"n": index},
+        )
+        for index, (occurred_at, action, actor_id) in enumerate(events)
+    ]
+    session.add_all(rows)
+    session.commit()
+    return rows
+
+
+def events_url(workspace: Workspace) -> str:
+    return f"/api/v1/workspaces/{workspace.id}/audit-events"
+
+
+def test_events_come_newest_first_across_pages(
+    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+) -> None:
+    actor = uuid.uuid4()
+    # Two events at the same instant: the id breaks the tie, so no page repeats or skips one.
+    rows = add_events(
+        audit_session,
+        workspace.id,
+        (TODAY - timedelta(hours=3), "workspace.updated", actor),
+        (TODAY - timedelta(hours=2), "workspace.member_added", actor),
+        (TODAY - timedelta(hours=2), "workspace.member_added", actor),
+        (TODAY - timedelta(hours=1), "workspace.member_removed", actor),
+    )
+    expected = [str(row.id) for row in sorted(rows, key=lambda row: (row.occurred_at, row.id), reverse=True)]
+
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 3} | ({"cursor": cursor} if cursor else {})
+        page = client.get(events_url(workspace), params=params, headers=auth(owner)).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == expected
+
+
+def test_event_shows_actor_target_context_and_metadata(
+    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+) -> None:
+    target = uuid.uuid4()
+    audit_session.add(
+        AuditEvent(
+            occurred_at=TODAY,
+            action="workspace.member_role_changed",
+            outcome="success",
+            actor_type="user",
+            actor_id=owner.id,
+            workspace_id=workspace.id,
+            target_type="user",
+            target_id=target,
+            context={"ip": "10.0.0.1", "user_agent": "curl/8", "request_id": "abc"},
+            details={"before": {"role": "member"}, "after": {"role": "admin"}},
+        )
+    )
+    audit_session.commit()
+
+    [item] = client.get(events_url(workspace), headers=auth(owner)).json()["items"]
+
+    assert item["actor"] == {"type": "user", "id": str(owner.id)}
+    assert item["target"] == {"type": "user", "id": str(target)}
+    assert item["context"] == {"ip": "10.0.0.1", "user_agent": "curl/8", "request_id": "abc"}
+    assert item["metadata"] == {"before": {"role": "member"}, "after": {"role": "admin"}}
+    assert item["occurred_at"].endswith(("Z", "+00:00"))
+
+
+def test_filters_by_action_actor_and_time(
+    client: TestClient, audit_session: Session, owner: User, workspace: Workspace, make_workspace: MakeWorkspace
+) -> None:
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    add_events(
+        audit_session,
+        workspace.id,
+        (TODAY - timedelta(days=2), "workspace.member_added", alice),
+        (TODAY - timedelta(days=1), "workspace.member_added", bob),
+        (TODAY - timedelta(hours=1), "workspace.updated", alice),
+    )
+    other = make_workspace(owner, name="Other")
+    add_events(audit_session, other.id, (TODAY, "workspace.member_added", alice))
+
+    def details(**params: str) -> list[int]:
+        response = client.get(events_url(workspace), params=params, headers=auth(owner))
+        assert response.status_code == 200, response.text
+        return [item["metadata"]["n"] for item in response.json()["items"]]
+
+    assert details() == [2, 1, 0]
+    assert details(action="workspace.member_added") == [1, 0]
+    assert details(actor_id=str(alice)) == [2, 0]
+    assert details(since=(TODAY - timedelta(days=1, hours=1)).isoformat()) == [2, 1]
+    assert details(until=(TODAY - timedelta(days=1)).isoformat()) == [0]
+    # No zone given: taken as UTC.
+    assert details(since=(TODAY - timedelta(hours=2)).replace(tzinfo=None).isoformat()) == [2]
+    assert details(action="workspace.member_added", actor_id=str(alice)) == [0]
+
+
+def test_activity_counts_per_utc_day_and_action(
+    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+) -> None:
+    actor = uuid.uuid4()
+    midnight = TODAY.replace(hour=0)
+    add_events(
+        audit_session,
+        workspace.id,
+        (midnight + timedelta(minutes=1), "workspace.member_added", actor),
+        (midnight + timedelta(hours=11), "workspace.member_added", actor),
+        (midnight + timedelta(hours=11), "workspace.updated", actor),
+        # One second before midnight UTC is still yesterday, whatever the server's own zone.
+        (midnight - timedelta(seconds=1), "workspace.member_added", actor),
+        (midnight - timedelta(days=2), "workspace.created", actor),
+        # Outside a 3-day window.
+        (midnight - timedelta(days=3), "workspace.created", actor),
+    )
+
+    response = client.get(f"/api/v1/workspaces/{workspace.id}/activity", params={"days": 3}, headers=auth(owner))
+
+    assert response.status_code == 200
+    today, yesterday, two_days_ago = ((midnight - timedelta(days=days)).date().isoformat() for days in range(3))
+    assert response.json() == {
+        "since": two_days_ago,
+        "days": 3,
+        "counts": [
+            {"day": two_days_ago, "action": "workspace.created", "count": 1},
+            {"day": yesterday, "action": "workspace.member_added", "count": 1},
+            {"day": today, "action": "workspace.member_added", "count": 2},
+            {"day": today, "action": "workspace.updated", "count": 1},
+        ],
+    }
+
+
+@pytest.mark.parametrize("params", [{"days": 0}, {"days": 367}, {"days": "week"}])
+def test_activity_rejects_a_bad_window(
+    client: TestClient, owner: User, workspace: Workspace, params: dict[str, object]
+) -> None:
+    response = client.get(f"/api/v1/workspaces/{workspace.id}/activity", params=params, headers=auth(owner))
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+
+
+@pytest.mark.parametrize(
+    "params", [{"actor_id": "alice"}, {"since": "yesterday"}, {"cursor": "not-a-cursor"}, {"limit": 0}]
+)
+def test_events_reject_bad_filters(
+    client: TestClient, owner: User, workspace: Workspace, params: dict[str, object]
+) -> None:
+    response = client.get(events_url(workspace), params=params, headers=auth(owner))
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "validation_error"
+
+
+def test_events_need_a_token(client: TestClient, workspace: Workspace) -> None:
+    response = client.get(events_url(workspace))
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "not_authenticated"
+
+
+def test_naive_and_aware_filters_agree(
+    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+) -> None:
+    add_events(audit_session, workspace.id, (datetime(2026, 1, 1, 12, tzinfo=UTC), "workspace.updated", owner.id))
+
+    aware = client.get(events_url(workspace), params={"since": "2026-01-01T11:00:00+00:00"}, headers=auth(owner))
+    naive = client.get(events_url(workspace), params={"since": "2026-01-01T11:00:00"}, headers=auth(owner))
+    other_zone = client.get(events_url(workspace), params={"since": "2026-01-01T14:30:00+02:00"}, headers=auth(owner))
+
+    assert len(aware.json()["items"]) == len(naive.json()["items"]) == 1
+    assert other_zone.json()["items"] == []
