@@ -8,6 +8,7 @@ is not a member, a workspace does not exist.
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
@@ -67,15 +68,9 @@ def create_workspace(session: Session, *, owner_id: uuid.UUID, name: str) -> Mem
     session.flush()
     session.add(WorkspaceMember(workspace_id=workspace.id, user_id=owner_id, role=Role.OWNER))
     session.flush()
-    record_event(
-        session,
-        action="workspace.created",
-        actor_id=owner_id,
-        workspace_id=workspace.id,
-        target=Target("workspace", workspace.id),
-        details={"name": name},
-    )
-    return Membership(workspace=workspace, user_id=owner_id, role=Role.OWNER)
+    membership = Membership(workspace=workspace, user_id=owner_id, role=Role.OWNER)
+    _record(session, membership, "workspace.created", Target("workspace", workspace.id), {"name": name})
+    return membership
 
 
 def get_membership(
@@ -93,6 +88,12 @@ def get_membership(
     membership = Membership(workspace=workspace, user_id=user_id, role=Role(role))
     _require(membership, minimum_role)
     return membership
+
+
+def _record(session: Session, actor: Membership, action: str, target: Target, details: dict[str, Any]) -> None:
+    record_event(
+        session, action=action, actor_id=actor.user_id, workspace_id=actor.workspace.id, target=target, details=details
+    )
 
 
 def _require(actor: Membership, minimum_role: Role) -> None:
@@ -118,13 +119,12 @@ def rename_workspace(session: Session, actor: Membership, *, name: str) -> Works
     """Give the workspace a new name; admins and owners."""
     _require(actor, Role.ADMIN)
     workspace = actor.workspace
-    record_event(
+    _record(
         session,
-        action="workspace.updated",
-        actor_id=actor.user_id,
-        workspace_id=workspace.id,
-        target=Target("workspace", workspace.id),
-        details={"before": {"name": workspace.name}, "after": {"name": name}},
+        actor,
+        "workspace.updated",
+        Target("workspace", workspace.id),
+        {"before": {"name": workspace.name}, "after": {"name": name}},
     )
     workspace.name = name
     session.add(workspace)
@@ -135,13 +135,8 @@ def rename_workspace(session: Session, actor: Membership, *, name: str) -> Works
 def delete_workspace(session: Session, actor: Membership) -> None:
     """Delete the workspace and its memberships; owners only."""
     _require(actor, Role.OWNER)
-    record_event(
-        session,
-        action="workspace.deleted",
-        actor_id=actor.user_id,
-        workspace_id=actor.workspace.id,
-        target=Target("workspace", actor.workspace.id),
-        details={"name": actor.workspace.name},
+    _record(
+        session, actor, "workspace.deleted", Target("workspace", actor.workspace.id), {"name": actor.workspace.name}
     )
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == actor.workspace.id))
     session.delete(actor.workspace)
@@ -179,14 +174,7 @@ def add_member(
     except IntegrityError:
         # Added by a concurrent request between the check above and this insert.
         raise AlreadyMember(f"{user.username} is already a member of this workspace") from None
-    record_event(
-        session,
-        action="workspace.member_added",
-        actor_id=actor.user_id,
-        workspace_id=actor.workspace.id,
-        target=Target("user", user.id),
-        details={"role": role},
-    )
+    _record(session, actor, "workspace.member_added", Target("user", user.id), {"role": role})
     return Member(membership=membership, user=user)
 
 
@@ -211,13 +199,12 @@ def change_role(session: Session, actor: Membership, *, user_id: uuid.UUID, role
         _require(actor, Role.OWNER)
     if target.role == Role.OWNER and role != Role.OWNER:
         _ensure_another_owner(session, workspace_id=actor.workspace.id, user_id=user_id)
-    record_event(
+    _record(
         session,
-        action="workspace.member_role_changed",
-        actor_id=actor.user_id,
-        workspace_id=actor.workspace.id,
-        target=Target("user", user_id),
-        details={"before": {"role": target.role}, "after": {"role": role}},
+        actor,
+        "workspace.member_role_changed",
+        Target("user", user_id),
+        {"before": {"role": target.role}, "after": {"role": role}},
     )
     target.role = role
     session.add(target)
@@ -235,14 +222,7 @@ def remove_member(session: Session, actor: Membership, *, user_id: uuid.UUID) ->
         if not leaving:
             _require(actor, Role.OWNER)
         _ensure_another_owner(session, workspace_id=actor.workspace.id, user_id=user_id)
-    record_event(
-        session,
-        action="workspace.member_removed",
-        actor_id=actor.user_id,
-        workspace_id=actor.workspace.id,
-        target=Target("user", user_id),
-        details={"role": target.role, "left": leaving},
-    )
+    _record(session, actor, "workspace.member_removed", Target("user", user_id), {"role": target.role, "left": leaving})
     session.delete(target)
     session.flush()
 
