@@ -16,7 +16,7 @@ from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 
 COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
-NEW_USER_COLUMN = "    nickname: str | None = Field(default=None, max_length=50)\n"
+NEW_USER_COLUMN = "    nickname: str | None = None\n"  # no max_length: rendered as sqlmodel AutoString
 AUDIT_NOTE_MODEL = """import uuid
 
 from sqlmodel import Field
