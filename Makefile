@@ -11,7 +11,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev-server test lint migrate-create migrate-upgrade migrate-rollback \
-	migrate-status migrate-history migrate-check migrate-sql audit-relay audit-prune
+	migrate-status migrate-history migrate-check migrate-sql audit-relay audit-prune bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,3 +62,6 @@ audit-relay: install ## Deliver outbox events to the audit database once, or eve
 
 audit-prune: install ## Delete audit events older than DAYS=N, in batches
 	@$(PY) -m src.audit_jobs prune --days "$(DAYS)"
+
+bench: install ## Load run: hundreds of simultaneous connections per endpoint on a fresh database (BENCH_POSTGRES=1 for PostgreSQL)
+	@$(PY) -m tests.load
