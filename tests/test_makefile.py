@@ -233,3 +233,53 @@ def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str
     assert project.ok("audit-relay") == "delivered 0 audit event(s)\n"
     assert project.ok("audit-prune", "DAYS=0") == "deleted 1 audit event(s) older than 0 day(s)\n"
     assert project.fails("audit-prune") == "error: DAYS must be a whole number of days: make audit-prune DAYS=90"
+
+
+REPORTS_MODEL = """import uuid
+
+from sqlmodel import Field
+
+from src.core.databases import ReportsModel
+
+
+class Report(ReportsModel, table=True):
+    __tablename__ = "reports"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    title: str = Field(max_length=200)
+"""
+
+
+@sqlite_only
+def test_a_third_database_is_one_base_one_entry_and_one_setting(project: Project, tmp_path: Path) -> None:
+    """The README's recipe for a third database, followed literally."""
+    databases = project.root / "src" / "core" / "databases.py"
+    base_class = (
+        "class ReportsModel(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):\n"
+        '    """Base of the tables in the reports database."""\n\n\n'
+    )
+    audit_entry = '    "audit": Database("audit", AuditModel, "audit_database_url", required=False),\n'
+    reports_entry = '    "reports": Database("reports", ReportsModel, "reports_database_url"),\n'
+    source = databases.read_text().replace(
+        "@dataclass(frozen=True)\nclass Database:", base_class + "@dataclass(frozen=True)\nclass Database:"
+    )
+    databases.write_text(source.replace(audit_entry, audit_entry + reports_entry))
+    config = project.root / "src" / "core" / "config.py"
+    audit_setting = '    audit_database_url: str = _sqlite_url("audit.db")\n'
+    reports_setting = '    reports_database_url: str = _sqlite_url("reports.db")\n'
+    url_fields = '"core_database_url", "audit_database_url"'
+    source = config.read_text().replace(audit_setting, audit_setting + reports_setting)
+    config.write_text(source.replace(url_fields, url_fields + ', "reports_database_url"'))
+    project.add_model_file("report.py", REPORTS_MODEL)
+    reports_url = f"sqlite:///{tmp_path / 'reports.db'}"
+    project.env["REPORTS_DATABASE_URL"] = reports_url
+
+    upgraded = project.ok("migrate-upgrade").splitlines()
+    created = project.ok("migrate-create", "MSG=Create reports schema", "DB=reports")
+    project.ok("migrate-upgrade")
+
+    assert [line.split(":")[0] for line in upgraded] == ["core", "audit", "reports"]
+    assert created.endswith("(touches: reports)\n")
+    assert "reports" in inspect(create_engine(reports_url)).get_table_names()
+    assert [row.split()[0] for row in project.ok("migrate-status").splitlines()[1:]] == ["core", "audit", "reports"]
+    assert project.ok("migrate-check").splitlines()[-1] == "reports: models match migrations"
