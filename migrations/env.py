@@ -14,11 +14,17 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, event, pool, text
+from sqlalchemy import Connection, pool, text
 from sqlalchemy.types import TypeDecorator
 
 from src.api.v1.models import UnassignedModelError, load_models
-from src.core.databases import DATABASES, UnknownDatabaseError, create_database_engine, get_database
+from src.core.databases import (
+    DATABASES,
+    UnknownDatabaseError,
+    begin_sqlite_transactions,
+    create_database_engine,
+    get_database,
+)
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):
@@ -88,18 +94,13 @@ def run_migrations_offline() -> None:
                 context.run_migrations(engine_name=name)
 
 
-def begin_sqlite_transactions(dbapi_connection: Any, _record: Any) -> None:
-    # pysqlite runs DDL outside any transaction; take over BEGIN so a failed revision rolls back whole.
-    dbapi_connection.isolation_level = None
-
-
 def run_migrations_online() -> None:
     for name in names:
         engine = create_database_engine(DATABASES[name].url, poolclass=pool.NullPool)
         is_sqlite = engine.dialect.name == "sqlite"
         if is_sqlite:
-            event.listen(engine, "connect", begin_sqlite_transactions)
-            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            # So that a failed revision rolls back whole, DDL included.
+            begin_sqlite_transactions(engine)
         with engine.connect() as connection:
             lock(connection)
             configure(

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SECRET_KEY = "example-secret-key-change-me-before-any-deploy"
 MIN_SECRET_KEY_LENGTH = 32
+DATABASE_URL_SUFFIX = "_database_url"
 
 Environment = Literal["local", "test", "staging", "production"]
 
@@ -35,7 +36,8 @@ def normalize_database_url(url: str) -> str:
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"not a database URL: {url!r} (expected e.g. sqlite:///var/core.db)")
+        # The URL itself is left out of the message: it may hold a password.
+        raise ValueError("not a database URL (expected e.g. sqlite:///var/core.db or postgresql://user:pw@host/db)")
     if scheme in ("postgres", "postgresql"):
         scheme = "postgresql+psycopg2"
     authority, query_sep, query = rest.partition("?")
@@ -52,6 +54,7 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_assignment=True,
         populate_by_name=True,
+        hide_input_in_errors=True,  # errors must not echo a URL with its password, or the secret key
     )
 
     environment: Environment = "local"
@@ -83,10 +86,13 @@ class Settings(BaseSettings):
     audit_relay_interval_seconds: float = Field(default=2.0, gt=0)
     audit_relay_batch_size: int = Field(default=500, ge=1, le=10000)
 
-    @field_validator("core_database_url", "audit_database_url")
+    @field_validator("*")
     @classmethod
-    def _normalize_url(cls, url: str) -> str:
-        return normalize_database_url(url)
+    def _normalize_database_urls(cls, value: object, info: ValidationInfo) -> object:
+        # Every *_database_url setting, so that a new database needs only its field.
+        if info.field_name and info.field_name.endswith(DATABASE_URL_SUFFIX) and isinstance(value, str):
+            return normalize_database_url(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_weak_secret_outside_local(self) -> "Settings":

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import registry
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 from src.core.config import settings
@@ -90,14 +91,36 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
 
 
-_engines: dict[str, Engine] = {}
+def begin_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
+    """Make an SQLite engine's transactions cover every statement.
+
+    pysqlite opens a transaction only before INSERT, UPDATE or DELETE, so reads and
+    DDL before the first write run outside it; the driver's own handling is turned
+    off and ``begin`` is sent when SQLAlchemy begins.
+    """
+
+    def driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    event.listen(engine, "connect", driver_autocommit)
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
 
 
-def _create_app_engine(url: str) -> Engine:
+def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
+    """An engine as the app uses it: pooled per settings, or unpooled; SQLite with real transactions."""
     if make_url(url).get_backend_name() == "sqlite":
-        engine = create_database_engine(url)
+        engine = create_database_engine(url, **({} if pooled else {"poolclass": NullPool}))
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        # One writer at a time, decided when a transaction starts: a read that later writes cannot
+        # deadlock with another one ("database is locked"), and what it read stays true until it commits.
+        begin_sqlite_transactions(engine, "BEGIN IMMEDIATE")
         return engine
+    if not pooled:
+        return create_database_engine(url, poolclass=NullPool)
     return create_database_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -106,18 +129,25 @@ def _create_app_engine(url: str) -> Engine:
     )
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+_engines: dict[tuple[str, bool], Engine] = {}
+
+
+def _engine(name: str, *, pooled: bool) -> Engine:
+    key = (get_database(name).url, pooled)
+    if key not in _engines:
+        _engines[key] = create_app_engine(key[0], pooled=pooled)
+    return _engines[key]
 
 
 def get_engine(name: str) -> Engine:
-    """The app's pooled engine for a named database, created once per URL."""
-    url = get_database(name).url
-    if url not in _engines:
-        _engines[url] = _create_app_engine(url)
-    return _engines[url]
+    """The pooled engine that requests use for a named database (see src/core/sessions.py)."""
+    return _engine(name, pooled=True)
+
+
+def get_unpooled_engine(name: str) -> Engine:
+    """An engine for work outside requests (the audit relay, /ready, jobs): it never takes a connection
+    from the pool that admitted requests count on."""
+    return _engine(name, pooled=False)
 
 
 def dispose_engines() -> None:

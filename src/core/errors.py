@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from src.core.databases import database_error_reason
@@ -144,9 +145,10 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         ]
         body = ValidationErrorResponse(error="validation_error", detail=_validation_detail(fields), fields=fields)
         return _json(422, body)
-    if isinstance(error, OperationalError):
-        # The database is down or unreachable: the client may retry; the server log names the cause.
-        logger.warning("database unavailable: %s", database_error_reason(error))
+    if isinstance(error, OperationalError | PoolTimeout):
+        # The database is down, unreachable or saturated: the client may retry; the server log names the cause.
+        reason = database_error_reason(error) if isinstance(error, OperationalError) else str(error)
+        logger.warning("database unavailable: %s", reason)
         return _json(503, ErrorResponse(error="database_unavailable", detail="a database is unavailable; try again"))
     if isinstance(error, StarletteHTTPException):
         code = _HTTP_CODES.get(error.status_code, "http_error")
@@ -156,5 +158,12 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def register_error_handler(app: FastAPI) -> None:
-    for error_class in (AppError, RequestValidationError, StarletteHTTPException, OperationalError, Exception):
+    for error_class in (
+        AppError,
+        RequestValidationError,
+        StarletteHTTPException,
+        OperationalError,
+        PoolTimeout,
+        Exception,
+    ):
         app.add_exception_handler(error_class, handle_error)

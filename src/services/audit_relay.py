@@ -21,7 +21,7 @@ from sqlalchemy.sql.dml import Insert
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
-from src.core.databases import database_error_reason, get_engine
+from src.core.databases import database_error_reason, get_unpooled_engine
 from src.core.timestamps import utcnow
 
 logger = logging.getLogger(__name__)
@@ -39,13 +39,13 @@ def insert_ignoring_delivered(connection: Connection) -> Insert:
 def relay_batch(*, batch_size: int) -> int:
     """Deliver up to ``batch_size`` of the oldest outbox events; returns how many."""
     claim = select(OUTBOX).order_by(OUTBOX.c.occurred_at, OUTBOX.c.id).limit(batch_size)
-    with get_engine("core").begin() as core:
+    with get_unpooled_engine("core").begin() as core:
         if core.dialect.name == "postgresql":
             claim = claim.with_for_update(skip_locked=True)
         events = [dict(row) for row in core.execute(claim).mappings()]
         if not events:
             return 0
-        with get_engine("audit").begin() as audit:
+        with get_unpooled_engine("audit").begin() as audit:
             audit.execute(insert_ignoring_delivered(audit), events)
         core.execute(delete(OUTBOX).where(OUTBOX.c.id.in_([event["id"] for event in events])))
     return len(events)
@@ -70,12 +70,15 @@ async def relay_forever(*, interval: float, batch_size: int) -> None:
                 logger.info("delivered %d audit event(s)", delivered)
         except DBAPIError as error:
             logger.warning("audit relay: %s; retrying in %gs", database_error_reason(error), interval)
+        except Exception:
+            # Anything else is a bug, but the relay must keep running: events keep arriving.
+            logger.exception("audit relay failed; retrying in %gs", interval)
         await asyncio.sleep(interval)
 
 
 def outbox_backlog() -> int:
     """Events recorded in core and not yet delivered to audit."""
-    with get_engine("core").connect() as core:
+    with get_unpooled_engine("core").connect() as core:
         return int(core.execute(select(func.count()).select_from(OUTBOX)).scalar_one())
 
 
@@ -85,7 +88,7 @@ def prune_audit_events(*, older_than_days: int, batch_size: int = 5000) -> int:
     oldest = select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.occurred_at < cutoff).limit(batch_size)
     deleted = 0
     while True:
-        with get_engine("audit").begin() as audit:
+        with get_unpooled_engine("audit").begin() as audit:
             count = audit.execute(delete(AUDIT_EVENTS).where(AUDIT_EVENTS.c.id.in_(oldest.scalar_subquery()))).rowcount
         deleted += count
         if count < batch_size:

@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
-from src.core.databases import DATABASES, database_error_reason, get_engine
+from src.core.databases import DATABASES, database_error_reason, get_unpooled_engine
 from src.core.schema_versions import current_revision
 from src.services.audit_relay import outbox_backlog
 
@@ -27,7 +27,7 @@ class Readiness(BaseModel):
 
 def check_database(name: str, head: str | None) -> DatabaseReadiness:
     try:
-        with get_engine(name).connect() as connection:
+        with get_unpooled_engine(name).connect() as connection:
             revision = current_revision(connection)
     except DBAPIError as error:
         return DatabaseReadiness(status="unreachable", revision=None, head=head, detail=database_error_reason(error))

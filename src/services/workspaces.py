@@ -236,6 +236,9 @@ def _get_member(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID
         select(WorkspaceMember, User)
         .join(User, col(User.id) == WorkspaceMember.user_id)
         .where(WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id)
+        # Locked until the request's commit (PostgreSQL): a concurrent change or removal of the same member
+        # waits, then finds it gone (404) instead of acting twice.
+        .with_for_update(of=WorkspaceMember)
     ).first()
     if row is None:
         raise MemberNotFound(f"user {user_id} is not a member of this workspace")

@@ -10,20 +10,19 @@ gone after the test.
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
 from alembic import command
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 from sqlmodel import Session
 
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.config import settings
-from src.core.databases import DATABASES, create_database_engine
+from src.core.databases import DATABASES, create_app_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import create_access_token
 from src.core.sessions import RequestSessions
@@ -32,19 +31,6 @@ from src.services import users, workspaces
 from tests.conftest import DatabaseUrls, create_postgres_databases, drop_postgres_databases
 
 PASSWORD = "correct horse battery"
-
-
-def _use_real_sqlite_transactions(engine: Engine) -> None:
-    """pysqlite opens transactions late and not for SAVEPOINT; emit BEGIN ourselves so the rollback covers all."""
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA foreign_keys=ON")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
 
 
 @pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -62,10 +48,8 @@ def migrated_engines(
         for name, url in urls.items():
             monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
         command.upgrade(alembic_config(), "head")
-    engines = {name: create_database_engine(url) for name, url in urls.items()}
-    for engine in engines.values():
-        if engine.dialect.name == "sqlite":
-            _use_real_sqlite_transactions(engine)
+    # The app's own kind of engine; on SQLite its real transactions let the test's rollback cover everything.
+    engines = {name: create_app_engine(url) for name, url in urls.items()}
     yield engines
     for engine in engines.values():
         engine.dispose()

@@ -102,3 +102,11 @@ def test_real_secret_key_is_accepted_in_production(monkeypatch: pytest.MonkeyPat
 def test_not_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="not a database URL"):
         settings_from(monkeypatch, CORE_DATABASE_URL="var/core.db")
+
+
+def test_a_bad_url_is_refused_without_echoing_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings_from(monkeypatch, CORE_DATABASE_URL="postgresql:/app:hunter2@db/app")
+
+    assert "not a database URL" in str(refused.value)
+    assert "hunter2" not in str(refused.value)

@@ -1,0 +1,105 @@
+"""Workspace rules under concurrency: two sessions at once on real databases."""
+
+import threading
+import uuid
+
+import pytest
+from sqlmodel import Session, select
+
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from src.core.databases import get_engine
+from src.services import users, workspaces
+from src.services.workspaces import LastOwner, MemberNotFound
+from tests.conftest import DatabaseUrls
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_member_removed_while_their_role_changes_is_acted_on_once(migrated_databases: DatabaseUrls) -> None:
+    with Session(get_engine("core")) as session:
+        owner = users.register_user(
+            session, email="o@example.com", username="owner", password="x" * 8, first_name="O", last_name="O"
+        )
+        member = users.register_user(
+            session, email="m@example.com", username="member", password="x" * 8, first_name="M", last_name="M"
+        )
+        workspace_id = workspaces.create_workspace(session, owner_id=owner.id, name="W").workspace.id
+        session.commit()
+        workspaces.add_member(
+            session,
+            workspaces.get_membership(session, workspace_id=workspace_id, user_id=owner.id),
+            role=Role.MEMBER,
+            user_id=member.id,
+        )
+        session.commit()
+        owner_id, member_id = owner.id, member.id
+    outcome: list[str] = []
+
+    def change_role() -> None:
+        with Session(get_engine("core")) as other:
+            actor = workspaces.get_membership(other, workspace_id=workspace_id, user_id=owner_id)
+            try:
+                workspaces.change_role(other, actor, user_id=member_id, role=Role.ADMIN)
+                other.commit()
+                outcome.append("changed")
+            except MemberNotFound:
+                outcome.append("not found")
+
+    with Session(get_engine("core")) as first:
+        actor = workspaces.get_membership(first, workspace_id=workspace_id, user_id=owner_id)
+        workspaces.remove_member(first, actor, user_id=member_id)  # holds the member's row lock until commit
+        second = threading.Thread(target=change_role)
+        second.start()
+        second.join(timeout=0.5)
+        assert second.is_alive()  # waiting for the lock
+        first.commit()
+    second.join(timeout=10)
+
+    assert outcome == ["not found"]
+    with Session(get_engine("core")) as session:
+        actions = [event.action for event in session.exec(select(OutboxEvent))]
+    assert actions.count("workspace.member_removed") == 1
+    assert "workspace.member_role_changed" not in actions
+
+
+def test_two_owners_leaving_at_once_leave_one_owner(migrated_databases: DatabaseUrls) -> None:
+    with Session(get_engine("core")) as session:
+        first = users.register_user(
+            session, email="a@example.com", username="first", password="x" * 8, first_name="A", last_name="A"
+        )
+        second = users.register_user(
+            session, email="b@example.com", username="second", password="x" * 8, first_name="B", last_name="B"
+        )
+        workspace_id = workspaces.create_workspace(session, owner_id=first.id, name="W").workspace.id
+        session.commit()
+        owner = workspaces.get_membership(session, workspace_id=workspace_id, user_id=first.id)
+        workspaces.add_member(session, owner, role=Role.OWNER, user_id=second.id)
+        session.commit()
+        first_id, second_id = first.id, second.id
+    outcome: list[str] = []
+
+    def leave(user_id: uuid.UUID) -> None:
+        with Session(get_engine("core")) as other:
+            try:
+                actor = workspaces.get_membership(other, workspace_id=workspace_id, user_id=user_id)
+                workspaces.remove_member(other, actor, user_id=user_id)
+                other.commit()
+                outcome.append("left")
+            except LastOwner:
+                outcome.append("last owner")
+
+    with Session(get_engine("core")) as session:
+        actor = workspaces.get_membership(session, workspace_id=workspace_id, user_id=first_id)
+        workspaces.remove_member(session, actor, user_id=first_id)  # its transaction holds the owners until commit
+        other = threading.Thread(target=leave, args=(second_id,))
+        other.start()
+        other.join(timeout=0.5)
+        session.commit()
+        outcome.append("left")
+    other.join(timeout=10)
+
+    assert sorted(outcome) == ["last owner", "left"]
+    with Session(get_engine("core")) as session:
+        owners = session.exec(select(WorkspaceMember).where(WorkspaceMember.workspace_id == workspace_id)).all()
+    assert [(member.user_id, member.role) for member in owners] == [(second_id, "owner")]
