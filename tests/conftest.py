@@ -23,6 +23,8 @@ POSTGRES_URL = normalize_database_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
 DatabaseUrls = dict[str, str]
+# Nothing listens on port 1: connecting fails at once.
+UNREACHABLE_URL = "postgresql://app:secret@127.0.0.1:1/app"
 
 
 @pytest.fixture(scope="session")

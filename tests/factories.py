@@ -1,11 +1,12 @@
-"""Small factories shared by tests: rows put straight into the databases."""
+"""Small helpers shared by tests: rows put straight into the databases, and read back."""
 
 import uuid
 from datetime import timedelta
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from src.api.v1.models.outbox_event import OutboxEvent
+from src.api.v1.models.workspace_member import WorkspaceMember
 from src.core.databases import get_engine
 from src.core.timestamps import utcnow
 
@@ -28,3 +29,11 @@ def record(count: int, *, start_minutes_ago: int = 60) -> list[uuid.UUID]:
         session.add_all(events)
         session.commit()
         return [event.id for event in events]
+
+
+def roles_in(session: Session, workspace_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """Each member's role in the workspace, as the database holds it."""
+    rows = session.exec(
+        select(WorkspaceMember.user_id, WorkspaceMember.role).where(WorkspaceMember.workspace_id == workspace_id)
+    )
+    return {user_id: role for user_id, role in rows}

@@ -16,7 +16,7 @@ from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 
 COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
-NEW_USER_COLUMN = "    nickname: str | None = None\n"  # no max_length: rendered as sqlmodel AutoString
+NEW_USER_COLUMN = "    nickname: str | None = None\n"  # no max_length: SQLModel's AutoString, written as sa.String()
 AUDIT_NOTE_MODEL = """import uuid
 
 from sqlmodel import Field
@@ -115,6 +115,9 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
         r"created migrations/versions/\d{4}_\d\d_\d\d_\d{4}-\w+_add_new_column_to_user_table\.py \(touches: core\)\n",
         created,
     )
+    revision = (project.root / created.split()[1]).read_text()
+    assert 'sa.Column("nickname", sa.String(), nullable=True)' in revision
+    assert "sqlmodel" not in revision
 
     assert "core: upgraded" in project.ok("migrate-upgrade")
     assert "nickname" in columns(database_urls["core"], "users")

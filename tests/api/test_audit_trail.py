@@ -18,10 +18,8 @@ from src.core.config import settings
 from src.core.databases import get_engine
 from src.main import create_app
 from src.services.audit_relay import relay_pending
-from tests.conftest import DatabaseUrls
-
-UNREACHABLE = "postgresql://audit:secret@127.0.0.1:1/audit"
-PASSWORD = "correct horse battery"
+from tests.api.conftest import PASSWORD
+from tests.conftest import UNREACHABLE_URL, DatabaseUrls
 
 
 @pytest.fixture
@@ -154,7 +152,7 @@ def test_password_change_and_role_change_record_before_and_after(client: TestCli
     assert role_change.details == {"before": {"role": "member"}, "after": {"role": "admin"}}
     assert role_change.workspace_id == uuid.UUID(workspace)
     assert password_change.action == "user.password_changed"
-    assert "password" not in str(password_change.details)
+    assert password_change.details == {}  # nothing about the password itself
 
 
 def test_the_app_relays_in_the_background(migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +174,7 @@ def test_the_app_relays_in_the_background(migrated_databases: DatabaseUrls, monk
 def test_outage_drill_audit_down_then_restored(
     migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE)
+    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE_URL)
 
     with TestClient(create_app()) as client:
         workspace, ada = walkthrough(client)
@@ -198,6 +196,5 @@ def test_outage_drill_audit_down_then_restored(
     assert relay_pending(batch_size=3) == 0
 
     delivered = audit_events()
-    assert [event.id for event in delivered] == [event.id for event in pending]
-    assert [event.occurred_at for event in delivered] == sorted(event.occurred_at for event in delivered)
+    assert [event.id for event in delivered] == [event.id for event in pending]  # each once, in occurred_at order
     assert outbox() == []

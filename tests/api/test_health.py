@@ -8,10 +8,10 @@ from src.core.config import settings
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
 from src.main import create_app
+from tests.conftest import UNREACHABLE_URL
 from tests.factories import record
 
 HEAD = script_directory().get_current_head()
-UNREACHABLE = "postgresql://app:pw@127.0.0.1:1/app"
 
 
 def get(path: str) -> tuple[int, dict[str, object]]:
@@ -21,7 +21,7 @@ def get(path: str) -> tuple[int, dict[str, object]]:
 
 
 def test_health_answers_without_touching_the_databases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "core_database_url", UNREACHABLE)
+    monkeypatch.setattr(settings, "core_database_url", UNREACHABLE_URL)
 
     assert get("/health") == (200, {"status": "ok"})
 
@@ -49,7 +49,7 @@ def test_not_ready_while_a_database_is_unmigrated(configured_databases) -> None:
 
 
 def test_not_ready_when_core_is_unreachable(migrated_databases, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "core_database_url", UNREACHABLE)
+    monkeypatch.setattr(settings, "core_database_url", UNREACHABLE_URL)
 
     status, body = get("/ready")
 
@@ -61,7 +61,7 @@ def test_not_ready_when_core_is_unreachable(migrated_databases, monkeypatch: pyt
 
 def test_degraded_with_backlog_while_audit_is_unreachable(migrated_databases, monkeypatch: pytest.MonkeyPatch) -> None:
     record(3)
-    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE)
+    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE_URL)
 
     status, body = get("/ready")
 
@@ -70,4 +70,4 @@ def test_degraded_with_backlog_while_audit_is_unreachable(migrated_databases, mo
     assert body["audit_backlog"] == 3
     audit = body["databases"]["audit"]  # type: ignore[index]
     assert audit["status"] == "unreachable"
-    assert "127.0.0.1" in audit["detail"] and "pw@" not in audit["detail"]
+    assert "127.0.0.1" in audit["detail"] and "secret" not in audit["detail"]

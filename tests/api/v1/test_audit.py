@@ -14,7 +14,11 @@ from src.api.v1.models.workspace import Workspace
 from src.core.timestamps import utcnow
 from tests.api.conftest import MakeUser, MakeWorkspace, auth, joined_session
 
-TODAY = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+
+@pytest.fixture
+def today() -> datetime:
+    """Noon UTC today, read when the test starts."""
+    return utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -55,17 +59,17 @@ def events_url(workspace: Workspace) -> str:
 
 
 def test_events_come_newest_first_across_pages(
-    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+    today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
 ) -> None:
     actor = uuid.uuid4()
     # Two events at the same instant: the id breaks the tie, so no page repeats or skips one.
     rows = add_events(
         audit_session,
         workspace.id,
-        (TODAY - timedelta(hours=3), "workspace.updated", actor),
-        (TODAY - timedelta(hours=2), "workspace.member_added", actor),
-        (TODAY - timedelta(hours=2), "workspace.member_added", actor),
-        (TODAY - timedelta(hours=1), "workspace.member_removed", actor),
+        (today - timedelta(hours=3), "workspace.updated", actor),
+        (today - timedelta(hours=2), "workspace.member_added", actor),
+        (today - timedelta(hours=2), "workspace.member_added", actor),
+        (today - timedelta(hours=1), "workspace.member_removed", actor),
     )
     expected = [str(row.id) for row in sorted(rows, key=lambda row: (row.occurred_at, row.id), reverse=True)]
 
@@ -82,12 +86,12 @@ def test_events_come_newest_first_across_pages(
 
 
 def test_event_shows_actor_target_context_and_metadata(
-    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+    today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
 ) -> None:
     target = uuid.uuid4()
     audit_session.add(
         AuditEvent(
-            occurred_at=TODAY,
+            occurred_at=today,
             action="workspace.member_role_changed",
             outcome="success",
             actor_type="user",
@@ -111,18 +115,23 @@ def test_event_shows_actor_target_context_and_metadata(
 
 
 def test_filters_by_action_actor_and_time(
-    client: TestClient, audit_session: Session, owner: User, workspace: Workspace, make_workspace: MakeWorkspace
+    today: datetime,
+    client: TestClient,
+    audit_session: Session,
+    owner: User,
+    workspace: Workspace,
+    make_workspace: MakeWorkspace,
 ) -> None:
     alice, bob = uuid.uuid4(), uuid.uuid4()
     add_events(
         audit_session,
         workspace.id,
-        (TODAY - timedelta(days=2), "workspace.member_added", alice),
-        (TODAY - timedelta(days=1), "workspace.member_added", bob),
-        (TODAY - timedelta(hours=1), "workspace.updated", alice),
+        (today - timedelta(days=2), "workspace.member_added", alice),
+        (today - timedelta(days=1), "workspace.member_added", bob),
+        (today - timedelta(hours=1), "workspace.updated", alice),
     )
     other = make_workspace(owner, name="Other")
-    add_events(audit_session, other.id, (TODAY, "workspace.member_added", alice))
+    add_events(audit_session, other.id, (today, "workspace.member_added", alice))
 
     def details(**params: str) -> list[int]:
         response = client.get(events_url(workspace), params=params, headers=auth(owner))
@@ -132,18 +141,18 @@ def test_filters_by_action_actor_and_time(
     assert details() == [2, 1, 0]
     assert details(action="workspace.member_added") == [1, 0]
     assert details(actor_id=str(alice)) == [2, 0]
-    assert details(since=(TODAY - timedelta(days=1, hours=1)).isoformat()) == [2, 1]
-    assert details(until=(TODAY - timedelta(days=1)).isoformat()) == [0]
+    assert details(since=(today - timedelta(days=1, hours=1)).isoformat()) == [2, 1]
+    assert details(until=(today - timedelta(days=1)).isoformat()) == [0]
     # No zone given: taken as UTC.
-    assert details(since=(TODAY - timedelta(hours=2)).replace(tzinfo=None).isoformat()) == [2]
+    assert details(since=(today - timedelta(hours=2)).replace(tzinfo=None).isoformat()) == [2]
     assert details(action="workspace.member_added", actor_id=str(alice)) == [0]
 
 
 def test_activity_counts_per_utc_day_and_action(
-    client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+    today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
 ) -> None:
     actor = uuid.uuid4()
-    midnight = TODAY.replace(hour=0)
+    midnight = today.replace(hour=0)
     add_events(
         audit_session,
         workspace.id,
@@ -160,15 +169,15 @@ def test_activity_counts_per_utc_day_and_action(
     response = client.get(f"/api/v1/workspaces/{workspace.id}/activity", params={"days": 3}, headers=auth(owner))
 
     assert response.status_code == 200
-    today, yesterday, two_days_ago = ((midnight - timedelta(days=days)).date().isoformat() for days in range(3))
+    this_day, yesterday, two_days_ago = ((midnight - timedelta(days=days)).date().isoformat() for days in range(3))
     assert response.json() == {
         "since": two_days_ago,
         "days": 3,
         "counts": [
             {"day": two_days_ago, "action": "workspace.created", "count": 1},
             {"day": yesterday, "action": "workspace.member_added", "count": 1},
-            {"day": today, "action": "workspace.member_added", "count": 2},
-            {"day": today, "action": "workspace.updated", "count": 1},
+            {"day": this_day, "action": "workspace.member_added", "count": 2},
+            {"day": this_day, "action": "workspace.updated", "count": 1},
         ],
     }
 

@@ -7,15 +7,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from src.api.v1.models.workspace import Workspace
-from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from src.api.v1.models.workspace_member import Role
 from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth
-
-
-def roles_in(session: Session, workspace_id: uuid.UUID) -> dict[uuid.UUID, str]:
-    rows = session.exec(
-        select(WorkspaceMember.user_id, WorkspaceMember.role).where(WorkspaceMember.workspace_id == workspace_id)
-    )
-    return {user_id: role for user_id, role in rows}
+from tests.factories import roles_in
 
 
 def workspace_name(session: Session, workspace_id: uuid.UUID) -> str | None:
