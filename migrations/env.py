@@ -4,10 +4,12 @@
 settings; alembic.ini holds none.
 """
 
-import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from logging.config import fileConfig
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -27,9 +29,8 @@ from src.core.databases import (
 )
 
 config = context.config
-if config.config_file_name is not None and not config.attributes.get("skip_logging_config"):
+if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-logger = logging.getLogger("alembic.env")
 
 # Any fixed number shared by every process that migrates: one upgrade at a time.
 MIGRATION_LOCK_ID = 0x616C656D
@@ -72,24 +73,26 @@ def configure(name: str, **options: Any) -> None:
     )
 
 
+@contextmanager
+def sql_output(name: str, out: str | None) -> Iterator[TextIO]:
+    """OUT/<name>.sql, announced once written; or stdout under a header naming the database."""
+    if not out:
+        print(f"-- database: {name}")
+        yield sys.stdout
+        return
+    path = Path(out) / f"{name}.sql"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as buffer:
+        yield buffer
+    print(f"{name}: wrote {path}")
+
+
 def run_migrations_offline() -> None:
-    """Write each database's SQL to OUT/<name>.sql, or to stdout when no OUT is given."""
     out = context.get_x_argument(as_dictionary=True).get("out")
     for name in names:
         url = DATABASES[name].url
-        if out:
-            path = Path(out) / f"{name}.sql"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w") as buffer:
-                configure(
-                    name, url=url, output_buffer=buffer, literal_binds=True, render_as_batch=url.startswith("sqlite")
-                )
-                with context.begin_transaction():
-                    context.run_migrations(engine_name=name)
-            print(f"{name}: wrote {path}")
-        else:
-            print(f"-- database: {name}")
-            configure(name, url=url, literal_binds=True, render_as_batch=url.startswith("sqlite"))
+        with sql_output(name, out) as buffer:
+            configure(name, url=url, output_buffer=buffer, literal_binds=True, render_as_batch=url.startswith("sqlite"))
             with context.begin_transaction():
                 context.run_migrations(engine_name=name)
 
