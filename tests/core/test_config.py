@@ -110,3 +110,11 @@ def test_a_bad_url_is_refused_without_echoing_its_password(monkeypatch: pytest.M
 
     assert "not a database URL" in str(refused.value)
     assert "hunter2" not in str(refused.value)
+
+
+def test_the_example_settings_file_loads_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(monkeypatch, PROJECT_ROOT / "config" / "example.env")
+
+    assert settings.environment == "local"
+    assert settings.secret_key == EXAMPLE_SECRET_KEY
+    assert settings.audit_relay_enabled is True
