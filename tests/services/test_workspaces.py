@@ -14,26 +14,25 @@ from src.services.workspaces import LastOwner, MemberNotFound
 from tests.conftest import DatabaseUrls
 
 
+def workspace_of_two(second_role: Role) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """A workspace owned by a first user, with a second one in ``second_role``: their three ids."""
+    with Session(get_engine("core")) as session:
+        first, second = (
+            users.register_user(
+                session, email=f"{name}@example.com", username=name, password="x" * 8, first_name="A", last_name="B"
+            )
+            for name in ("first", "second")
+        )
+        owner = workspaces.create_workspace(session, owner_id=first.id, name="W")
+        workspaces.add_member(session, owner, role=second_role, user_id=second.id)
+        session.commit()
+        return owner.workspace.id, first.id, second.id
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 def test_a_member_removed_while_their_role_changes_is_acted_on_once(migrated_databases: DatabaseUrls) -> None:
-    with Session(get_engine("core")) as session:
-        owner = users.register_user(
-            session, email="o@example.com", username="owner", password="x" * 8, first_name="O", last_name="O"
-        )
-        member = users.register_user(
-            session, email="m@example.com", username="member", password="x" * 8, first_name="M", last_name="M"
-        )
-        workspace_id = workspaces.create_workspace(session, owner_id=owner.id, name="W").workspace.id
-        session.commit()
-        workspaces.add_member(
-            session,
-            workspaces.get_membership(session, workspace_id=workspace_id, user_id=owner.id),
-            role=Role.MEMBER,
-            user_id=member.id,
-        )
-        session.commit()
-        owner_id, member_id = owner.id, member.id
+    workspace_id, owner_id, member_id = workspace_of_two(Role.MEMBER)
     outcome: list[str] = []
 
     def change_role() -> None:
@@ -64,19 +63,7 @@ def test_a_member_removed_while_their_role_changes_is_acted_on_once(migrated_dat
 
 
 def test_two_owners_leaving_at_once_leave_one_owner(migrated_databases: DatabaseUrls) -> None:
-    with Session(get_engine("core")) as session:
-        first = users.register_user(
-            session, email="a@example.com", username="first", password="x" * 8, first_name="A", last_name="A"
-        )
-        second = users.register_user(
-            session, email="b@example.com", username="second", password="x" * 8, first_name="B", last_name="B"
-        )
-        workspace_id = workspaces.create_workspace(session, owner_id=first.id, name="W").workspace.id
-        session.commit()
-        owner = workspaces.get_membership(session, workspace_id=workspace_id, user_id=first.id)
-        workspaces.add_member(session, owner, role=Role.OWNER, user_id=second.id)
-        session.commit()
-        first_id, second_id = first.id, second.id
+    workspace_id, first_id, second_id = workspace_of_two(Role.OWNER)
     outcome: list[str] = []
 
     def leave(user_id: uuid.UUID) -> None:
