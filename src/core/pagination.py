@@ -69,7 +69,7 @@ def keyset_statement(
     id_: Mapped[uuid.UUID],
     newest_first: bool = False,
 ) -> Statement:
-    """Order by (created_at, id), start after the cursor and fetch one row more than the page holds."""
+    """Order by (created_at, id), oldest or newest first, start after the cursor, fetch one row more than a page."""
     if page.cursor is not None:
         at, id_value = page.cursor.created_at, page.cursor.id
         if newest_first:
