@@ -29,7 +29,7 @@ dev-server: install migrate-upgrade ## Migrate, then serve with reload on HOST:P
 	$(PY) -m uvicorn src.main:app --reload --host $(HOST) --port $(PORT)
 
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
-	@SETTINGS_FILE=config/test.env $(PY) -m pytest -n $(TEST_WORKERS)
+	@SETTINGS_FILE=config/test.env $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: install ## ruff (lint and format check) and mypy
 	@$(PY) -m ruff check .

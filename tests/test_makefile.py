@@ -166,7 +166,7 @@ def test_create_without_msg_says_how_to_call_it(project: Project) -> None:
 
 @sqlite_only
 def test_unknown_db_is_one_clear_line(project: Project) -> None:
-    for target in ("migrate-upgrade", "migrate-create MSG=x", "migrate-rollback", "migrate-status", "migrate-history"):
+    for target in ("migrate-upgrade", "migrate-create MSG=x", "migrate-status"):
         assert (
             project.fails(*target.split(), "DB=reports")
             == "error: unknown database 'reports'; choose one of: core, audit"
