@@ -1,5 +1,7 @@
 """Password hashing (argon2id, pwdlib) and bearer tokens (HS256 JWT, pyjwt)."""
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +17,7 @@ from src.core.timestamps import utcnow
 
 # Only this algorithm is accepted when decoding, which rules out "none" and key confusion.
 JWT_ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "pwd"]
 
 
 @cache
@@ -50,6 +52,21 @@ def spend_verification_time(password: str) -> None:
     password_hash().verify(password, dummy)
 
 
+def password_stamp(password_hash: str) -> str:
+    """Changes whenever the password does (every hash has a fresh salt), so a password change revokes
+    earlier tokens; keyed with the secret key, so a token reveals nothing of the hash."""
+    return hmac.new(settings.secret_key.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: uuid.UUID
+    password_stamp: str
+
+    def matches_password(self, password_hash: str) -> bool:
+        return hmac.compare_digest(self.password_stamp, password_stamp(password_hash))
+
+
 @dataclass(frozen=True)
 class AccessToken:
     token: str
@@ -57,7 +74,7 @@ class AccessToken:
     expires_in: int
 
 
-def create_access_token(user_id: uuid.UUID, *, now: datetime | None = None) -> AccessToken:
+def create_access_token(user_id: uuid.UUID, *, password_hash: str, now: datetime | None = None) -> AccessToken:
     issued_at = now or utcnow()
     lifetime = timedelta(minutes=settings.access_token_expire_minutes)
     expires_at = issued_at + lifetime
@@ -67,13 +84,14 @@ def create_access_token(user_id: uuid.UUID, *, now: datetime | None = None) -> A
         "aud": settings.jwt_audience,
         "iat": issued_at,
         "exp": expires_at,
+        "pwd": password_stamp(password_hash),
     }
     token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
     return AccessToken(token=token, expires_at=expires_at, expires_in=int(lifetime.total_seconds()))
 
 
-def decode_access_token(token: str) -> uuid.UUID:
-    """The user id a valid token was issued for; ``InvalidToken`` for anything else."""
+def decode_access_token(token: str) -> TokenClaims:
+    """The user id and password stamp of a valid token; ``InvalidToken`` for anything else."""
     try:
         claims = jwt.decode(
             token,
@@ -83,7 +101,7 @@ def decode_access_token(token: str) -> uuid.UUID:
             issuer=settings.jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
         )
-        return uuid.UUID(str(claims["sub"]))
+        return TokenClaims(user_id=uuid.UUID(str(claims["sub"])), password_stamp=str(claims["pwd"]))
     except jwt.ExpiredSignatureError:
         raise InvalidToken("the token has expired") from None
     except (jwt.PyJWTError, ValueError):

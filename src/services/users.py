@@ -86,9 +86,12 @@ def authenticate(session: Session, *, login: str, password: str) -> User:
 
 def user_for_token(session: Session, token: str) -> User:
     """The active user a bearer token was issued to; ``InvalidToken`` otherwise."""
-    user = session.get(User, decode_access_token(token))
+    claims = decode_access_token(token)
+    user = session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise InvalidToken("the token's user does not exist or is inactive")
+    if not claims.matches_password(user.hashed_password):
+        raise InvalidToken("the password was changed after this token was issued; request a new token")
     return user
 
 

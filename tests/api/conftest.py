@@ -176,4 +176,4 @@ def add_member(session: Session) -> AddMember:
 
 def auth(user: User) -> dict[str, str]:
     """Headers carrying a fresh bearer token for ``user``."""
-    return {"Authorization": f"Bearer {create_access_token(user.id).token}"}
+    return {"Authorization": f"Bearer {create_access_token(user.id, password_hash=user.hashed_password).token}"}

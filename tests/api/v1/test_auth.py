@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from src.api.v1.models.user import User
 from src.core.config import settings
-from src.core.security import create_access_token
+from src.core.security import create_access_token, password_stamp
 from src.core.timestamps import utcnow
 from src.main import create_app
 from tests.api.conftest import PASSWORD, MakeUser
@@ -31,6 +31,7 @@ def valid_claims(user: User) -> dict[str, object]:
         "aud": settings.jwt_audience,
         "iat": now,
         "exp": now + timedelta(minutes=5),
+        "pwd": password_stamp(user.hashed_password),
     }
 
 
@@ -94,7 +95,7 @@ def test_token_without_a_password_is_422(client: TestClient) -> None:
 
 
 def tampered(user: User) -> str:
-    header, payload, signature = create_access_token(user.id).token.split(".")
+    header, payload, signature = create_access_token(user.id, password_hash=user.hashed_password).token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["sub"] = str(uuid.uuid4())
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
@@ -103,7 +104,9 @@ def tampered(user: User) -> str:
 
 REJECTED_TOKENS: dict[str, Callable[[User], str]] = {
     "tampered": tampered,
-    "expired": lambda user: create_access_token(user.id, now=utcnow() - timedelta(days=1)).token,
+    "expired": lambda user: (
+        create_access_token(user.id, password_hash=user.hashed_password, now=utcnow() - timedelta(days=1)).token
+    ),
     "alg none": lambda user: jwt.encode(valid_claims(user), None, algorithm="none"),
     "other key": lambda user: jwt.encode(valid_claims(user), "another-secret-key-of-enough-length", algorithm="HS256"),
     "other audience": lambda user: jwt.encode(
@@ -118,7 +121,7 @@ REJECTED_TOKENS: dict[str, Callable[[User], str]] = {
     "subject not a uuid": lambda user: jwt.encode(
         valid_claims(user) | {"sub": "ada"}, settings.secret_key, algorithm="HS256"
     ),
-    "unknown user": lambda user: create_access_token(uuid.uuid4()).token,
+    "unknown user": lambda user: create_access_token(uuid.uuid4(), password_hash=user.hashed_password).token,
     "not a jwt": lambda user: "not-a-jwt",
 }
 
@@ -136,7 +139,7 @@ def test_a_bad_token_is_401_invalid_token(client: TestClient, make_user: MakeUse
 
 def test_the_token_of_a_deactivated_user_is_401(client: TestClient, session: Session, make_user: MakeUser) -> None:
     user = make_user()
-    headers = bearer(create_access_token(user.id).token)
+    headers = bearer(create_access_token(user.id, password_hash=user.hashed_password).token)
     user.is_active = False
     session.commit()
 
@@ -170,3 +173,37 @@ def test_every_other_endpoint_needs_a_valid_token(
 
     assert response.status_code == 401
     assert response.json()["error"] == ("invalid_token" if token else "not_authenticated")
+
+
+def test_a_password_change_revokes_earlier_tokens(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user(username="ada", email="ada@example.com")
+    old = bearer(
+        client.post("/api/v1/auth/token", data={"username": "ada", "password": PASSWORD}).json()["access_token"]
+    )
+    changed = client.patch(
+        "/api/v1/users/me", headers=old, json={"password": "a new password", "current_password": PASSWORD}
+    )
+
+    stale = client.get("/api/v1/users/me", headers=old)
+    new = client.post("/api/v1/auth/token", data={"username": "ada", "password": "a new password"}).json()[
+        "access_token"
+    ]
+
+    assert changed.status_code == 200
+    assert stale.status_code == 401
+    assert stale.json() == {
+        "error": "invalid_token",
+        "detail": "the password was changed after this token was issued; request a new token",
+    }
+    assert client.get("/api/v1/users/me", headers=bearer(new)).json()["id"] == str(user.id)
+
+
+def test_a_token_without_a_password_stamp_is_401(client: TestClient, make_user: MakeUser) -> None:
+    claims = {key: value for key, value in valid_claims(make_user()).items() if key != "pwd"}
+
+    response = client.get(
+        "/api/v1/users/me", headers=bearer(jwt.encode(claims, settings.secret_key, algorithm="HS256"))
+    )
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"

@@ -22,5 +22,5 @@ def issue_token(
 ) -> Token:
     """Exchange a username (or email) and password for a bearer token (OAuth2 password form)."""
     user = users.authenticate(session, login=username, password=password)
-    token = create_access_token(user.id)
+    token = create_access_token(user.id, password_hash=user.hashed_password)
     return Token(access_token=token.token, expires_in=token.expires_in)
