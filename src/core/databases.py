@@ -112,21 +112,26 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
 
 def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
     """An engine as the app uses it: pooled per settings, or unpooled; SQLite with real transactions."""
-    if make_url(url).get_backend_name() == "sqlite":
-        engine = create_database_engine(url, **({} if pooled else {"poolclass": NullPool}))
+    is_sqlite = make_url(url).get_backend_name() == "sqlite"
+    options: dict[str, Any] = {"poolclass": NullPool}
+    if pooled:
+        # SQLite files keep SQLAlchemy's default pool; PostgreSQL's is sized by the settings.
+        options = (
+            {}
+            if is_sqlite
+            else {
+                "pool_size": settings.db_pool_size,
+                "max_overflow": settings.db_max_overflow,
+                "pool_timeout": settings.db_pool_timeout,
+            }
+        )
+    engine = create_database_engine(url, **options)
+    if is_sqlite:
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         # One writer at a time, decided when a transaction starts: a read that later writes cannot
         # deadlock with another one ("database is locked"), and what it read stays true until it commits.
         begin_sqlite_transactions(engine, "BEGIN IMMEDIATE")
-        return engine
-    if not pooled:
-        return create_database_engine(url, poolclass=NullPool)
-    return create_database_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-    )
+    return engine
 
 
 _engines: dict[tuple[str, bool], Engine] = {}
