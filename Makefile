@@ -1,5 +1,5 @@
 # Every target prints what it did in a line or a table; bad input gets one line and a non-zero exit.
-# DB=core|audit restricts a migrate-* target to one database (the list lives in src/core/databases.py).
+# DB=<name> restricts a migrate-* target to one database of src/core/databases.py; VERBOSE=1 prints a failure's traceback.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,14 +7,15 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 TEST_WORKERS ?= 3
-MIGRATE := $(PY) -m src.migrate
+MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev-server test lint migrate-create migrate-upgrade migrate-rollback \
-	migrate-status migrate-history migrate-check migrate-sql audit-relay audit-prune bench
+.PHONY: help install dev-server test lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
+	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@test ! -x $(PY) || $(PY) -c 'from src.core.databases import DATABASES; print("DB= names one of:", ", ".join(DATABASES))' 2>/dev/null || true
 
 $(VENV)/.installed: requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11 or newer is needed (PYTHON=$(PYTHON))")'
@@ -31,13 +32,17 @@ dev-server: install migrate-upgrade ## Migrate, then serve with reload on HOST:P
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
 	@SETTINGS_FILE=config/test.env $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
-lint: install ## ruff (lint and format check) and mypy
+lint: install ## ruff (lint and format check), mypy and migrate-lint
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
 	@$(PY) -m mypy src tests
+	@$(MIGRATE) lint
 
-migrate-create: install ## Autogenerate a revision: MSG="..." [DB=core|audit]
+migrate-create: install ## Autogenerate a revision: MSG="..." [DB=]
 	@$(MIGRATE) create --message "$(MSG)" --db "$(DB)"
+
+migrate-merge: install ## Write the revision that joins two branches' heads [MSG="..."]
+	@$(MIGRATE) merge --message "$(MSG)"
 
 migrate-upgrade: install ## Bring all databases (or DB=) to head
 	@$(MIGRATE) upgrade --db "$(DB)"
@@ -56,6 +61,9 @@ migrate-check: install ## Fail when any database's models differ from its migrat
 
 migrate-sql: install ## Offline SQL to stdout, or OUT=dir/<db>.sql [DB=] [FROM=revision]
 	@$(MIGRATE) sql --db "$(DB)" --out "$(OUT)" --from "$(FROM)"
+
+migrate-lint: install ## Check revision files for operations risky on a live PostgreSQL database, no database needed [DB=]
+	@$(MIGRATE) lint --db "$(DB)"
 
 audit-relay: install ## Deliver outbox events to the audit database once, or every interval with LOOP=1
 	@$(PY) -m src.audit_jobs relay $(if $(filter 1,$(LOOP)),--loop)

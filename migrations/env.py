@@ -16,7 +16,7 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import Connection, pool, text
+from sqlalchemy import pool
 from sqlalchemy.types import TypeDecorator
 
 from src.api.v1.models import UnassignedModelError, load_models
@@ -27,13 +27,12 @@ from src.core.databases import (
     create_database_engine,
     get_database,
 )
+from src.core.migration_lock import prepare_migration_connection
+from src.core.schema_versions import current_heads, different_revisions_message
 
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
-
-# Any fixed number shared by every process that migrates: one upgrade at a time.
-MIGRATION_LOCK_ID = 0x616C656D
 
 
 def selected_databases() -> list[str]:
@@ -97,7 +96,42 @@ def run_migrations_offline() -> None:
                 context.run_migrations(engine_name=name)
 
 
+def read_current_heads(name: str) -> tuple[str, ...]:
+    engine = create_database_engine(DATABASES[name].url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            return current_heads(connection)
+    finally:
+        engine.dispose()
+
+
+def print_current() -> None:
+    """``alembic current``: one line per database, labelled, a database at base included."""
+    known = {script.revision: script for script in context.script.walk_revisions()}
+    for name in names:
+        revisions = [
+            known[rev].cmd_format(False) if rev in known else f"{rev} (unknown: not in migrations/versions)"
+            for rev in read_current_heads(name)
+        ]
+        config.print_stdout(f"{name}: {', '.join(revisions) or 'base'}")
+
+
+def refuse_downgrade_across_revisions() -> None:
+    """Stepping databases at different revisions back would move each somewhere else (MIGRATION-NOTES 4)."""
+    currents = {name: read_current_heads(name) for name in names}
+    if len(set(currents.values())) > 1:
+        raise CommandError(different_revisions_message(currents))
+
+
+def alembic_command() -> str | None:
+    """The alembic command-line command being run (current, downgrade, ...); None when called from code."""
+    cmd = getattr(config.cmd_opts, "cmd", None)
+    return cmd[0].__name__ if cmd else None
+
+
 def run_migrations_online() -> None:
+    if alembic_command() == "downgrade":
+        refuse_downgrade_across_revisions()
     for name in names:
         engine = create_database_engine(DATABASES[name].url, poolclass=pool.NullPool)
         is_sqlite = engine.dialect.name == "sqlite"
@@ -105,26 +139,22 @@ def run_migrations_online() -> None:
             # So that a failed revision rolls back whole, DDL included.
             begin_sqlite_transactions(engine)
         with engine.connect() as connection:
-            lock(connection)
+            # Timeouts for this connection's statements, and one migration at a time (PostgreSQL).
+            prepare_migration_connection(connection, name)
             configure(
                 name,
                 connection=connection,
-                render_as_batch=is_sqlite,
+                # Batch operations run as plain ALTERs on PostgreSQL, so a revision made there runs on SQLite too.
+                render_as_batch=True,
                 transaction_per_migration=True,
                 process_revision_directives=skip_empty_revision,
             )
             # Read under the lock, so callers can tell what this run itself changed.
-            config.attributes.setdefault("revisions_before", {})[name] = context.get_context().get_current_revision()
+            before = tuple(sorted(context.get_context().get_current_heads()))
+            config.attributes.setdefault("revisions_before", {})[name] = before
             with context.begin_transaction():
                 context.run_migrations(engine_name=name)
         engine.dispose()
-
-
-def lock(connection: Connection) -> None:
-    """Serialize concurrent migrations on PostgreSQL; released when the connection closes."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        connection.commit()
 
 
 try:
@@ -135,5 +165,7 @@ names = selected_databases()
 
 if context.is_offline_mode():
     run_migrations_offline()
+elif alembic_command() == "current":
+    print_current()
 else:
     run_migrations_online()

@@ -21,7 +21,11 @@ from src.services.audit_relay import relay_forever
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     load_models()
-    app.state.schema_head = script_directory().get_current_head()
+    # /ready holds each database against these revision files. Reading them now fails the start on a broken file;
+    # several heads (branches not yet merged) do not: /ready reports them.
+    scripts = script_directory()
+    scripts.get_heads()
+    app.state.schema_scripts = scripts
     # Admission to each database follows its pool (src/core/sessions.py).
     app.state.sessions = RequestSessions.for_engine(get_engine("core"))
     app.state.audit_sessions = RequestSessions.for_engine(get_engine("audit"))

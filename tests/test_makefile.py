@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
+from src.core.databases import DATABASES
 
 COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
 NEW_USER_COLUMN = "    nickname: str | None = None\n"  # no max_length: SQLModel's AutoString, written as sa.String()
@@ -112,7 +113,7 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
 
     created = project.ok("migrate-create", "MSG=Add new column to user table")
     assert re.fullmatch(
-        r"created migrations/versions/\d{4}_\d\d_\d\d_\d{4}-\w+_add_new_column_to_user_table\.py \(touches: core\)\n",
+        r"created migrations/versions/\d{4}_\d\d_\d\d_\d{6}-\w+_add_new_column_to_user_table\.py \(touches: core\)\n",
         created,
     )
     revision = (project.root / created.split()[1]).read_text()
@@ -130,6 +131,13 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
     assert rolled_back.count("rolled back") == 2
     assert "nickname" not in columns(database_urls["core"], "users")
 
+    # Written in batch mode, so a revision made on either database runs on SQLite.
+    assert 'with op.batch_alter_table("users", schema=None) as batch_op:' in revision
+    sqlite_urls = {name: f"sqlite:///{project.root / name}.db" for name in database_urls}
+    project.env.update({f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls.items()})
+    project.ok("migrate-upgrade")
+    assert "nickname" in columns(sqlite_urls["core"], "users")
+
 
 def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, database_urls: dict[str, str]) -> None:
     project.ok("migrate-upgrade")
@@ -141,10 +149,63 @@ def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, data
     assert re.search(r"def upgrade_core\(\) -> None:\s+pass\n", revision)
     assert 'op.create_table(\n        "audit_notes"' in revision
 
-    assert project.ok("migrate-upgrade", "DB=audit").startswith("audit: upgraded")
+    # The README's recipe: every database records the revision, core's step being empty.
+    assert project.ok("migrate-upgrade").splitlines()[1].startswith("audit: upgraded")
     assert "audit_notes" in inspect(create_engine(database_urls["audit"])).get_table_names()
+    assert [row.split()[4] for row in project.ok("migrate-status").splitlines()[1:]] == ["0", "0"]
     assert "Add audit notes" in project.ok("migrate-history", "DB=audit")
     assert "Add audit notes" not in project.ok("migrate-history", "DB=core")
+
+
+@sqlite_only
+def test_two_branches_are_merged_linted_upgraded_and_rolled_back_as_the_readme_says(
+    project: Project, database_urls: dict[str, str]
+) -> None:
+    project.ok("migrate-upgrade")
+    base = project.ok("migrate-status").splitlines()[1].split()[2]
+    project.add_to_user_model(NEW_USER_COLUMN)
+    ours = project.root / project.ok("migrate-create", "MSG=Add nickname").split()[1]
+    # A teammate's revision from the same head, arriving with a git merge.
+    theirs = project.root / "migrations" / "versions" / "2030_01_01_000000-0badc0ffee00_add_audit_notes.py"
+    theirs.write_text(
+        ours.read_text()
+        .replace(ours.stem.split("-")[1].split("_")[0], "0badc0ffee00")
+        .replace("Add nickname", "Add audit notes")
+        .split("\n\ndef upgrade_core")[0]
+        + "\n"
+    )
+
+    result = project.make("migrate-upgrade")
+    assert result.returncode == 2
+    assert "error: the migrations have 2 heads: " in result.stderr
+    assert "make migrate-merge" in result.stderr
+    merged = project.ok("migrate-merge", "MSG=Merge nickname and audit notes")
+    assert merged.startswith("created migrations/versions/") and "merges " in merged
+    assert project.ok("migrate-lint").endswith("no risky operations in 7 revision(s)\n")
+    assert project.ok("migrate-upgrade").count("upgraded") == 2
+    assert "nickname" in columns(database_urls["core"], "users")
+
+    steps = [project.ok("migrate-rollback").splitlines()[0] for _ in range(3)]
+
+    assert [step.split(" -> ")[1].count("+") for step in steps] == [1, 0, 0]
+    assert steps[-1].endswith(f" -> {base}")
+    assert "nickname" not in columns(database_urls["core"], "users")
+
+
+@sqlite_only
+def test_create_prints_the_lint_findings_of_the_revision_it_wrote(project: Project) -> None:
+    project.ok("migrate-upgrade")
+    project.add_to_user_model('    plan: str = Field(default="free", max_length=20)\n')
+
+    created, finding, advice = project.ok("migrate-create", "MSG=Add users.plan").splitlines()
+
+    assert created.endswith("_add_users_plan.py (touches: core)")
+    assert re.fullmatch(
+        r"migrations/versions/\S+_add_users_plan\.py:\d+: core: not-null-without-default: adds NOT NULL column"
+        r" users\.plan without a server_default; .+",
+        finding,
+    )
+    assert advice.startswith("review the 1 risky operation(s) above before upgrading: ")
 
 
 @sqlite_only
@@ -214,13 +275,16 @@ def test_revision_written_before_a_database_existed_still_runs(project: Project)
 
 
 @sqlite_only
-def test_help_is_the_default_and_lists_every_target(project: Project) -> None:
-    listed = {line.split()[0] for line in project.ok().splitlines()}
+def test_help_is_the_default_and_lists_every_target_and_database(project: Project) -> None:
+    *targets, databases = project.ok().splitlines()
+    listed = {line.split()[0] for line in targets}
     declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
 
     expected = {"dev-server", "test", "lint", "audit-relay", "audit-prune"}
-    expected |= {f"migrate-{name}" for name in ("create", "upgrade", "rollback", "status", "history", "check", "sql")}
+    commands = ("create", "merge", "upgrade", "rollback", "status", "history", "check", "sql", "lint")
+    expected |= {f"migrate-{name}" for name in commands}
     assert listed == declared >= expected
+    assert databases == f"DB= names one of: {', '.join(DATABASES)}"
 
 
 @sqlite_only

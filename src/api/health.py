@@ -23,7 +23,7 @@ def health() -> Health:
 @router.get("/ready", responses={503: {"model": Readiness}})
 def ready(request: Request, response: Response) -> Readiness:
     """200 when the service can serve (ready, or degraded without audit); 503 otherwise."""
-    readiness = check_readiness(request.app.state.schema_head)
+    readiness = check_readiness(request.app.state.schema_scripts)
     if readiness.status == "not_ready":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return readiness

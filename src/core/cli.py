@@ -5,10 +5,10 @@ import sys
 from pydantic import ValidationError
 
 
-def fail(message: str) -> int:
+def fail(message: str, exit_code: int = 1) -> int:
     """Print one error line to stderr; returns the exit status."""
     print(f"error: {message}", file=sys.stderr)
-    return 1
+    return exit_code
 
 
 def invalid_settings(error: ValidationError) -> int:

@@ -20,8 +20,14 @@ DATABASE_URL_SUFFIX = "_database_url"
 
 Environment = Literal["local", "test", "staging", "production"]
 
-# A raw "%" not starting a %XX escape, or a raw "@", means the password was pasted unencoded.
-_UNENCODED_PASSWORD = re.compile(r"@|%(?![0-9A-Fa-f]{2})")
+# A raw "%" not starting a %XX escape, or a raw "@", "?", "#" or "/", means the password was pasted unencoded.
+_UNENCODED_PASSWORD = re.compile(r"[@?#/]|%(?![0-9A-Fa-f]{2})")
+
+
+def project_path(path: str | Path) -> Path:
+    """A path as typed from the project's root when it lies inside, else as it is."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(PROJECT_ROOT) if resolved.is_relative_to(PROJECT_ROOT) else resolved
 
 
 def _sqlite_url(filename: str) -> str:
@@ -40,12 +46,12 @@ def normalize_database_url(url: str) -> str:
         raise ValueError("not a database URL (expected e.g. sqlite:///var/core.db or postgresql://user:pw@host/db)")
     if scheme in ("postgres", "postgresql"):
         scheme = "postgresql+psycopg2"
-    authority, query_sep, query = rest.partition("?")
-    userinfo, at, location = authority.rpartition("@")
+    # The host cannot hold an "@", so the last one ends the password, whatever the password holds.
+    userinfo, at, location = rest.rpartition("@")
     user, colon, password = userinfo.partition(":")
     if at and colon and _UNENCODED_PASSWORD.search(password):
         password = quote(password, safe="")
-    return f"{scheme}://{user}{colon}{password}{at}{location}{query_sep}{query}"
+    return f"{scheme}://{user}{colon}{password}{at}{location}"
 
 
 class Settings(BaseSettings):
@@ -70,6 +76,14 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
+
+    # Migrations on PostgreSQL (src/core/migration_lock.py), set on the migration's own connection only.
+    # lock_timeout: a revision waiting this long for a table lock gives up, so reads stop queueing behind it.
+    migration_lock_timeout_seconds: float = Field(default=10.0, ge=0)
+    # statement_timeout: the longest one migration statement (a backfill, an index build) may run.
+    migration_statement_timeout_seconds: float = Field(default=3600.0, ge=0)
+    # How long an upgrade waits for another process's migration to finish; then it fails, retry later.
+    migration_wait_timeout_seconds: float = Field(default=300.0, ge=0)
 
     # Bearer tokens: HS256 signed with secret_key; issuer and audience are checked on every request.
     access_token_expire_minutes: int = Field(default=60, ge=1)

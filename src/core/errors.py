@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -96,7 +96,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, ErrorResponse, "Not found, or not visible to the caller"),
         (409, ErrorResponse, "Conflicts with the current state"),
         (422, ValidationErrorResponse, "Invalid input"),
-        (503, ErrorResponse, "A database the endpoint needs is unreachable; try again later"),
+        (
+            503,
+            ErrorResponse,
+            "A database the endpoint needs is unreachable (database_unavailable), or its schema is older than"
+            " this version of the service (schema_behind); try again later",
+        ),
     ]
 }
 
@@ -131,6 +136,17 @@ def _validation_detail(fields: list[FieldError]) -> str:
     return f"{where}: {first.message}{more}" if where else f"{first.message}{more}"
 
 
+# A column or table the models use is missing: this code was deployed before its migrations ran.
+_SQLITE_SCHEMA_BEHIND = ("no such column", "no such table")
+_POSTGRES_SCHEMA_BEHIND = {"42703", "42P01"}  # undefined_column, undefined_table
+
+
+def is_schema_behind(error: DBAPIError) -> bool:
+    if getattr(error.orig, "pgcode", None) in _POSTGRES_SCHEMA_BEHIND:
+        return True
+    return isinstance(error, OperationalError) and str(error.orig).startswith(_SQLITE_SCHEMA_BEHIND)
+
+
 def _json(status_code: int, body: BaseModel, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
 
@@ -145,6 +161,13 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         ]
         body = ValidationErrorResponse(error="validation_error", detail=_validation_detail(fields), fields=fields)
         return _json(422, body)
+    if isinstance(error, DBAPIError) and is_schema_behind(error):
+        logger.warning("database schema behind the code: %s", database_error_reason(error))
+        detail = (
+            "the database schema is older than this version of the service;"
+            " try again once the deploy's migrations have run"
+        )
+        return _json(503, ErrorResponse(error="schema_behind", detail=detail))
     if isinstance(error, OperationalError | PoolTimeout):
         # The database is down, unreachable or saturated: the client may retry; the server log names the cause.
         reason = database_error_reason(error) if isinstance(error, OperationalError) else str(error)
@@ -153,7 +176,10 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, StarletteHTTPException):
         code = _HTTP_CODES.get(error.status_code, "http_error")
         return _json(error.status_code, ErrorResponse(error=code, detail=str(error.detail)), error.headers)
-    # Starlette's ServerErrorMiddleware re-raises after this response, so the server logs the traceback.
+    if isinstance(error, ProgrammingError):
+        # Registered to answer schema_behind, it never reaches ServerErrorMiddleware: its traceback is logged here.
+        logger.error("unexpected database error", exc_info=error)
+    # Anything else: Starlette's ServerErrorMiddleware re-raises after this response, so the server logs the traceback.
     return _json(500, ErrorResponse(error="internal_error", detail="internal server error"))
 
 
@@ -163,6 +189,7 @@ def register_error_handler(app: FastAPI) -> None:
         RequestValidationError,
         StarletteHTTPException,
         OperationalError,
+        ProgrammingError,
         PoolTimeout,
         Exception,
     ):

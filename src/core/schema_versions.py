@@ -2,6 +2,8 @@
 
 import io
 from argparse import Namespace
+from dataclasses import dataclass
+from typing import Literal
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -11,6 +13,8 @@ from sqlalchemy import Connection
 from src.core.config import PROJECT_ROOT
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
+
+SchemaStatus = Literal["at_head", "not_migrated", "behind", "unknown_revision"]
 
 
 def alembic_config(*, db: str | None = None, autogenerate: bool = False, **x_args: str) -> Config:
@@ -24,6 +28,68 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
-def current_revision(connection: Connection) -> str | None:
-    """The revision recorded in the database, or None when it was never migrated."""
-    return MigrationContext.configure(connection).get_current_revision()
+def current_heads(connection: Connection) -> tuple[str, ...]:
+    """The revisions recorded in the database: none when never migrated, several after ``alembic upgrade heads``."""
+    return tuple(sorted(MigrationContext.configure(connection).get_current_heads()))
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """One database's recorded revisions held against the revision files of this code."""
+
+    current: tuple[str, ...]
+    heads: tuple[str, ...]  # of the code; several until a merge revision joins them
+    pending: tuple[str, ...]  # revisions of the code not applied, oldest first
+    unknown: tuple[str, ...]  # recorded revisions with no file here: newer code ran, or a file was deleted
+
+    @property
+    def status(self) -> SchemaStatus:
+        if self.unknown:
+            return "unknown_revision"
+        if not self.current:
+            return "not_migrated"
+        return "behind" if self.pending else "at_head"
+
+
+def ancestry(scripts: ScriptDirectory, revisions: tuple[str, ...]) -> set[str]:
+    """The revisions and everything below them."""
+    seen: set[str] = set()
+    stack = list(revisions)
+    while stack:
+        revision = stack.pop()
+        if revision in seen:
+            continue
+        seen.add(revision)
+        script = scripts.get_revision(revision)
+        assert script is not None
+        stack.extend(script._all_down_revisions)
+    return seen
+
+
+def schema_state(scripts: ScriptDirectory, current: tuple[str, ...]) -> SchemaState:
+    known = {script.revision for script in scripts.walk_revisions()}
+    unknown = tuple(revision for revision in current if revision not in known)
+    heads = tuple(sorted(scripts.get_heads()))
+    applied = ancestry(scripts, current) if not unknown else set()
+    # walk_revisions goes newest first; pending is listed oldest first.
+    pending = tuple(
+        script.revision for script in reversed(list(scripts.walk_revisions())) if script.revision not in applied
+    )
+    return SchemaState(current=current, heads=heads, pending=() if unknown else pending, unknown=unknown)
+
+
+def read_schema_state(connection: Connection, scripts: ScriptDirectory) -> SchemaState:
+    return schema_state(scripts, current_heads(connection))
+
+
+def show_revisions(revisions: tuple[str, ...] | str | None) -> str:
+    """Recorded revisions or a revision's parents as one word: ``base``, ``abc``, or ``abc+def``."""
+    if isinstance(revisions, str):
+        return revisions
+    return "+".join(revisions) if revisions else "base"
+
+
+def different_revisions_message(currents: dict[str, tuple[str, ...]]) -> str:
+    where = ", ".join(f"{name} at {show_revisions(revisions)}" for name, revisions in currents.items())
+    choices = " or ".join(f"DB={name}" for name in currents)
+    return f"databases are at different revisions ({where}); roll back one with {choices}"

@@ -3,44 +3,64 @@
 import argparse
 import os
 import sys
+import traceback
 
 from pydantic import ValidationError
 
 from src.core.cli import fail, invalid_settings
 
-COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "sql")
+COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "merge", "sql", "lint")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m src.migrate")
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--db", default="", help="act on this database only")
-    parser.add_argument("--message", default="", help="create: the revision's message")
+    parser.add_argument("--message", default="", help="create, merge: the revision's message")
     parser.add_argument("--out", default="", help="sql: write <db>.sql files into this folder")
     parser.add_argument("--from", dest="start", default="", help="sql: start from this revision")
+    parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
     return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> None:
+    # Imported here so that invalid settings are reported in one line too.
+    from src.migrate import commands, lint, merge, rollback, status
+
+    db = args.db or None
+    match args.command:
+        case "create":
+            commands.create(args.message, db)
+        case "merge":
+            merge.merge(args.message)
+        case "sql":
+            commands.sql(db, args.out or None, args.start or None)
+        case "status":
+            status.status(db)
+        case "rollback":
+            rollback.rollback(db)
+        case "lint":
+            lint.lint(db)
+        case _:
+            getattr(commands, args.command)(db)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    db = args.db or None
     try:
-        # Imported here so that invalid settings are reported in one line too.
         from alembic.util import CommandError
 
         from src.api.v1.models import UnassignedModelError
         from src.core.databases import UnknownDatabaseError
-        from src.migrate import commands
+        from src.core.migration_lock import MigrationLockTimeout
+        from src.migrate.errors import MigrateError
 
         try:
-            if args.command == "create":
-                commands.create(args.message, db)
-            elif args.command == "sql":
-                commands.sql(db, args.out or None, args.start or None)
-            else:
-                getattr(commands, args.command)(db)
-        except (commands.MigrateError, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
-            return fail(str(error))
+            run(args)
+        except (MigrateError, MigrationLockTimeout, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
+            if args.verbose:
+                traceback.print_exception(error.__cause__ or error)
+            return fail(str(error), getattr(error, "exit_code", 1))
     except BrokenPipeError:  # the reader went away (piped to head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -1,43 +1,74 @@
-"""Whether each database answers and stands at the migrations' head, and how far audit delivery lags."""
+"""Whether each database answers and its schema matches this code's migrations, and how far audit delivery lags."""
 
 from typing import Literal
 
+from alembic.script import ScriptDirectory
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
 from src.core.databases import DATABASES, database_error_reason, get_unpooled_engine
-from src.core.schema_versions import current_revision
+from src.core.schema_versions import SchemaState, read_schema_state
 from src.services.audit_relay import outbox_backlog
 
-DatabaseStatus = Literal["ok", "unreachable", "not_migrated", "behind"]
+DatabaseStatus = Literal["ok", "unreachable", "not_migrated", "behind", "unknown_revision", "unmerged_heads"]
 
 
 class DatabaseReadiness(BaseModel):
     status: DatabaseStatus
-    revision: str | None
-    head: str | None
+    revisions: list[str] | None  # recorded in the database: [] when never migrated, None when unreachable
+    heads: list[str]  # of this code's migrations: several until a merge revision joins them
     detail: str | None = None
 
 
 class Readiness(BaseModel):
     status: Literal["ready", "degraded", "not_ready"]
     databases: dict[str, DatabaseReadiness]
-    audit_backlog: int | None  # events recorded in core, not yet delivered to audit; None when core is down
+    audit_backlog: int | None  # events recorded in core, not yet delivered to audit; None when core is not ok
 
 
-def check_database(name: str, head: str | None) -> DatabaseReadiness:
+def unknown_revision_detail(unknown: tuple[str, ...]) -> str:
+    subject = f"revision {unknown[0]} is" if len(unknown) == 1 else f"revisions {', '.join(unknown)} are"
+    return (
+        f"{subject} not in this code's migrations: the database was migrated by newer code,"
+        " or a revision file is missing"
+    )
+
+
+def unmerged_heads_detail(heads: tuple[str, ...]) -> str:
+    return (
+        f"the migrations have several heads ({', '.join(heads)}):"
+        " merge them with make migrate-merge, then make migrate-upgrade"
+    )
+
+
+def database_readiness(state: SchemaState) -> DatabaseReadiness:
+    """The report for a database that answered, from its schema state."""
+    revisions, heads = list(state.current), list(state.heads)
+    if state.status == "unknown_revision":
+        detail = unknown_revision_detail(state.unknown)
+        return DatabaseReadiness(status="unknown_revision", revisions=revisions, heads=heads, detail=detail)
+    if len(state.heads) > 1:
+        # No database can be at "the" head, and upgrading to head fails, until the branches are merged.
+        detail = unmerged_heads_detail(state.heads)
+        return DatabaseReadiness(status="unmerged_heads", revisions=revisions, heads=heads, detail=detail)
+    status: DatabaseStatus = "ok" if state.status == "at_head" else state.status
+    return DatabaseReadiness(status=status, revisions=revisions, heads=heads)
+
+
+def check_database(name: str, scripts: ScriptDirectory) -> DatabaseReadiness:
     try:
         with get_unpooled_engine(name).connect() as connection:
-            revision = current_revision(connection)
+            state = read_schema_state(connection, scripts)
     except DBAPIError as error:
-        return DatabaseReadiness(status="unreachable", revision=None, head=head, detail=database_error_reason(error))
-    status: DatabaseStatus = "ok" if revision == head else "not_migrated" if revision is None else "behind"
-    return DatabaseReadiness(status=status, revision=revision, head=head)
+        heads = sorted(scripts.get_heads())
+        return DatabaseReadiness(status="unreachable", revisions=None, heads=heads, detail=database_error_reason(error))
+    return database_readiness(state)
 
 
-def check_readiness(head: str | None) -> Readiness:
-    """Ready when every database is at head; degraded (still serving) when only an optional one is unreachable."""
-    databases = {name: check_database(name, head) for name in DATABASES}
+def check_readiness(scripts: ScriptDirectory) -> Readiness:
+    """Ready when every database is at this code's one head; degraded (still serving) when only an optional one
+    is unreachable."""
+    databases = {name: check_database(name, scripts) for name in DATABASES}
     problems = {name for name, database in databases.items() if database.status != "ok"}
     tolerated = {name for name in problems if databases[name].status == "unreachable" and not DATABASES[name].required}
     status = "ready" if not problems else "degraded" if problems == tolerated else "not_ready"

@@ -1,17 +1,25 @@
 """Liveness and readiness, against real databases."""
 
+import shutil
+from pathlib import Path
+
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
-from src.core.config import settings
+from src.core import schema_versions
+from src.core.config import PROJECT_ROOT, settings
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
 from src.main import create_app
-from tests.conftest import UNREACHABLE_URL
+from tests.conftest import UNREACHABLE_URL, DatabaseUrls
 from tests.factories import record
 
-HEAD = script_directory().get_current_head()
+REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
+HEAD, PREVIOUS = REVISIONS[-1], REVISIONS[-2]
+UNKNOWN = "0badc0ffee00"
+BRANCH = "b5a1c2d3e4f5"
 
 
 def get(path: str) -> tuple[int, dict[str, object]]:
@@ -20,24 +28,34 @@ def get(path: str) -> tuple[int, dict[str, object]]:
     return response.status_code, response.json()
 
 
+def execute(url: str, *statements: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.execute(text(statement))
+    engine.dispose()
+
+
 def test_health_answers_without_touching_the_databases(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "core_database_url", UNREACHABLE_URL)
 
     assert get("/health") == (200, {"status": "ok"})
 
 
-def test_ready_when_every_database_is_at_head(migrated_databases) -> None:
+def test_ready_when_every_database_is_at_head(migrated_databases: DatabaseUrls) -> None:
     status, body = get("/ready")
 
     assert status == 200
     assert body == {
         "status": "ready",
-        "databases": {name: {"status": "ok", "revision": HEAD, "head": HEAD, "detail": None} for name in DATABASES},
+        "databases": {
+            name: {"status": "ok", "revisions": [HEAD], "heads": [HEAD], "detail": None} for name in DATABASES
+        },
         "audit_backlog": 0,
     }
 
 
-def test_not_ready_while_a_database_is_unmigrated(configured_databases) -> None:
+def test_not_ready_while_a_database_is_unmigrated(configured_databases: DatabaseUrls) -> None:
     command.upgrade(alembic_config(db="core"), "head")
 
     status, body = get("/ready")
@@ -45,21 +63,116 @@ def test_not_ready_while_a_database_is_unmigrated(configured_databases) -> None:
     assert status == 503
     assert body["status"] == "not_ready"
     assert body["databases"]["core"]["status"] == "ok"  # type: ignore[index]
-    assert body["databases"]["audit"] == {"status": "not_migrated", "revision": None, "head": HEAD, "detail": None}  # type: ignore[index]
+    assert body["databases"]["audit"] == {"status": "not_migrated", "revisions": [], "heads": [HEAD], "detail": None}  # type: ignore[index]
 
 
-def test_not_ready_when_core_is_unreachable(migrated_databases, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_not_ready_while_a_database_is_behind_head(configured_databases: DatabaseUrls) -> None:
+    command.upgrade(alembic_config(db="core"), PREVIOUS)
+    command.upgrade(alembic_config(db="audit"), "head")
+
+    status, body = get("/ready")
+
+    assert status == 503
+    assert body["status"] == "not_ready"
+    assert body["databases"]["core"] == {"status": "behind", "revisions": [PREVIOUS], "heads": [HEAD], "detail": None}  # type: ignore[index]
+    assert body["databases"]["audit"]["status"] == "ok"  # type: ignore[index]
+    assert body["audit_backlog"] is None
+
+
+def test_not_ready_when_a_database_holds_a_revision_this_code_does_not_know(
+    migrated_databases: DatabaseUrls,
+) -> None:
+    execute(migrated_databases["core"], f"UPDATE alembic_version SET version_num = '{UNKNOWN}'")
+
+    status, body = get("/ready")
+
+    assert status == 503
+    assert body["status"] == "not_ready"
+    assert body["databases"]["core"] == {  # type: ignore[index]
+        "status": "unknown_revision",
+        "revisions": [UNKNOWN],
+        "heads": [HEAD],
+        "detail": f"revision {UNKNOWN} is not in this code's migrations: the database was migrated by newer code,"
+        " or a revision file is missing",
+    }
+    assert body["databases"]["audit"]["status"] == "ok"  # type: ignore[index]
+
+
+def test_a_database_with_two_recorded_revisions_is_reported_with_both(migrated_databases: DatabaseUrls) -> None:
+    # As `alembic upgrade heads` leaves it, run from a checkout whose second branch this code lacks.
+    execute(migrated_databases["audit"], f"INSERT INTO alembic_version (version_num) VALUES ('{UNKNOWN}')")
+
+    status, body = get("/ready")
+
+    assert status == 503
+    audit = body["databases"]["audit"]  # type: ignore[index]
+    assert audit["status"] == "unknown_revision"
+    assert audit["revisions"] == sorted([HEAD, UNKNOWN])
+    assert audit["detail"].startswith(f"revision {UNKNOWN} is not in this code's migrations")
+    assert body["databases"]["core"]["status"] == "ok"  # type: ignore[index]
+
+
+def branch_the_migrations(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the app at a copy of the migrations with a second branch off the revision before head."""
+    shutil.copy(PROJECT_ROOT / "alembic.ini", folder / "alembic.ini")
+    shutil.copytree(PROJECT_ROOT / "migrations", folder / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "migrations" / "versions" / f"2026_11_27_000000-{BRANCH}_a_second_branch.py").write_text(
+        f'revision = "{BRANCH}"\n'
+        f'down_revision = "{PREVIOUS}"\n'
+        "branch_labels = None\n"
+        "depends_on = None\n"
+        "\n\n"
+        "def upgrade(engine_name: str) -> None:\n"
+        "    pass\n"
+        "\n\n"
+        "def downgrade(engine_name: str) -> None:\n"
+        "    pass\n"
+    )
+    monkeypatch.setattr(schema_versions, "ALEMBIC_INI", folder / "alembic.ini")
+
+
+@pytest.mark.parametrize("recorded", [[HEAD], [BRANCH, HEAD]], ids=["one-branch-applied", "both-applied"])
+def test_the_app_starts_but_is_not_ready_while_the_migrations_have_several_heads(
+    migrated_databases: DatabaseUrls,
+    recorded: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for url in migrated_databases.values():
+        execute(url, "DELETE FROM alembic_version", *(f"INSERT INTO alembic_version VALUES ('{r}')" for r in recorded))
+    branch_the_migrations(tmp_path, monkeypatch)
+
+    status, body = get("/ready")
+
+    assert status == 503
+    assert body["status"] == "not_ready"
+    heads = sorted([HEAD, BRANCH])
+    detail = (
+        f"the migrations have several heads ({', '.join(heads)}):"
+        " merge them with make migrate-merge, then make migrate-upgrade"
+    )
+    assert body["databases"] == {
+        name: {"status": "unmerged_heads", "revisions": sorted(recorded), "heads": heads, "detail": detail}
+        for name in DATABASES
+    }
+
+
+def test_not_ready_when_core_is_unreachable(migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(settings, "core_database_url", UNREACHABLE_URL)
 
     status, body = get("/ready")
 
     assert status == 503
     assert body["status"] == "not_ready"
-    assert body["databases"]["core"]["status"] == "unreachable"  # type: ignore[index]
+    core = body["databases"]["core"]  # type: ignore[index]
+    assert core["status"] == "unreachable"
+    assert core["revisions"] is None and core["heads"] == [HEAD]
     assert body["audit_backlog"] is None
 
 
-def test_degraded_with_backlog_while_audit_is_unreachable(migrated_databases, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_degraded_with_backlog_while_audit_is_unreachable(
+    migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
+) -> None:
     record(3)
     monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE_URL)
 

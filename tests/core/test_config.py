@@ -39,6 +39,28 @@ def test_postgres_urls_select_the_installed_driver(monkeypatch: pytest.MonkeyPat
     )
 
 
+# Each character that ends a part of a URL, at the start, in the middle and at the end of a password.
+SPECIAL_PASSWORDS = [password for char in "?#@%/" for password in (f"{char}Zq9x", f"Zq{char}9x", f"Zq9x{char}")] + [
+    "p@ss?w#rd%"
+]
+
+
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS)
+def test_a_pasted_password_with_url_characters_is_read_whole(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
+    settings = settings_from(
+        monkeypatch, CORE_DATABASE_URL=f"postgresql://app:{password}@db.internal:5432/app?sslmode=require"
+    )
+
+    url = make_url(settings.core_database_url)
+    assert (url.password, url.host, url.port, url.database, dict(url.query)) == (
+        password,
+        "db.internal",
+        5432,
+        "app",
+        {"sslmode": "require"},
+    )
+
+
 @pytest.mark.parametrize("password", ["p@ss%word", "p%40ss%25word"])
 def test_password_with_at_or_percent_is_read_whole(monkeypatch: pytest.MonkeyPatch, password: str) -> None:
     settings = settings_from(

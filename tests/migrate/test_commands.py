@@ -11,11 +11,21 @@ from sqlalchemy import Column, Integer, Table
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES, AuditModel
 from src.core.schema_versions import script_directory
-from src.migrate import commands
-from src.migrate.commands import MigrateError
+from src.migrate import commands, rollback, status
+from src.migrate.__main__ import main
+from src.migrate.errors import MigrateError
+from src.migrate.revisions import read_state
+from tests.core.test_config import SPECIAL_PASSWORDS
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
 HEAD = REVISIONS[-1]
+
+
+def current(name: str) -> str | None:
+    """The one revision a database records, or None at base."""
+    revisions = read_state(DATABASES[name], script_directory()).current
+    assert len(revisions) <= 1, revisions
+    return revisions[0] if revisions else None
 
 
 @pytest.fixture
@@ -30,14 +40,14 @@ def test_upgrade_brings_every_database_to_head(configured_databases, capsys) -> 
     commands.upgrade(None)
 
     assert capsys.readouterr().out.splitlines() == [f"core: upgraded base -> {HEAD}", f"audit: upgraded base -> {HEAD}"]
-    assert [commands.read_current(database) for database in DATABASES.values()] == [HEAD, HEAD]
+    assert [current(name) for name in DATABASES] == [HEAD, HEAD]
 
 
 def test_upgrade_with_db_leaves_the_other_database_alone(configured_databases) -> None:
     commands.upgrade("audit")
 
-    assert commands.read_current(DATABASES["audit"]) == HEAD
-    assert commands.read_current(DATABASES["core"]) is None
+    assert current("audit") == HEAD
+    assert current("core") is None
 
 
 def test_check_names_only_the_database_whose_models_drifted(configured_databases, audit_drift, capsys) -> None:
@@ -61,7 +71,7 @@ def test_status_shows_a_row_per_database_with_masked_url(configured_databases, a
     commands.upgrade("audit")
     capsys.readouterr()
 
-    commands.status(None)
+    status.status(None)
 
     header, core, audit = capsys.readouterr().out.splitlines()
     assert header.split() == ["DATABASE", "URL", "CURRENT", "HEAD", "PENDING", "MODELS"]
@@ -77,33 +87,47 @@ def test_status_masks_the_password_and_reports_an_unreachable_database(
     monkeypatch.setattr(settings, "core_database_url", "postgresql://app:s3cr%40t@127.0.0.1:1/app")
 
     with pytest.raises(MigrateError, match=r"^core: cannot use postgresql\+psycopg2://app:\*\*\*@127.0.0.1:1/app: "):
-        commands.status(None)
+        status.status(None)
     out = capsys.readouterr().out
     assert "unreachable" in out
     assert "s3cr" not in out
 
 
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("password", SPECIAL_PASSWORDS)
+def test_a_password_with_url_characters_is_never_printed(configured_databases, monkeypatch, capsys, password) -> None:
+    from src.core.config import settings
+
+    monkeypatch.setattr(settings, "core_database_url", f"postgresql://app:{password}@127.0.0.1:1/app")
+
+    for target in ("status", "upgrade", "check"):
+        assert main([target]) == 1
+        out, err = capsys.readouterr()
+        assert "core: cannot use postgresql+psycopg2://app:***@127.0.0.1:1/app: " in err
+        assert password not in out + err, target
+
+
 def test_rollback_steps_every_database_back_when_they_agree(configured_databases) -> None:
     commands.upgrade(None)
 
-    commands.rollback(None)
+    rollback.rollback(None)
 
-    assert [commands.read_current(database) for database in DATABASES.values()] == [REVISIONS[-2]] * 2
+    assert [current(name) for name in DATABASES] == [REVISIONS[-2]] * 2
 
 
 def test_rollback_refuses_databases_at_different_revisions_and_changes_nothing(configured_databases) -> None:
     commands.upgrade(None)
-    commands.rollback("audit")
+    rollback.rollback("audit")
 
     with pytest.raises(MigrateError, match=r"different revisions .*; roll back one with DB=core or DB=audit"):
-        commands.rollback(None)
-    assert commands.read_current(DATABASES["core"]) == HEAD
-    assert commands.read_current(DATABASES["audit"]) == REVISIONS[-2]
+        rollback.rollback(None)
+    assert current("core") == HEAD
+    assert current("audit") == REVISIONS[-2]
 
 
 def test_rollback_at_base_says_there_is_nothing_to_do(configured_databases) -> None:
     with pytest.raises(MigrateError, match="nothing to roll back"):
-        commands.rollback(None)
+        rollback.rollback(None)
 
 
 def test_history_with_db_lists_only_revisions_touching_that_database(capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +159,7 @@ def test_concurrent_upgrades_apply_each_revision_once(configured_databases) -> N
     outputs = sorted(out for out, _, _ in results)
     applied = f"core: upgraded base -> {HEAD}\naudit: upgraded base -> {HEAD}\n"
     assert outputs.count(applied) == 1, outputs
-    assert [commands.read_current(database) for database in DATABASES.values()] == [HEAD, HEAD]
+    assert [current(name) for name in DATABASES] == [HEAD, HEAD]
 
 
 def test_offline_sql_is_written_per_database_and_announced(configured_databases, tmp_path, capsys) -> None:

@@ -9,7 +9,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
-from src.migrate.commands import model_changes, read_current
+from src.migrate.revisions import read_state
+from src.migrate.status import model_changes
 
 VERSIONS = sorted((Path(__file__).parents[2] / "migrations" / "versions").glob("*.py"))
 
@@ -43,12 +44,12 @@ def test_each_database_upgrades_and_downgrades_one_revision_at_a_time(configured
 
     for revision in revisions:
         command.upgrade(alembic_config(db=name), revision)
-        assert read_current(database) == revision
+        assert read_state(database, script_directory()).current == (revision,)
     assert table_names(database.url) == set(database.metadata.tables) | {"alembic_version"}
 
     for expected in [*reversed(revisions[:-1]), None]:
         command.downgrade(alembic_config(db=name), "-1")
-        assert read_current(database) == expected
+        assert read_state(database, script_directory()).current == ((expected,) if expected else ())
     assert table_names(database.url) == {"alembic_version"}
     assert all(table_names(url) == set() for url in others)
 

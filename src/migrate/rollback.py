@@ -1,0 +1,46 @@
+"""make migrate-rollback: one revision back, through merges and branches, per database or all alike."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.script import ScriptDirectory
+
+from src.core.databases import Database
+from src.core.schema_versions import alembic_config, different_revisions_message, script_directory, show_revisions
+from src.migrate.errors import MigrateError, reporting_errors
+from src.migrate.revisions import read_known_states, read_state, require_one_head, selected
+
+
+def step_back_target(scripts: ScriptDirectory, current: tuple[str, ...]) -> str:
+    """The downgrade target that undoes exactly one revision of ``current``.
+
+    Undoing a merge leaves both branches applied; with both applied, the newer branch steps back first.
+    Alembic's plain ``-1`` is ambiguous in either case.
+    """
+    if len(current) > 1:
+        # File names start with their creation time.
+        newest = max(current, key=lambda revision: Path(scripts.get_revision(revision).path).name)
+        return f"{newest}@-1"
+    script = scripts.get_revision(current[0])
+    assert script is not None
+    parents = script._versioned_down_revisions
+    return parents[0] if len(parents) > 1 else "-1"
+
+
+def rollback(db: str | None) -> None:
+    """Step back one revision; across all databases only when they stand at the same revision."""
+    scripts = script_directory()
+    require_one_head(scripts)
+    databases: list[Database] = selected(db)
+    currents = {name: state.current for name, state in read_known_states(databases, scripts).items()}
+    if len(set(currents.values())) > 1:
+        raise MigrateError(different_revisions_message(currents))
+    current = currents[databases[0].name]
+    if not current:
+        raise MigrateError(f"nothing to roll back: {', '.join(currents)} at base")
+    target = step_back_target(scripts, current)
+    for database in databases:
+        with reporting_errors(database):
+            command.downgrade(alembic_config(db=database.name), target)
+        after = read_state(database, scripts).current
+        print(f"{database.name}: rolled back {show_revisions(current)} -> {show_revisions(after)}")

@@ -1,0 +1,317 @@
+"""Two branches made from one head, merged, upgraded and rolled back, in a temporary copy of migrations/."""
+
+import io
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import CommandLine, Config
+from sqlalchemy import create_engine, inspect, text
+
+from src.core import schema_versions
+from src.core.config import PROJECT_ROOT
+from src.core.databases import DATABASES
+from src.core.schema_versions import alembic_config, script_directory
+from src.migrate.__main__ import main
+from src.migrate.revisions import read_state
+
+REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
+HEAD = REVISIONS[-1]
+BRANCH_A = "a1a1a1a1a1a1"
+BRANCH_B = "b2b2b2b2b2b2"
+REVISION = '''"""{message}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down!r}
+
+
+def upgrade(engine_name: str) -> None:
+    step = globals().get(f"upgrade_{{engine_name}}")
+    if step is not None:
+        step()
+
+
+def downgrade(engine_name: str) -> None:
+    step = globals().get(f"downgrade_{{engine_name}}")
+    if step is not None:
+        step()
+{body}'''
+
+
+class Versions:
+    """A copy of migrations/ that the migrate commands use instead of the project's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / "migrations" / "versions"
+
+    def write(self, name: str, *, message: str, revision: str, down: str | tuple[str, ...], body: str) -> Path:
+        path = self.folder / name
+        path.write_text(REVISION.format(message=message, revision=revision, down=down, body=textwrap.dedent(body)))
+        return path
+
+
+@pytest.fixture
+def versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Versions:
+    for name in ("migrations", "alembic.ini", "pyproject.toml"):
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, tmp_path / name)
+    monkeypatch.setattr(schema_versions, "ALEMBIC_INI", tmp_path / "alembic.ini")
+    return Versions(tmp_path)
+
+
+@pytest.fixture
+def branched(versions: Versions, migrated_databases: dict[str, str]) -> Versions:
+    """Every database at the project's head, then two developers' revisions, each made from that head."""
+    versions.write(
+        "2030_01_01_100000-a1a1a1a1a1a1_add_users_nickname.py",
+        message="Add users.nickname",
+        revision=BRANCH_A,
+        down=HEAD,
+        body="""
+
+        def upgrade_core() -> None:
+            with op.batch_alter_table("users") as batch_op:
+                batch_op.add_column(sa.Column("nickname", sa.String(32), nullable=True))
+
+
+        def downgrade_core() -> None:
+            with op.batch_alter_table("users") as batch_op:
+                batch_op.drop_column("nickname")
+        """,
+    )
+    versions.write(
+        "2030_01_01_110000-b2b2b2b2b2b2_add_audit_notes.py",
+        message="Add audit notes",
+        revision=BRANCH_B,
+        down=HEAD,
+        body="""
+
+        def upgrade_audit() -> None:
+            op.create_table("audit_notes", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+        def downgrade_audit() -> None:
+            op.drop_table("audit_notes")
+        """,
+    )
+    return versions
+
+
+def run(capture: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capture.readouterr()
+    return code, out, err
+
+
+def current(name: str) -> tuple[str, ...]:
+    return read_state(DATABASES[name], script_directory()).current
+
+
+def has_nickname() -> bool:
+    engine = create_engine(DATABASES["core"].url)
+    try:
+        return "nickname" in {column["name"] for column in inspect(engine).get_columns("users")}
+    finally:
+        engine.dispose()
+
+
+def has_audit_notes() -> bool:
+    engine = create_engine(DATABASES["audit"].url)
+    try:
+        return "audit_notes" in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def merge(capture: pytest.CaptureFixture[str]) -> str:
+    code, _, err = run(capture, "merge", "--message", "Merge nickname and audit notes")
+    assert code == 0, err
+    return script_directory().get_current_head() or ""
+
+
+@pytest.mark.parametrize("command_name", ["upgrade", "status", "check", "rollback", "create", "sql"])
+def test_several_heads_stop_every_command_with_the_merge_to_run(
+    branched: Versions, capsys: pytest.CaptureFixture[str], command_name: str
+) -> None:
+    code, out, err = run(capsys, command_name, "--message", "Add something")
+
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"error: the migrations have 2 heads: {BRANCH_A} (Add users.nickname), {BRANCH_B} (Add audit notes);"
+        ' two branches each added a revision. Join them with: make migrate-merge MSG="Merge ...", then make'
+        " migrate-upgrade\n"
+    )
+    assert current("core") == current("audit") == (HEAD,)
+
+
+def test_merge_writes_one_revision_that_joins_the_heads(branched: Versions, capsys) -> None:
+    code, out, _ = run(capsys, "merge", "--message", "Merge nickname and audit notes")
+
+    merged = script_directory().get_current_head()
+    assert code == 0
+    path = next(branched.folder.glob(f"*-{merged}_merge_nickname_and_audit_notes.py"))
+    assert out == f"created {path} (merges {BRANCH_A}, {BRANCH_B})\n"
+    assert f"down_revision: str | Sequence[str] | None = ({BRANCH_A!r}, {BRANCH_B!r})".replace("'", '"') in (
+        path.read_text()
+    )
+    assert run(capsys, "merge")[2] == f"error: nothing to merge: the migrations have one head ({merged})\n"
+
+
+def test_after_a_merge_upgrade_applies_both_branches_and_status_counts_them(branched: Versions, capsys) -> None:
+    merged = merge(capsys)
+
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines()[1:]]
+    assert [row[2:5] for row in rows] == [[HEAD, merged, "3"], [HEAD, merged, "3"]]
+
+    code, out, _ = run(capsys, "upgrade")
+    assert code == 0
+    assert out == f"core: upgraded {HEAD} -> {merged}\naudit: upgraded {HEAD} -> {merged}\n"
+    assert has_nickname() and has_audit_notes()
+    assert [line.split()[2:5] for line in run(capsys, "status")[1].splitlines()[1:]] == [[merged, merged, "0"]] * 2
+
+
+def test_rollback_steps_back_one_revision_at_a_time_through_the_merge(branched: Versions, capsys) -> None:
+    merged = merge(capsys)
+    run(capsys, "upgrade")
+    previous = REVISIONS[-2]
+    steps = []
+
+    for _ in range(4):
+        code, out, err = run(capsys, "rollback", "--db", "core")
+        assert code == 0, err
+        steps.append((out, current("core"), has_nickname()))
+
+    assert steps == [
+        (f"core: rolled back {merged} -> {BRANCH_A}+{BRANCH_B}\n", (BRANCH_A, BRANCH_B), True),
+        # The newer branch (by file name) steps back first.
+        (f"core: rolled back {BRANCH_A}+{BRANCH_B} -> {BRANCH_A}\n", (BRANCH_A,), True),
+        (f"core: rolled back {BRANCH_A} -> {HEAD}\n", (HEAD,), False),
+        (f"core: rolled back {HEAD} -> {previous}\n", (previous,), False),
+    ]
+    assert current("audit") == (merged,) and has_audit_notes()
+
+
+def test_branches_applied_without_a_merge_are_reported_then_joined_by_upgrade(branched: Versions, capsys) -> None:
+    # What Alembic's own message suggests: both heads applied, two rows in alembic_version.
+    command.upgrade(alembic_config(), "heads")
+    merged = merge(capsys)
+
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    core = out.splitlines()[1]
+    assert core.split()[2:5] == [f"{BRANCH_A}+{BRANCH_B}", merged, "1"]
+    assert core.endswith("branches applied without their merge revision; make migrate-upgrade joins them")
+
+    assert run(capsys, "upgrade")[1].splitlines()[0] == f"core: upgraded {BRANCH_A}+{BRANCH_B} -> {merged}"
+    assert current("core") == current("audit") == (merged,)
+
+
+def raw_alembic(*argv: str) -> str:
+    """Run the alembic command line in process; what it prints."""
+    cli = CommandLine()
+    options = cli.parser.parse_args(["-c", str(schema_versions.ALEMBIC_INI), *argv])
+    out = io.StringIO()
+    cli.run_cmd(Config(schema_versions.ALEMBIC_INI, cmd_opts=options, stdout=out), options)
+    return out.getvalue()
+
+
+def test_raw_alembic_current_labels_every_database(branched: Versions, capsys) -> None:
+    merged = merge(capsys)
+    command.upgrade(alembic_config(db="core"), "head")
+
+    assert raw_alembic("current") == f"core: {merged} (head) (mergepoint)\naudit: {HEAD} (branchpoint)\n"
+
+
+def test_raw_alembic_downgrade_refuses_databases_at_different_revisions(branched: Versions, capsys) -> None:
+    merged = merge(capsys)
+    command.upgrade(alembic_config(db="core"), "head")
+
+    with pytest.raises(SystemExit):
+        raw_alembic("downgrade", "-1")
+
+    assert (
+        f"databases are at different revisions (core at {merged}, audit at {HEAD}); roll back one with"
+        " DB=core or DB=audit\n"
+    ) in capsys.readouterr().err
+    assert current("core") == (merged,)
+
+
+def test_a_failing_revision_is_one_line_naming_database_revision_and_line(
+    versions: Versions, migrated_databases, capsys
+) -> None:
+    path = versions.write(
+        "2030_01_01_100000-c3c3c3c3c3c3_fill_nicknames.py",
+        message="Fill nicknames",
+        revision="c3c3c3c3c3c3",
+        down=HEAD,
+        body="""
+
+        def upgrade_core() -> None:
+            op.execute("UPDATE users SET nickname = username")
+        """,
+    )
+
+    code, out, err = run(capsys, "upgrade")
+
+    assert code == 1
+    assert out == ""
+    line = next(number for number, text in enumerate(path.read_text().splitlines(), 1) if "op.execute" in text)
+    assert err.startswith(f"error: core: revision c3c3c3c3c3c3 ({path}:{line}) failed and was rolled back: ")
+    assert err.endswith(" (VERBOSE=1 prints the traceback)\n")
+    assert "nickname" in err and err.count("\n") == 1
+    assert current("core") == (HEAD,)
+
+    code, _, err = run(capsys, "upgrade", "--verbose")
+    assert code == 1 and "Traceback (most recent call last)" in err
+
+
+def test_raw_alembic_revision_keeps_the_imports_it_needs(versions: Versions, migrated_databases) -> None:
+    script = command.revision(alembic_config(), message="Hand written")
+    assert script and not isinstance(script, list)
+    source = Path(script.path).read_text()
+
+    assert "import sqlalchemy as sa\nfrom alembic import op\n" in source
+    assert Path(script.path).name.split("-")[0].count("_") == 3  # 2030_01_01_100000: stamped to the second
+    assert len(Path(script.path).name.split("-")[0].split("_")[-1]) == 6
+
+
+def test_unknown_revision_is_reported_by_status_and_refused_by_the_others(migrated_databases, capsys) -> None:
+    engine = create_engine(DATABASES["audit"].url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'feedfacecafe'"))
+    engine.dispose()
+    reason = (
+        "audit: at revision feedfacecafe, which is not in migrations/versions: the database was migrated by newer"
+        " code, or a revision file is missing; deploy that code again or restore the file\n"
+    )
+
+    code, out, err = run(capsys, "status")
+    assert code == 1
+    assert [row.split()[:5] for row in out.splitlines()[1:]] == [
+        ["core", DATABASES["core"].url, HEAD, HEAD, "0"],
+        ["audit", DATABASES["audit"].url, "feedfacecafe", HEAD, "?"],
+    ]
+    assert out.splitlines()[2].endswith("unknown revision: migrated by newer code, or a revision file is missing")
+    assert err == f"error: {reason}"
+    for refused in (["upgrade"], ["rollback"], ["create", "--message", "Add x"], ["check"]):
+        assert run(capsys, *refused) == (1, "", f"error: {reason}")
+    assert current("core") == (HEAD,)
+
+
+def test_sql_from_an_unknown_revision_says_so(capsys) -> None:
+    assert run(capsys, "sql", "--from", "0123abcd") == (
+        1,
+        "",
+        "error: FROM=0123abcd is not a revision in migrations/versions; pass a full id from make migrate-history\n",
+    )

@@ -1,0 +1,331 @@
+"""make migrate-lint: revision files read as syntax trees, one rule at a time."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from src.core.config import PROJECT_ROOT
+from src.core.databases import UnknownDatabaseError
+from src.migrate import lint
+from src.migrate.__main__ import main
+from src.migrate.errors import MigrateError
+from src.migrate.lint import Finding, lint_file, lint_paths, lint_versions
+
+HEADER = '''"""A revision written by a test."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0123456789ab"
+down_revision = None
+'''
+
+
+def write_revision(
+    directory: Path, core: str = "pass", *, audit: str = "pass", downgrade_core: str = "pass", name: str = "rev.py"
+) -> Path:
+    """A revision file whose upgrade_core, downgrade_core and upgrade_audit bodies are the given statements."""
+
+    def function(name: str, body: str) -> str:
+        return f"\n\ndef {name}() -> None:\n{textwrap.indent(textwrap.dedent(body).strip(), '    ')}\n"
+
+    path = directory / name
+    path.write_text(
+        HEADER
+        + function("upgrade_core", core)
+        + function("downgrade_core", downgrade_core)
+        + function("upgrade_audit", audit)
+        + function("downgrade_audit", "pass")
+    )
+    return path
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(number for number, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def found(path: Path, db: str | None = None) -> list[tuple[str, int, str]]:
+    return [(finding.rule, finding.line, finding.database) for finding in lint_file(path, db)]
+
+
+@pytest.mark.parametrize(
+    ("rule", "body", "operation"),
+    [
+        ("drop-column", 'op.drop_column("users", "nickname")', "drop_column"),
+        (
+            "drop-column",
+            'with op.batch_alter_table("users") as batch_op:\n    batch_op.drop_column("nickname")',
+            "drop_column",
+        ),
+        ("drop-table", 'op.drop_table("users")', "drop_table"),
+        ("rename-column", 'op.alter_column("users", "name", new_column_name="full_name")', "alter_column"),
+        ("rename-table", 'op.rename_table("users", "accounts")', "rename_table"),
+        (
+            "not-null-without-default",
+            'op.add_column("users", sa.Column("age", sa.Integer(), nullable=False))',
+            "add_column",
+        ),
+        (
+            "set-not-null",
+            'with op.batch_alter_table("users") as batch_op:\n    batch_op.alter_column("age", nullable=False)',
+            "alter_column",
+        ),
+        ("change-column-type", 'op.alter_column("users", "age", type_=sa.BigInteger())', "alter_column"),
+        ("create-index-blocking", 'op.create_index("ix_users_age", "users", ["age"])', "create_index"),
+        (
+            "create-index-blocking",
+            'with op.batch_alter_table("users") as batch_op:\n    batch_op.create_index("ix_users_age", ["age"])',
+            "create_index",
+        ),
+        ("create-index-blocking", 'op.create_unique_constraint("uq_age", "users", ["age"])', "create_unique"),
+        (
+            "concurrent-index-in-transaction",
+            'op.create_index("ix_users_age", "users", ["age"], postgresql_concurrently=True)',
+            "create_index",
+        ),
+        (
+            "concurrent-index-in-transaction",
+            'op.drop_index("ix_users_age", table_name="users", postgresql_concurrently=True)',
+            "drop_index",
+        ),
+        (
+            "constraint-validates",
+            'op.create_foreign_key("fk_members_user", "members", "users", ["user_id"], ["id"])',
+            "create_foreign_key",
+        ),
+        (
+            "constraint-validates",
+            'with op.batch_alter_table("users") as batch_op:\n    batch_op.create_check_constraint("age", "age > 0")',
+            "create_check",
+        ),
+        ("raw-sql", 'op.execute("UPDATE users SET age = 0")', "execute"),
+        ("raw-sql", 'op.get_bind().execute(sa.text("UPDATE users SET age = 0"))', "execute"),
+        ("raw-sql", 'bind = op.get_bind()\nbind.execute(sa.text("UPDATE users SET age = 0"))', "execute"),
+    ],
+)
+def test_each_rule_reports_the_operation_line_and_database(tmp_path: Path, rule: str, body: str, operation: str):
+    path = write_revision(tmp_path, audit=body)
+
+    assert found(path) == [(rule, line_of(path, operation), "audit")]
+
+
+def test_a_finding_says_what_why_and_the_safe_recipe_on_one_line(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.create_index("ix_users_age", "users", ["age"])')
+
+    [finding] = lint_file(path)
+
+    assert "creates index ix_users_age on users without postgresql_concurrently=True" in finding.message
+    assert "blocks writes" in finding.message
+    assert "with op.get_context().autocommit_block():" in finding.message
+    assert "\n" not in str(finding)
+    assert str(finding).startswith(f"{path}:{finding.line}: core: create-index-blocking: creates index")
+
+
+def test_a_finding_path_is_shown_relative_to_the_project() -> None:
+    finding = Finding("drop-table", PROJECT_ROOT / "migrations" / "versions" / "x.py", 12, "core", "drops table users")
+
+    assert str(finding) == "migrations/versions/x.py:12: core: drop-table: drops table users"
+
+
+def test_dropping_and_adding_columns_of_one_table_is_a_probable_rename(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        with op.batch_alter_table("users") as batch_op:
+            batch_op.add_column(sa.Column("full_name", sa.String(), nullable=True))
+            batch_op.drop_column("name")
+        """,
+    )
+    drop = line_of(path, "drop_column")
+
+    assert found(path) == [("drop-column", drop, "core"), ("probable-rename", drop, "core")]
+    assert "alter_column(..., new_column_name=...)" in lint_file(path)[1].message
+
+
+def test_dropping_and_adding_columns_of_different_tables_is_no_rename(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        op.add_column("workspaces", sa.Column("slug", sa.String(), nullable=True))
+        op.drop_column("users", "name")
+        """,
+    )
+
+    assert [rule for rule, _, _ in found(path)] == ["drop-column"]
+
+
+def test_a_column_changed_in_several_ways_gets_a_finding_for_each(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.alter_column("users", "age", nullable=False, type_=sa.BigInteger())')
+
+    assert [rule for rule, _, _ in found(path)] == ["change-column-type", "set-not-null"]
+
+
+def test_operations_on_a_table_created_in_the_same_function_are_not_reported(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        op.create_table("notes", sa.Column("id", sa.Integer(), primary_key=True))
+        op.add_column("notes", sa.Column("body", sa.Text(), nullable=False))
+        op.alter_column("notes", "body", nullable=False, type_=sa.String())
+        op.create_foreign_key("fk_notes_user", "notes", "users", ["user_id"], ["id"])
+        op.create_unique_constraint("uq_notes_body", "notes", ["body"])
+        with op.batch_alter_table("notes") as batch_op:
+            batch_op.create_index("ix_notes_body", ["body"])
+            batch_op.drop_column("body")
+        op.drop_table("notes")
+        """,
+    )
+
+    assert found(path) == []
+
+
+def test_a_table_created_for_another_database_is_an_existing_table_here(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        'op.create_index("ix_notes_body", "notes", ["body"])',
+        audit='op.create_table("notes", sa.Column("id", sa.Integer(), primary_key=True))',
+    )
+
+    assert found(path) == [("create-index-blocking", line_of(path, "create_index"), "core")]
+
+
+def test_a_concurrent_index_inside_autocommit_block_is_safe(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        with op.get_context().autocommit_block():
+            op.create_index("ix_users_age", "users", ["age"], postgresql_concurrently=True)
+            op.drop_index("ix_users_name", table_name="users", postgresql_concurrently=True)
+        """,
+    )
+
+    assert found(path) == []
+
+
+def test_a_concurrent_index_after_the_autocommit_block_is_in_a_transaction_again(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        with op.get_context().autocommit_block():
+            pass
+        op.create_index("ix_users_age", "users", ["age"], postgresql_concurrently=True)
+        """,
+    )
+
+    assert found(path) == [("concurrent-index-in-transaction", line_of(path, "create_index"), "core")]
+
+
+def test_the_safe_forms_are_not_reported(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        op.add_column("users", sa.Column("age", sa.Integer(), nullable=False, server_default="0"))
+        op.add_column("users", sa.Column("nickname", sa.String(), nullable=True))
+        op.create_check_constraint("age_set", "users", "age IS NOT NULL", postgresql_not_valid=True)
+        with op.batch_alter_table("users") as batch_op:
+            batch_op.create_foreign_key("fk_users_team", "teams", ["team_id"], ["id"], postgresql_not_valid=True)
+            batch_op.alter_column("nickname", server_default="none")
+        """,
+    )
+
+    assert found(path) == []
+
+
+def test_downgrades_are_not_linted(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, downgrade_core='op.drop_table("users")')
+
+    assert found(path) == []
+
+
+def test_an_allow_comment_with_a_reason_accepts_the_finding(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.drop_table("users")  # migrate-lint: allow drop-table -- unused since v2')
+
+    assert found(path) == []
+
+
+def test_an_allow_comment_on_any_line_of_the_call_accepts_several_rules(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        op.alter_column(
+            "users",
+            "age",
+            nullable=False,
+            type_=sa.BigInteger(),
+        )  # migrate-lint: allow set-not-null, change-column-type -- users holds ten rows
+        """,
+    )
+
+    assert found(path) == []
+
+
+def test_an_allow_comment_accepts_only_the_rules_it_names(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        'op.alter_column("users", "age", nullable=False, type_=sa.Text())  # migrate-lint: allow set-not-null -- tiny',
+    )
+
+    assert found(path) == [("change-column-type", line_of(path, "alter_column"), "core")]
+
+
+def test_an_allow_comment_without_a_reason_is_a_finding_and_accepts_nothing(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.drop_table("users")  # migrate-lint: allow drop-table')
+    line = line_of(path, "drop_table")
+
+    assert found(path) == [("allow-without-reason", line, "core"), ("drop-table", line, "core")]
+
+
+def test_an_allow_comment_naming_an_unknown_rule_is_a_finding(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.drop_table("users")  # migrate-lint: allow drop-tables -- gone since v2')
+    line = line_of(path, "drop_table")
+
+    assert found(path) == [("allow-unknown-rule", line, "core"), ("drop-table", line, "core")]
+    assert "'drop-tables'" in lint_file(path)[0].message
+
+
+def test_db_restricts_the_findings_to_one_database(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.drop_table("users")', audit='op.drop_table("audit_events")')
+
+    assert found(path, "audit") == [("drop-table", line_of(path, '"audit_events"'), "audit")]
+    assert [database for _, _, database in found(path)] == ["core", "audit"]
+
+
+def test_an_unknown_db_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(UnknownDatabaseError, match=r"^unknown database 'reports'; choose one of: core, audit$"):
+        lint_paths([write_revision(tmp_path)], "reports")
+
+
+def test_a_file_that_is_not_python_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.py"
+    path.write_text("def upgrade_core(:\n")
+
+    with pytest.raises(MigrateError, match=r"broken\.py:1: cannot read the revision"):
+        lint_file(path)
+
+
+def test_the_committed_revisions_have_no_unaccepted_findings() -> None:
+    assert lint_versions() == []
+
+
+def test_the_lint_command_fails_on_an_unaccepted_finding(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(lint, "VERSIONS", tmp_path)
+    path = write_revision(tmp_path, 'op.drop_column("users", "nickname")')
+    write_revision(tmp_path, name="other.py")
+
+    assert main(["lint"]) != 0
+
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith(f"{path}:{line_of(path, 'drop_column')}: core: drop-column: ")
+    assert out.splitlines()[-1] == "1 finding(s) in 1 revision(s)"
+    assert err.startswith("error: risky operations not accepted")
+
+
+def test_the_lint_command_passes_when_every_finding_is_accepted(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(lint, "VERSIONS", tmp_path)
+    write_revision(
+        tmp_path, 'op.drop_column("users", "nickname")  # migrate-lint: allow drop-column -- unread since v3'
+    )
+
+    assert main(["lint", "--db", "core"]) == 0
+    assert capsys.readouterr().out == "no risky operations in 1 revision(s)\n"
