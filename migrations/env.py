@@ -50,6 +50,12 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     return False
 
 
+def changes_schema() -> bool:
+    """False for autogenerate and check, which only compare the models with the schema."""
+    compares = getattr(config.cmd_opts, "autogenerate", False) or config.attributes.get("compare_only")
+    return not (compares or alembic_command() == "check")
+
+
 def skip_empty_revision(migration_context: MigrationContext, revision: Any, directives: list[MigrationScript]) -> None:
     """Write no file when no database changed; decided once the last database was compared."""
     script = directives[0]
@@ -59,6 +65,7 @@ def skip_empty_revision(migration_context: MigrationContext, revision: Any, dire
         return
     if all(ops.is_empty() for ops in script.upgrade_ops_list):
         directives[:] = []
+        config.print_stdout(f"no changes detected in {', '.join(names)}; no revision written")
 
 
 def configure(name: str, **options: Any) -> None:
@@ -120,7 +127,7 @@ def refuse_downgrade_across_revisions() -> None:
     """Stepping databases at different revisions back would move each somewhere else (MIGRATION-NOTES 4)."""
     currents = {name: read_current_heads(name) for name in names}
     if len(set(currents.values())) > 1:
-        raise CommandError(different_revisions_message(currents))
+        raise CommandError(different_revisions_message(currents, select="-x db={}"))
 
 
 def alembic_command() -> str | None:
@@ -140,7 +147,7 @@ def run_migrations_online() -> None:
             begin_sqlite_transactions(engine)
         with engine.connect() as connection:
             # Timeouts for this connection's statements, and one migration at a time (PostgreSQL).
-            prepare_migration_connection(connection, name)
+            prepare_migration_connection(connection, name, lock=changes_schema())
             configure(
                 name,
                 connection=connection,

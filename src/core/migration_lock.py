@@ -48,8 +48,9 @@ class MigrationLockTimeout(Exception):
     exit_code = 2
 
 
-def prepare_migration_connection(connection: Connection, database_name: str) -> None:
-    """Give the migration's own connection its timeouts, then take the migration lock.
+def prepare_migration_connection(connection: Connection, database_name: str, *, lock: bool = True) -> None:
+    """Give the migration's own connection its timeouts, then take the migration lock (unless ``lock`` is false:
+    a run that only compares the models with the schema must not wait for a deploy).
 
     Session settings, committed: they hold for every revision's transaction on this
     connection and end with it, so the connection must not go back to a pool (env.py's
@@ -74,7 +75,8 @@ def prepare_migration_connection(connection: Connection, database_name: str) -> 
         {"name": f"migrate {database_name}"},
     )
     connection.commit()
-    _take_migration_lock(connection, database_name)
+    if lock:
+        _take_migration_lock(connection, database_name)
 
 
 def _milliseconds(seconds: float) -> str:
@@ -136,23 +138,21 @@ def _holder(connection: Connection) -> str:
 
 
 def timeout_reason(error: DBAPIError) -> str | None:
-    """One line for a migration statement stopped by lock_timeout or statement_timeout; None for other errors."""
+    """What stopped a migration statement, when lock_timeout or statement_timeout did; None for other errors."""
     code = getattr(error.orig, "pgcode", None)
     message = str(error.orig)
     locked = _locked_object(error)
     if code == LOCK_NOT_AVAILABLE:
         return (
             f"waited {_seconds(settings.migration_lock_timeout_seconds)} for a lock{f' on {locked}' if locked else ''}"
-            " (lock_timeout; MIGRATION_LOCK_TIMEOUT_SECONDS);"
-            " retrying is safe once the blocking transaction ends"
+            " (lock_timeout; MIGRATION_LOCK_TIMEOUT_SECONDS): a transaction kept it"
         )
     # The same code is used for a cancel by pg_cancel_backend, which is no timeout.
     if code == QUERY_CANCELED and "statement timeout" in message:
         return (
             f"a statement{f' on {locked}' if locked else ''} ran longer than"
             f" {_seconds(settings.migration_statement_timeout_seconds)}"
-            " (statement_timeout; MIGRATION_STATEMENT_TIMEOUT_SECONDS);"
-            " retrying is safe (raise the setting if the statement needs longer)"
+            " (statement_timeout; MIGRATION_STATEMENT_TIMEOUT_SECONDS: raise it if the statement needs longer)"
         )
     return None
 

@@ -89,7 +89,8 @@ def show_revisions(revisions: tuple[str, ...] | str | None) -> str:
     return "+".join(revisions) if revisions else "base"
 
 
-def different_revisions_message(currents: dict[str, tuple[str, ...]]) -> str:
+def different_revisions_message(currents: dict[str, tuple[str, ...]], *, select: str = "DB={}") -> str:
+    """Why stepping every database back is refused; ``select`` spells the one-database option."""
     where = ", ".join(f"{name} at {show_revisions(revisions)}" for name, revisions in currents.items())
-    choices = " or ".join(f"DB={name}" for name in currents)
+    choices = " or ".join(select.format(name) for name in currents)
     return f"databases are at different revisions ({where}); roll back one with {choices}"

@@ -53,14 +53,17 @@ def main(argv: list[str] | None = None) -> int:
         from src.api.v1.models import UnassignedModelError
         from src.core.databases import UnknownDatabaseError
         from src.core.migration_lock import MigrationLockTimeout
-        from src.migrate.errors import MigrateError
+        from src.migrate.errors import MigrateError, RevisionFailed
 
         try:
             run(args)
         except (MigrateError, MigrationLockTimeout, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
+            message = str(error)
             if args.verbose:
                 traceback.print_exception(error.__cause__ or error)
-            return fail(str(error), getattr(error, "exit_code", 1))
+            elif isinstance(error, RevisionFailed):
+                message += " (VERBOSE=1 prints the traceback)"
+            return fail(message, getattr(error, "exit_code", 1))
     except BrokenPipeError:  # the reader went away (piped to head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

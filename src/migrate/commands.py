@@ -10,10 +10,11 @@ from alembic.util import CommandError
 
 from src.core.config import project_path
 from src.core.databases import DATABASES, get_database
-from src.core.schema_versions import alembic_config, script_directory, show_revisions
-from src.migrate.errors import MigrateError, reporting_errors
+from src.core.schema_versions import alembic_config, show_revisions
+from src.migrate.errors import MigrateError, load_scripts, reporting_errors
 from src.migrate.lint import LINT_ADVICE, lint_file
 from src.migrate.revisions import (
+    noting_what_was_done,
     read_known_states,
     read_state,
     refuse_pending,
@@ -26,13 +27,13 @@ from src.migrate.status import model_changes
 
 def upgrade(db: str | None) -> None:
     """Bring every database (or DB=) to head, one database at a time, saying what each did."""
-    scripts = script_directory()
-    require_one_head(scripts)
+    scripts = load_scripts()
     databases = selected(db)
     read_known_states(databases, scripts)
+    require_one_head(scripts)
     for database in databases:
         config = alembic_config(db=database.name)
-        with reporting_errors(database):
+        with noting_what_was_done(databases, database, "upgraded"), reporting_errors(database):
             command.upgrade(config, "head")
         before = config.attributes["revisions_before"][database.name]
         after = read_state(database, scripts).current
@@ -45,21 +46,22 @@ def upgrade(db: str | None) -> None:
 def history(db: str | None) -> None:
     """Revisions newest first, each with the databases it touches; with DB=, only those touching it."""
     name = get_database(db).name if db else None
-    for script in script_directory().walk_revisions():
+    for script in load_scripts().walk_revisions():
         touched = touched_databases(script.path)
         if name and name not in touched:
             continue
         parents = show_revisions(script._versioned_down_revisions)
         head = " (head)" if script.is_head else ""
-        print(f"{parents} -> {script.revision}{head}  {script.doc}  [{', '.join(touched)}]")
+        databases = "merge" if script.is_merge_point and not touched else ", ".join(touched)
+        print(f"{parents} -> {script.revision}{head}  {script.doc}  [{databases}]")
 
 
 def check(db: str | None) -> None:
     """Fail when any database's models differ from its migrations; each database is compared alone."""
-    scripts = script_directory()
-    require_one_head(scripts)
+    scripts = load_scripts()
     databases = selected(db)
     states = read_known_states(databases, scripts)
+    require_one_head(scripts)
     failures = []
     for database in databases:
         pending = states[database.name].pending
@@ -81,10 +83,11 @@ def create(message: str, db: str | None) -> None:
         raise MigrateError(
             f'MSG is required: make migrate-create MSG="Add user profile fields" [DB={"|".join(DATABASES)}]'
         )
-    scripts = script_directory()
-    require_one_head(scripts)
+    scripts = load_scripts()
     databases = selected(db)
-    refuse_pending(databases, read_known_states(databases, scripts))
+    states = read_known_states(databases, scripts)
+    require_one_head(scripts)
+    refuse_pending(databases, states)
     with redirect_stdout(io.StringIO()):  # the post-write hooks announce themselves
         script = command.revision(alembic_config(db=db, autogenerate=True), message=message, autogenerate=True)
     if not script:
@@ -102,11 +105,14 @@ def create(message: str, db: str | None) -> None:
 
 def sql(db: str | None, out: str | None, start: str | None) -> None:
     """Write the offline SQL from START (default: empty) to head, per database, to OUT/<db>.sql or stdout."""
-    scripts = script_directory()
+    scripts = load_scripts()
     require_one_head(scripts)
+    if start == "base":
+        start = None
     if start and start not in {script.revision for script in scripts.walk_revisions()}:
         raise MigrateError(
-            f"FROM={start} is not a revision in migrations/versions; pass a full id from make migrate-history"
+            f"FROM={start} is not a revision in migrations/versions; pass one full id from make migrate-history,"
+            " or base"
         )
     revisions = f"{start}:head" if start else "head"
     for database in selected(db):
@@ -116,6 +122,7 @@ def sql(db: str | None, out: str | None, start: str | None) -> None:
             if not database.url.startswith("sqlite"):
                 raise
             raise MigrateError(
-                f"{database.name}: SQLite rebuilds tables from a live database, so this revision has no offline SQL;"
-                f" set {database.url_setting.upper()} to PostgreSQL to review production SQL ({error})"
-            ) from None
+                f"{database.name}: a revision alters a table, which SQLite does by rebuilding it from the live"
+                f" database, so it has no offline SQL; set {database.url_setting.upper()} to PostgreSQL to review"
+                " production SQL"
+            ) from error

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from src.core.config import project_path
@@ -26,6 +27,10 @@ class SeveralHeadsError(MigrateError):
     exit_code = 2
 
 
+class RevisionFailed(MigrateError):
+    """A revision file raised; its traceback is printed on request."""
+
+
 @dataclass(frozen=True)
 class FailedRevision:
     revision: str
@@ -35,10 +40,14 @@ class FailedRevision:
     def __str__(self) -> str:
         return f"revision {self.revision} ({project_path(self.path)}:{self.line})"
 
+    @property
+    def leaves_its_transaction(self) -> bool:
+        """Whether it runs statements in autocommit_block, which no rollback undoes."""
+        return "autocommit_block" in self.path.read_text()
 
-def failed_revision(tb: TracebackType | None) -> FailedRevision | None:
+
+def failed_revision(tb: TracebackType | None, versions: Path) -> FailedRevision | None:
     """The innermost frame of a traceback that runs a revision file: where the revision failed."""
-    versions = Path(script_directory().versions).resolve()
     found = None
     while tb is not None:
         path = Path(tb.tb_frame.f_code.co_filename).resolve()
@@ -48,10 +57,38 @@ def failed_revision(tb: TracebackType | None) -> FailedRevision | None:
     return found
 
 
-def error_reason(error: Exception) -> str:
-    if isinstance(error, DBAPIError):
-        return timeout_reason(error) or database_error_reason(error)
-    return f"{type(error).__name__}: {error}"
+def versions_folder() -> Path:
+    return Path(script_directory().versions).resolve()
+
+
+def load_scripts() -> ScriptDirectory:
+    """The revision files, read; a file that cannot be read is one line naming it."""
+    scripts = script_directory()
+    try:
+        scripts.revision_map.heads  # noqa: B018 -- reading it loads every revision file
+    except SyntaxError as error:
+        where = f"{project_path(error.filename)}:{error.lineno}" if error.filename else "a revision file"
+        raise MigrateError(f"{where}: cannot read the revision: {error.msg}") from error
+    except Exception as error:
+        revision = failed_revision(error.__traceback__, versions_folder())
+        if revision is None:
+            raise
+        raise RevisionFailed(f"{revision} cannot be loaded: {type(error).__name__}: {error}") from error
+    return scripts
+
+
+def revision_failure(database: Database, revision: FailedRevision, error: Exception) -> RevisionFailed:
+    timed_out = timeout_reason(error) if isinstance(error, DBAPIError) else None
+    reason = timed_out or (
+        database_error_reason(error) if isinstance(error, DBAPIError) else f"{type(error).__name__}: {error}"
+    )
+    if revision.leaves_its_transaction:
+        return RevisionFailed(
+            f"{database.name}: {revision} failed: {reason}; what its autocommit_block did before that stays"
+            " (an INVALID index, say): check the database and clean up before retrying"
+        )
+    safe = "; retrying is safe" if timed_out else ""
+    return RevisionFailed(f"{database.name}: {revision} failed and its transaction was rolled back: {reason}{safe}")
 
 
 @contextmanager
@@ -65,16 +102,13 @@ def reporting_errors(database: Database) -> Iterator[None]:
     except MigrateError:
         raise
     except Exception as error:
-        revision = failed_revision(error.__traceback__)
+        revision = failed_revision(error.__traceback__, versions_folder())
         if revision is not None:
-            raise MigrateError(
-                f"{database.name}: {revision} failed and was rolled back: {error_reason(error)}"
-                " (VERBOSE=1 prints the traceback)"
-            ) from error
+            raise revision_failure(database, revision, error) from error
         if isinstance(error, OperationalError):
             raise MigrateError(
                 f"{database.name}: cannot use {mask_url(database.url)}: {database_error_reason(error)}"
             ) from error
         if isinstance(error, DBAPIError):
-            raise MigrateError(f"{database.name}: database error: {error_reason(error)}") from error
+            raise MigrateError(f"{database.name}: database error: {database_error_reason(error)}") from error
         raise

@@ -239,7 +239,7 @@ def _allow_comments(
             findings.append(_finding("allow-without-reason", path, line=line, database=database, what=what))
         for rule in rules:
             if rule not in ACCEPTABLE:
-                what = f"the comment allows {rule!r}, which is no rule it can accept"
+                what = f"the comment allows {rule!r}, which is no rule it can accept (the reason goes after ' -- ')"
                 findings.append(_finding("allow-unknown-rule", path, line=line, database=database, what=what))
         allows[line] = _Allow(frozenset(rules), has_reason)
     return allows, findings

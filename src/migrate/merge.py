@@ -6,13 +6,13 @@ from contextlib import redirect_stdout
 from alembic import command
 
 from src.core.config import project_path
-from src.core.schema_versions import alembic_config, script_directory
-from src.migrate.errors import MigrateError
+from src.core.schema_versions import alembic_config
+from src.migrate.errors import MigrateError, load_scripts
 
 
 def merge(message: str) -> None:
     """Write the merge revision of every head; it changes no schema, it only joins the branches."""
-    heads = sorted(script_directory().get_heads())
+    heads = sorted(load_scripts().get_heads())
     if len(heads) < 2:
         raise MigrateError(f"nothing to merge: the migrations have one head ({', '.join(heads) or 'none'})")
     with redirect_stdout(io.StringIO()):  # the post-write hooks announce themselves

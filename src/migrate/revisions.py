@@ -1,11 +1,14 @@
 """The revision files and where each database stands against them, with the refusals every command shares."""
 
 import ast
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
+from sqlalchemy.pool import NullPool
 
-from src.core.databases import DATABASES, Database, get_database, get_unpooled_engine
+from src.core.databases import DATABASES, Database, create_database_engine, get_database
 from src.core.schema_versions import SchemaState, read_schema_state, show_revisions
 from src.migrate.errors import MigrateError, SeveralHeadsError, reporting_errors
 
@@ -15,8 +18,13 @@ def selected(db: str | None) -> list[Database]:
 
 
 def read_state(database: Database, scripts: ScriptDirectory) -> SchemaState:
-    with reporting_errors(database), get_unpooled_engine(database.name).connect() as connection:
-        return read_schema_state(connection, scripts)
+    # A plain engine: the app's SQLite engines take the write lock to read, and would wait for any writer.
+    engine = create_database_engine(database.url, poolclass=NullPool)
+    try:
+        with reporting_errors(database), engine.connect() as connection:
+            return read_schema_state(connection, scripts)
+    finally:
+        engine.dispose()
 
 
 def require_one_head(scripts: ScriptDirectory) -> str:
@@ -36,10 +44,15 @@ def refuse_unknown(database: Database, state: SchemaState) -> None:
         raise MigrateError(f"{database.name}: {unknown_revision_reason(state)}")
 
 
+UNKNOWN_REVISION_ADVICE = (
+    "the database was migrated by newer code, or a revision file is missing; run the code that has the revision"
+    " (on a laptop: check out the branch that made it and make migrate-rollback there), or restore the file"
+)
+
+
 def unknown_revision_reason(state: SchemaState) -> str:
     return (
-        f"at revision {show_revisions(state.unknown)}, which is not in migrations/versions: the database was"
-        " migrated by newer code, or a revision file is missing; deploy that code again or restore the file"
+        f"at revision {show_revisions(state.unknown)}, which is not in migrations/versions: {UNKNOWN_REVISION_ADVICE}"
     )
 
 
@@ -59,6 +72,18 @@ def refuse_pending(databases: list[Database], states: dict[str, SchemaState]) ->
             raise MigrateError(
                 f"{database.name}: {len(pending)} revision(s) not applied; run make migrate-upgrade first"
             )
+
+
+@contextmanager
+def noting_what_was_done(databases: list[Database], current: Database, done: str) -> Iterator[None]:
+    """Add to a failure which databases were already done: no transaction spans two of them."""
+    try:
+        yield
+    except MigrateError as error:
+        before = [database.name for database in databases[: databases.index(current)]]
+        if before:
+            error.args = (f"{error} ({', '.join(before)} already {done}; check with make migrate-status)",)
+        raise
 
 
 def touched_databases(path: str | Path) -> list[str]:

@@ -6,9 +6,9 @@ from alembic import command
 from alembic.script import ScriptDirectory
 
 from src.core.databases import Database
-from src.core.schema_versions import alembic_config, different_revisions_message, script_directory, show_revisions
-from src.migrate.errors import MigrateError, reporting_errors
-from src.migrate.revisions import read_known_states, read_state, require_one_head, selected
+from src.core.schema_versions import alembic_config, different_revisions_message, show_revisions
+from src.migrate.errors import MigrateError, load_scripts, reporting_errors
+from src.migrate.revisions import noting_what_was_done, read_known_states, read_state, selected
 
 
 def step_back_target(scripts: ScriptDirectory, current: tuple[str, ...]) -> str:
@@ -29,8 +29,8 @@ def step_back_target(scripts: ScriptDirectory, current: tuple[str, ...]) -> str:
 
 def rollback(db: str | None) -> None:
     """Step back one revision; across all databases only when they stand at the same revision."""
-    scripts = script_directory()
-    require_one_head(scripts)
+    # Several heads are no reason to refuse: a developer may step back from a branch to redo it on the other one.
+    scripts = load_scripts()
     databases: list[Database] = selected(db)
     currents = {name: state.current for name, state in read_known_states(databases, scripts).items()}
     if len(set(currents.values())) > 1:
@@ -40,7 +40,7 @@ def rollback(db: str | None) -> None:
         raise MigrateError(f"nothing to roll back: {', '.join(currents)} at base")
     target = step_back_target(scripts, current)
     for database in databases:
-        with reporting_errors(database):
+        with noting_what_was_done(databases, database, "rolled back"), reporting_errors(database):
             command.downgrade(alembic_config(db=database.name), target)
         after = read_state(database, scripts).current
         print(f"{database.name}: rolled back {show_revisions(current)} -> {show_revisions(after)}")

@@ -65,12 +65,17 @@ def check_database(name: str, scripts: ScriptDirectory) -> DatabaseReadiness:
     return database_readiness(state)
 
 
+# A schema ahead of the code serves it: during a rolling deploy the new revisions are applied first, and they are
+# written so that the previous code keeps working (make migrate-lint); taking old instances out would stop the service.
+SERVING = {"ok", "unknown_revision"}
+
+
 def check_readiness(scripts: ScriptDirectory) -> Readiness:
-    """Ready when every database is at this code's one head; degraded (still serving) when only an optional one
-    is unreachable."""
+    """Ready when every database is at this code's one head, or ahead of it; degraded (still serving) when only an
+    optional one is unreachable."""
     databases = {name: check_database(name, scripts) for name in DATABASES}
-    problems = {name for name, database in databases.items() if database.status != "ok"}
+    problems = {name for name, database in databases.items() if database.status not in SERVING}
     tolerated = {name for name in problems if databases[name].status == "unreachable" and not DATABASES[name].required}
     status = "ready" if not problems else "degraded" if problems == tolerated else "not_ready"
-    backlog = outbox_backlog() if databases["core"].status == "ok" else None
+    backlog = outbox_backlog() if databases["core"].status in SERVING else None
     return Readiness(status=status, databases=databases, audit_backlog=backlog)

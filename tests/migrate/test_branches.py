@@ -15,7 +15,7 @@ from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
 from src.migrate.__main__ import main
-from src.migrate.revisions import read_state
+from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, read_state
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
 HEAD = REVISIONS[-1]
@@ -137,20 +137,33 @@ def merge(capture: pytest.CaptureFixture[str]) -> str:
     return script_directory().get_current_head() or ""
 
 
-@pytest.mark.parametrize("command_name", ["upgrade", "status", "check", "rollback", "create", "sql"])
+@pytest.mark.parametrize("command_name", ["upgrade", "status", "check", "create", "sql"])
 def test_several_heads_stop_every_command_with_the_merge_to_run(
     branched: Versions, capsys: pytest.CaptureFixture[str], command_name: str
 ) -> None:
     code, out, err = run(capsys, command_name, "--message", "Add something")
 
     assert code == 2
-    assert out == ""
+    if command_name == "status":  # the table first, whatever state the databases are in
+        assert [row.split()[2:6] for row in out.splitlines()[1:]] == [
+            [HEAD, f"{BRANCH_A}+{BRANCH_B}", "2", "not"],
+        ] * 2
+    else:
+        assert out == ""
     assert err == (
         f"error: the migrations have 2 heads: {BRANCH_A} (Add users.nickname), {BRANCH_B} (Add audit notes);"
         ' two branches each added a revision. Join them with: make migrate-merge MSG="Merge ...", then make'
         " migrate-upgrade\n"
     )
     assert current("core") == current("audit") == (HEAD,)
+
+
+def test_rollback_steps_back_from_a_branch_before_the_merge(branched: Versions, capsys) -> None:
+    # A developer steps back from their own revision, to make it again on top of the other branch.
+    command.upgrade(alembic_config(db="core"), BRANCH_A)
+
+    assert run(capsys, "rollback", "--db", "core") == (0, f"core: rolled back {BRANCH_A} -> {HEAD}\n", "")
+    assert current("core") == (HEAD,) and not has_nickname()
 
 
 def test_merge_writes_one_revision_that_joins_the_heads(branched: Versions, capsys) -> None:
@@ -242,7 +255,7 @@ def test_raw_alembic_downgrade_refuses_databases_at_different_revisions(branched
 
     assert (
         f"databases are at different revisions (core at {merged}, audit at {HEAD}); roll back one with"
-        " DB=core or DB=audit\n"
+        " -x db=core or -x db=audit\n"
     ) in capsys.readouterr().err
     assert current("core") == (merged,)
 
@@ -267,13 +280,53 @@ def test_a_failing_revision_is_one_line_naming_database_revision_and_line(
     assert code == 1
     assert out == ""
     line = next(number for number, text in enumerate(path.read_text().splitlines(), 1) if "op.execute" in text)
-    assert err.startswith(f"error: core: revision c3c3c3c3c3c3 ({path}:{line}) failed and was rolled back: ")
+    assert err.startswith(
+        f"error: core: revision c3c3c3c3c3c3 ({path}:{line}) failed and its transaction was rolled back: "
+    )
     assert err.endswith(" (VERBOSE=1 prints the traceback)\n")
     assert "nickname" in err and err.count("\n") == 1
     assert current("core") == (HEAD,)
 
     code, _, err = run(capsys, "upgrade", "--verbose")
     assert code == 1 and "Traceback (most recent call last)" in err
+    assert not err.endswith(" (VERBOSE=1 prints the traceback)\n")
+
+
+def test_a_failing_revision_outside_its_transaction_says_what_may_remain(
+    versions: Versions, migrated_databases, capsys
+) -> None:
+    versions.write(
+        "2030_01_01_100000-d4d4d4d4d4d4_index_last_names.py",
+        message="Index last names",
+        revision="d4d4d4d4d4d4",
+        down=HEAD,
+        body="""
+
+        def upgrade_audit() -> None:
+            with op.get_context().autocommit_block():
+                op.create_index("ix_users_last_name", "users", ["last_name"], postgresql_concurrently=True)
+        """,
+    )
+
+    code, _, err = run(capsys, "upgrade")
+
+    assert code == 1
+    assert err.startswith("error: audit: revision d4d4d4d4d4d4 (")
+    assert ") failed: " in err and "users" in err
+    assert "what its autocommit_block did before that stays (an INVALID index, say): check the database" in err
+    assert "retrying is safe" not in err
+    assert "(core already upgraded; check with make migrate-status)" in err
+
+
+def test_a_revision_file_that_cannot_be_read_is_one_line(versions: Versions, capsys) -> None:
+    path = versions.write(
+        "2030_01_01_100000-e5e5e5e5e5e5_broken.py", message="Broken", revision="e5e5e5e5e5e5", down=HEAD, body=""
+    )
+    path.write_text(path.read_text() + "\ndef broken(:\n")
+    line = path.read_text().count("\n")
+
+    for command_name in ("status", "upgrade", "history", "rollback"):
+        assert run(capsys, command_name) == (1, "", f"error: {path}:{line}: cannot read the revision: invalid syntax\n")
 
 
 def test_raw_alembic_revision_keeps_the_imports_it_needs(versions: Versions, migrated_databases) -> None:
@@ -291,10 +344,7 @@ def test_unknown_revision_is_reported_by_status_and_refused_by_the_others(migrat
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'feedfacecafe'"))
     engine.dispose()
-    reason = (
-        "audit: at revision feedfacecafe, which is not in migrations/versions: the database was migrated by newer"
-        " code, or a revision file is missing; deploy that code again or restore the file\n"
-    )
+    reason = f"audit: at revision feedfacecafe, which is not in migrations/versions: {UNKNOWN_REVISION_ADVICE}\n"
 
     code, out, err = run(capsys, "status")
     assert code == 1
@@ -303,15 +353,27 @@ def test_unknown_revision_is_reported_by_status_and_refused_by_the_others(migrat
         ["audit", DATABASES["audit"].url, "feedfacecafe", HEAD, "?"],
     ]
     assert out.splitlines()[2].endswith("unknown revision: migrated by newer code, or a revision file is missing")
-    assert err == f"error: {reason}"
+    assert err == f"error: audit at feedfacecafe: not in migrations/versions: {UNKNOWN_REVISION_ADVICE}\n"
     for refused in (["upgrade"], ["rollback"], ["create", "--message", "Add x"], ["check"]):
         assert run(capsys, *refused) == (1, "", f"error: {reason}")
     assert current("core") == (HEAD,)
+
+
+def test_a_deleted_merge_revision_is_reported_as_unknown_not_as_heads_to_merge(branched: Versions, capsys) -> None:
+    merged = merge(capsys)
+    run(capsys, "upgrade")
+    next(branched.folder.glob(f"*-{merged}_*.py")).unlink()
+
+    code, _, err = run(capsys, "upgrade")
+
+    assert code == 1
+    assert err.startswith(f"error: core: at revision {merged}, which is not in migrations/versions: ")
 
 
 def test_sql_from_an_unknown_revision_says_so(capsys) -> None:
     assert run(capsys, "sql", "--from", "0123abcd") == (
         1,
         "",
-        "error: FROM=0123abcd is not a revision in migrations/versions; pass a full id from make migrate-history\n",
+        "error: FROM=0123abcd is not a revision in migrations/versions; pass one full id from make"
+        " migrate-history, or base\n",
     )

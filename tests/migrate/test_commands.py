@@ -1,6 +1,7 @@
 """The migrate commands in process, against real databases on both dialects."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -168,3 +169,18 @@ def test_offline_sql_is_written_per_database_and_announced(configured_databases,
     assert capsys.readouterr().out == f"audit: wrote {tmp_path / 'audit.sql'}\n"
     assert "CREATE TABLE audit_events" in (tmp_path / "audit.sql").read_text()
     assert not (tmp_path / "core.sql").exists()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_status_reads_an_sqlite_database_while_another_process_writes(configured_databases, capsys) -> None:
+    commands.upgrade(None)
+    capsys.readouterr()
+    writer = sqlite3.connect(configured_databases["core"].removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        status.status(None)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    assert [row.split()[2] for row in capsys.readouterr().out.splitlines()[1:]] == [HEAD, HEAD]
