@@ -35,7 +35,7 @@ test: install ## Run the tests (PostgreSQL ones skip unless the server answers; 
 lint: install ## ruff (lint and format check), mypy and migrate-lint
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
-	@$(PY) -m mypy src tests
+	@$(PY) -m mypy src tests bench
 	@$(MIGRATE) lint
 
 migrate-create: install ## Autogenerate a revision: MSG="..." [DB=]
@@ -71,5 +71,5 @@ audit-relay: install ## Deliver outbox events to the audit database once, or eve
 audit-prune: install ## Delete audit events older than DAYS=N, in batches
 	@$(PY) -m src.audit_jobs prune --days "$(DAYS)"
 
-bench: install ## Load run: hundreds of simultaneous connections per endpoint on a fresh database (BENCH_POSTGRES=1 for PostgreSQL)
-	@$(PY) -m tests.load
+bench: install ## wrk against the API served as in production, ratios to a bare FastAPI ping (BENCH_DB=sqlite, BENCH_OUT=)
+	@$(PY) -m bench

@@ -28,7 +28,7 @@ from src.core.databases import (
     get_database,
 )
 from src.core.migration_lock import prepare_migration_connection
-from src.core.schema_versions import current_heads, different_revisions_message
+from src.core.schema_versions import COMPARE_OPTIONS, current_heads, different_revisions_message
 
 config = context.config
 if config.config_file_name is not None:
@@ -52,8 +52,7 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
 
 def changes_schema() -> bool:
     """False for autogenerate and check, which only compare the models with the schema."""
-    compares = getattr(config.cmd_opts, "autogenerate", False) or config.attributes.get("compare_only")
-    return not (compares or alembic_command() == "check")
+    return not (getattr(config.cmd_opts, "autogenerate", False) or alembic_command() == "check")
 
 
 def skip_empty_revision(migration_context: MigrationContext, revision: Any, directives: list[MigrationScript]) -> None:
@@ -73,8 +72,8 @@ def configure(name: str, **options: Any) -> None:
         target_metadata=DATABASES[name].metadata,
         upgrade_token=f"{name}_upgrades",
         downgrade_token=f"{name}_downgrades",
-        compare_type=True,
         render_item=render_item,
+        **COMPARE_OPTIONS,
         **options,
     )
 

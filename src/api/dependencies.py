@@ -22,6 +22,8 @@ from src.services import users, workspaces
 from src.services.workspaces import Membership
 
 TOKEN_URL = "/api/v1/auth/token"
+# Requests that change nothing: their transactions need no write lock.
+SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -31,7 +33,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     (see src/core/sessions.py for why that keeps the server answering under load).
     """
     sessions: RequestSessions = request.app.state.sessions
-    async with sessions.unit_of_work() as session:
+    async with sessions.unit_of_work(reads_only=request.method in SAFE_METHODS) as session:
         yield session
 
 
@@ -42,7 +44,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 async def get_audit_session(request: Request) -> AsyncIterator[Session]:
     """A session on the audit database, for the endpoints that read audit events."""
     sessions: RequestSessions = request.app.state.audit_sessions
-    async with sessions.unit_of_work() as session:
+    async with sessions.unit_of_work(reads_only=request.method in SAFE_METHODS) as session:
         yield session
 
 
@@ -51,7 +53,10 @@ AuditSessionDep = Annotated[Session, Depends(get_audit_session, scope="function"
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(bearer_token)]) -> User:
+BearerToken = Annotated[str | None, Depends(bearer_token)]
+
+
+def get_current_user(session: SessionDep, token: BearerToken) -> User:
     if token is None:
         raise Unauthorized("not authenticated: send Authorization: Bearer <token> from POST " + TOKEN_URL)
     return users.user_for_token(session, token)
@@ -60,8 +65,10 @@ def get_current_user(session: SessionDep, token: Annotated[str | None, Depends(b
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def _workspace_access(minimum_role: Role) -> Callable[[Session, User, uuid.UUID], Membership]:
-    def workspace_for_role(session: SessionDep, user: CurrentUser, workspace_id: uuid.UUID) -> Membership:
+def _workspace_access(minimum_role: Role) -> Callable[[Session, str | None, uuid.UUID], Membership]:
+    # The caller and their membership in one worker-thread trip, rather than one each.
+    def workspace_for_role(session: SessionDep, token: BearerToken, workspace_id: uuid.UUID) -> Membership:
+        user = get_current_user(session, token)
         return workspaces.get_membership(session, workspace_id=workspace_id, user_id=user.id, minimum_role=minimum_role)
 
     return workspace_for_role

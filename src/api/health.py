@@ -15,7 +15,7 @@ class Health(BaseModel):
 
 
 @router.get("/health")
-def health() -> Health:
+async def health() -> Health:
     """The process is alive; says nothing about the databases."""
     return Health(status="ok")
 

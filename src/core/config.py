@@ -72,9 +72,10 @@ class Settings(BaseSettings):
     )
     audit_database_url: str = _sqlite_url("audit.db")
 
-    # Pool settings apply to PostgreSQL; SQLite files need no pool.
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
+    # The pool per database; requests admitted at once follow it (src/core/sessions.py). Overflow
+    # connections are closed on every return and reopened: under load they cost more than they give.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
 
     # Migrations on PostgreSQL (src/core/migration_lock.py), set on the migration's own connection only.
@@ -94,11 +95,13 @@ class Settings(BaseSettings):
     password_hash_memory_kib: int = Field(default=65536, ge=8)
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_parallelism: int = Field(default=4, ge=1)
+    # Hashes computed at once; the others wait (src/core/security.py). Default: the cores this process may use.
+    password_hash_concurrency: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
 
     # The relay that moves audit events from the core outbox to the audit database (src/services/audit_relay.py).
     audit_relay_enabled: bool = True
     audit_relay_interval_seconds: float = Field(default=2.0, gt=0)
-    audit_relay_batch_size: int = Field(default=500, ge=1, le=10000)
+    audit_relay_batch_size: int = Field(default=1000, ge=1, le=10000)
 
     @field_validator("*")
     @classmethod

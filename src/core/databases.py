@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import registry
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import SQLModel
 
 from src.core.config import settings
@@ -86,9 +86,15 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        return create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+        # A writer waits for the write lock as long as a request waits for a connection.
+        connect_args = {"check_same_thread": False, "timeout": settings.db_pool_timeout}
+        return create_engine(url, connect_args=connect_args, **kwargs)
     # Fail fast on an unreachable server instead of waiting for the OS timeout.
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
+
+
+# Execution option of a connection (or engine) whose SQLite transactions only read: they begin without the write lock.
+READS_ONLY = "reads_only"
 
 
 def begin_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
@@ -96,18 +102,25 @@ def begin_sqlite_transactions(engine: Engine, begin: str = "BEGIN") -> None:
 
     pysqlite opens a transaction only before INSERT, UPDATE or DELETE, so reads and
     DDL before the first write run outside it; the driver's own handling is turned
-    off and ``begin`` is sent when SQLAlchemy begins.
+    off and ``begin`` is sent when SQLAlchemy begins (a plain BEGIN for READS_ONLY).
     """
 
     def driver_autocommit(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
 
+    def begin_transaction(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READS_ONLY) else begin)
+
     event.listen(engine, "connect", driver_autocommit)
-    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql(begin))
+    event.listen(engine, "begin", begin_transaction)
 
 
-def _enable_sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA foreign_keys=ON")
+    # Write-ahead log: readers and the one writer never wait for each other. Kept in the file once set;
+    # setting it again would wait for the write lock.
+    if dbapi_connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
 def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
@@ -115,21 +128,18 @@ def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     options: dict[str, Any] = {"poolclass": NullPool}
     if pooled:
-        # SQLite files keep SQLAlchemy's default pool; PostgreSQL's is sized by the settings.
-        options = (
-            {}
-            if is_sqlite
-            else {
-                "pool_size": settings.db_pool_size,
-                "max_overflow": settings.db_max_overflow,
-                "pool_timeout": settings.db_pool_timeout,
-            }
-        )
+        options = {
+            "poolclass": QueuePool,
+            "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_max_overflow,
+            "pool_timeout": settings.db_pool_timeout,
+        }
     engine = create_database_engine(url, **options)
     if is_sqlite:
-        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        event.listen(engine, "connect", _configure_sqlite_connection)
         # One writer at a time, decided when a transaction starts: a read that later writes cannot
         # deadlock with another one ("database is locked"), and what it read stays true until it commits.
+        # Transactions that only read (READS_ONLY) take no lock and, in WAL mode, wait for no writer.
         begin_sqlite_transactions(engine, "BEGIN IMMEDIATE")
     return engine
 

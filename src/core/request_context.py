@@ -4,6 +4,7 @@ Behind a proxy, run uvicorn with ``--proxy-headers --forwarded-allow-ips=<proxy>
 so that the client address is the caller's, not the proxy's.
 """
 
+import itertools
 import re
 import uuid
 from contextvars import ContextVar
@@ -14,6 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Ids need to be unique, not secret: a random prefix per process and a counter cost no system call per request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class RequestContextMiddleware:
             return
         headers = Headers(scope=scope)
         given = headers.get(REQUEST_ID_HEADER, "")
-        request_id = given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _VALID_REQUEST_ID.fullmatch(given) else new_request_id()
         client = scope.get("client")
         user_agent = headers.get("user-agent")
         context = RequestContext(request_id, client[0] if client else None, user_agent[:256] if user_agent else None)

@@ -15,6 +15,8 @@ from src.core.config import PROJECT_ROOT
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
 SchemaStatus = Literal["at_head", "not_migrated", "behind", "unknown_revision"]
+# How the models are compared with a schema, by autogenerate in env.py and by make migrate-status alike.
+COMPARE_OPTIONS = {"compare_type": True}
 
 
 def alembic_config(*, db: str | None = None, autogenerate: bool = False, **x_args: str) -> Config:

@@ -2,7 +2,11 @@
 
 import hashlib
 import hmac
+import os
+import sys
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -18,6 +22,7 @@ from src.core.timestamps import utcnow
 # Only this algorithm is accepted when decoding, which rules out "none" and key confusion.
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "pwd"]
+HASHING_NICENESS = 10
 
 
 @cache
@@ -31,12 +36,30 @@ def password_hash() -> PasswordHash:
     )
 
 
+def _yield_the_cpu() -> None:
+    # Linux schedules threads one by one: a hash (and argon2's own threads) runs at a lower priority than
+    # the requests that do not hash, so those keep their latency while log-ins are in flight.
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+@cache
+def _hashing_threads(size: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="password-hash", initializer=_yield_the_cpu)
+
+
+def hashing_threads() -> ThreadPoolExecutor:
+    """At most PASSWORD_HASH_CONCURRENCY hashes at once: each takes a core and 64 MiB for a quarter second,
+    so a burst of log-ins must queue rather than starve every other request of CPU and memory."""
+    return _hashing_threads(settings.password_hash_concurrency)
+
+
 def hash_password(password: str) -> str:
-    return password_hash().hash(password)
+    return hashing_threads().submit(password_hash().hash, password).result()
 
 
 def verify_password(password: str, hashed_password: str) -> bool:
-    return password_hash().verify(password, hashed_password)
+    return hashing_threads().submit(password_hash().verify, password, hashed_password).result()
 
 
 @cache
@@ -49,7 +72,7 @@ def spend_verification_time(password: str) -> None:
     dummy = _dummy_hash(
         settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
     )
-    password_hash().verify(password, dummy)
+    verify_password(password, dummy)
 
 
 def password_stamp(password_hash: str) -> str:

@@ -15,8 +15,7 @@ thread of its own rather than queueing behind requests that wait for a worker.
 Admitted requests therefore always find a free connection, and the worker
 threads never block on the pool.
 
-Sizing: admission = pool_size + max_overflow, read from the engine's pool (so
-SQLite's own pool counts too). An admitted request runs at most one worker
+Sizing: admission = pool_size + max_overflow, read from the engine's pool. An admitted request runs at most one worker
 thread at a time, so the anyio thread limiter is raised to admission plus a few
 spares (``size_worker_threads``) and admitted requests never queue for threads.
 Capping threads at the pool size alone would not do: a request keeps its
@@ -26,15 +25,20 @@ would do the admission too, but its limit is fixed at import, before settings
 and the engine exist.
 """
 
+import functools
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.to_thread
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
+from src.core.databases import READS_ONLY
 from src.core.errors import AppError
 
 # Worker threads left over for requests that need no database (/health) when every admitted request runs one.
@@ -54,52 +58,86 @@ def pool_capacity(engine: Engine) -> int | None:
 class RequestSessions:
     """Hands each request one session, admitting no more requests than ``capacity`` at once."""
 
-    def __init__(self, session_factory: Callable[[], Session], *, capacity: int | None) -> None:
+    def __init__(self, session_factory: Callable[[bool], Session], *, capacity: int | None) -> None:
+        """``session_factory(reads_only)`` makes a request's session."""
         self._session_factory = session_factory
         self.capacity = capacity
         self._admission = anyio.CapacityLimiter(capacity) if capacity is not None else None
 
     @classmethod
     def for_engine(cls, engine: Engine) -> "RequestSessions":
-        return cls(lambda: Session(engine), capacity=pool_capacity(engine))
+        reader = engine.execution_options(**{READS_ONLY: True})
+        return cls(lambda reads_only: Session(reader if reads_only else engine), capacity=pool_capacity(engine))
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[Session]:
+    async def unit_of_work(self, *, reads_only: bool = False) -> AsyncIterator[Session]:
         """A session committed when the request succeeds and rolled back when it raises.
 
         An ``AppError`` with ``keeps_changes`` is an outcome, not a failure: what the request
         recorded (the audit event of a failed log-in) is committed before the error is answered.
+        ``reads_only`` sessions do not wait for SQLite's write lock.
         """
         if self._admission is None:
-            async with self._session() as session:
+            async with self._session(reads_only) as session:
                 yield session
         else:
-            async with self._admission, self._session() as session:
+            async with self._admission, self._session(reads_only) as session:
                 yield session
 
     @asynccontextmanager
-    async def _session(self) -> AsyncIterator[Session]:
-        session = self._session_factory()
+    async def _session(self, reads_only: bool) -> AsyncIterator[Session]:
+        session = self._session_factory(reads_only)
         try:
             yield session
         except BaseException as error:
             with anyio.CancelScope(shield=True):
-                try:
-                    if isinstance(error, AppError) and error.keeps_changes:
-                        await _in_own_thread(session.commit)
-                finally:
-                    await _in_own_thread(session.close)
+                await _in_own_thread(_finish, session, isinstance(error, AppError) and error.keeps_changes)
             raise
         with anyio.CancelScope(shield=True):
-            try:
-                await _in_own_thread(session.commit)
-            finally:
-                await _in_own_thread(session.close)
+            if session.in_transaction():
+                await _in_own_thread(_finish, session, True)
+            else:
+                session.close()  # committed by the endpoint (UnitOfWorkRoute): nothing left that waits on the database
 
 
-async def _in_own_thread(function: Callable[[], None]) -> None:
+def _finish(session: Session, commit: bool) -> None:
+    """Commit (or not) and close, in one trip to a worker thread."""
+    try:
+        if commit:
+            session.commit()
+    finally:
+        session.close()
+
+
+async def _in_own_thread(function: Callable[[Session, bool], None], session: Session, commit: bool) -> None:
     # A fresh limiter per call: this request holds a connection, so it must not queue for a shared worker.
-    await anyio.to_thread.run_sync(function, limiter=anyio.CapacityLimiter(1))
+    await anyio.to_thread.run_sync(function, session, commit, limiter=anyio.CapacityLimiter(1))
+
+
+class UnitOfWorkRoute(APIRoute):
+    """Runs a sync endpoint and the commit of the sessions it takes in one worker thread.
+
+    Each trip between the event loop and a worker thread costs about as much as a query; without
+    this the commit would take a trip of its own after the endpoint's. The request's session
+    dependency then finds nothing left to commit, and closes the session on the event loop.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(endpoint)
+    def endpoint_then_commit(*args: Any, **kwargs: Any) -> Any:
+        result = endpoint(*args, **kwargs)
+        for value in kwargs.values():
+            if isinstance(value, Session):
+                value.commit()
+        return result
+
+    return endpoint_then_commit
 
 
 def size_worker_threads(capacity: int | None) -> None:

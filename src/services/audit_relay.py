@@ -11,13 +11,16 @@ the same batch, and the id check still keeps one copy of each event.
 
 import asyncio
 import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import anyio.to_thread
 from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.dml import ReturningInsert
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
@@ -30,34 +33,48 @@ OUTBOX: Table = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
 AUDIT_EVENTS: Table = AuditEvent.metadata.tables[AuditEvent.__tablename__]
 
 
-def insert_ignoring_delivered(connection: Connection) -> Insert:
+def insert_ignoring_delivered(connection: Connection) -> ReturningInsert[tuple[uuid.UUID]]:
+    # RETURNING lets SQLAlchemy send a batch as multi-row INSERTs; without it each event is a round trip.
     if connection.dialect.name == "postgresql":
-        return postgresql.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"])
-    return sqlite.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"])
+        return (
+            postgresql.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(AUDIT_EVENTS.c.id)
+        )
+    return sqlite.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(AUDIT_EVENTS.c.id)
 
 
-def relay_batch(*, batch_size: int) -> int:
-    """Deliver up to ``batch_size`` of the oldest outbox events; returns how many."""
-    claim = select(OUTBOX).order_by(OUTBOX.c.occurred_at, OUTBOX.c.id).limit(batch_size)
-    with get_unpooled_engine("core").begin() as core:
-        if core.dialect.name == "postgresql":
-            claim = claim.with_for_update(skip_locked=True)
-        events = [dict(row) for row in core.execute(claim).mappings()]
-        if not events:
-            return 0
-        with get_unpooled_engine("audit").begin() as audit:
-            audit.execute(insert_ignoring_delivered(audit), events)
-        core.execute(delete(OUTBOX).where(OUTBOX.c.id.in_([event["id"] for event in events])))
+@contextmanager
+def relay_connections() -> Iterator[tuple[Connection, Connection]]:
+    """A connection to core and one to audit, kept for every batch of a run."""
+    with get_unpooled_engine("core").connect() as core, get_unpooled_engine("audit").connect() as audit:
+        yield core, audit
+
+
+def deliver_batch(core: Connection, audit: Connection, *, batch_size: int) -> int:
+    """Deliver up to ``batch_size`` of the oldest outbox events; returns how many.
+
+    The events leave the outbox in one statement, whose deletion commits only after audit
+    committed them: a failure on the way leaves them in the outbox.
+    """
+    oldest = select(OUTBOX.c.id).order_by(OUTBOX.c.occurred_at, OUTBOX.c.id).limit(batch_size)
+    if core.dialect.name == "postgresql":
+        oldest = oldest.with_for_update(skip_locked=True)
+    with core.begin():
+        taken = delete(OUTBOX).where(OUTBOX.c.id.in_(oldest.scalar_subquery())).returning(*OUTBOX.c)
+        events = [dict(row) for row in core.execute(taken).mappings()]
+        if events:
+            with audit.begin():
+                audit.execute(insert_ignoring_delivered(audit), events)
     return len(events)
 
 
-def relay_pending(*, batch_size: int) -> int:
-    """Deliver batches until the outbox is empty; returns how many events were delivered."""
-    delivered = 0
-    while count := relay_batch(batch_size=batch_size):
-        delivered += count
-        if count < batch_size:
-            break
+def relay_pending(*, batch_size: int, max_batches: int | None = None) -> int:
+    """Deliver batches until the outbox is empty (or ``max_batches`` were sent); returns how many events."""
+    delivered, batches = 0, 0
+    with relay_connections() as (core, audit):
+        while count := deliver_batch(core, audit, batch_size=batch_size):
+            delivered, batches = delivered + count, batches + 1
+            if count < batch_size or batches == max_batches:
+                break
     return delivered
 
 

@@ -107,8 +107,8 @@ def shared_app() -> FastAPI:
 
 def join_test_transactions(app: FastAPI, *, core: Connection, audit: Connection) -> None:
     """Make the app's request sessions join the test's transactions."""
-    app.state.sessions = RequestSessions(lambda: joined_session(core), capacity=None)
-    app.state.audit_sessions = RequestSessions(lambda: joined_session(audit), capacity=None)
+    app.state.sessions = RequestSessions(lambda reads_only: joined_session(core), capacity=None)
+    app.state.audit_sessions = RequestSessions(lambda reads_only: joined_session(audit), capacity=None)
 
 
 @pytest.fixture

@@ -1,13 +1,14 @@
 """The server keeps answering when in-flight requests far outnumber threads and pooled connections.
 
 A real uvicorn server in a thread, its real session dependency and a core
-database pool of two connections (on PostgreSQL; SQLite keeps its own pool
-size); a stall shows up as pool timeouts, so a regression fails in seconds.
+database pool of two connections; a stall shows up as pool timeouts, so a
+regression fails in seconds.
 """
 
 import asyncio
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from src.api.v1.models.workspace import Workspace
 from src.core.config import settings
 from src.core.databases import get_engine
 from src.core.schema_versions import alembic_config
+from src.core.security import hashing_threads
 from src.main import create_app
 from src.services import users
 from tests.api.conftest import PASSWORD, auth
@@ -141,3 +143,54 @@ def test_simultaneous_sign_ups_with_one_email_create_one_user(live_server: LiveS
     assert statuses == [201] + [409] * 19
     assert {response.json()["error"] for response in responses if response.status_code == 409} == {"email_taken"}
     assert count(User) == 2
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+def test_reads_do_not_wait_for_a_writer_on_sqlite(live_server: LiveServer, configured_databases: DatabaseUrls) -> None:
+    writer = sqlite3.connect(configured_databases["core"].removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # holds the write lock, as a long write would
+    try:
+        started = time.monotonic()
+        [read] = asyncio.run(send_all(live_server, [("GET", "/api/v1/users/me", None)]))
+        elapsed = time.monotonic() - started
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    assert read.status_code == 200
+    assert elapsed < 2  # the busy timeout a waiting read would run into is 5 s
+
+
+def test_requests_without_passwords_answer_while_every_hashing_slot_is_taken(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "password_hash_concurrency", 1)
+    hash_in_progress = threading.Event()
+    hashing_threads().submit(hash_in_progress.wait, 10)  # takes the one hashing thread
+
+    async def log_in_and_read() -> tuple[Reply, Reply, float]:
+        logging_in = asyncio.create_task(send_form(live_server, "/api/v1/auth/token", "load", PASSWORD))
+        await asyncio.sleep(0.5)
+        assert not logging_in.done(), "the log-in did not wait for a hashing slot"
+        started = time.monotonic()
+        [read] = await send_all(live_server, [("GET", "/api/v1/users/me", None)])
+        elapsed = time.monotonic() - started
+        hash_in_progress.set()
+        return read, await logging_in, elapsed
+
+    read, logged_in, elapsed = asyncio.run(log_in_and_read())
+
+    assert read.status_code == 200 and elapsed < 2
+    assert logged_in.status_code == 200 and "access_token" in logged_in.json()
+
+
+async def send_form(server: LiveServer, path: str, username: str, password: str) -> Reply:
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    content = f"username={username}&password={password.replace(' ', '+')}".encode()
+    head = f"Host: {server.host}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    writer.write(f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(content)}\r\n\r\n".encode() + content)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    return Reply(status_code=int(status_line.split()[1]), body=rest.partition(b"\r\n\r\n")[2])

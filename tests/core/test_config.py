@@ -99,7 +99,7 @@ def test_environment_wins_over_settings_file_which_wins_over_defaults(
 
     assert settings.core_database_url == "sqlite:////tmp/from-env.db"
     assert settings.db_pool_size == 3
-    assert settings.db_max_overflow == 20
+    assert settings.db_pool_timeout == 30
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])

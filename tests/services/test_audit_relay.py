@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.databases import get_engine
-from src.services.audit_relay import outbox_backlog, prune_audit_events, relay_batch, relay_pending
+from src.services.audit_relay import outbox_backlog, prune_audit_events, relay_pending
 from tests.factories import record
 
 
@@ -56,7 +56,7 @@ def test_crash_between_audit_insert_and_outbox_delete_delivers_once(migrated_dat
 def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
     ids = record(5)
 
-    assert relay_batch(batch_size=2) == 2
+    assert relay_pending(batch_size=2, max_batches=1) == 2
 
     assert [event.id for event in delivered()] == ids[:2]
     assert outbox_backlog() == 3

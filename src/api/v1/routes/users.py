@@ -5,9 +5,10 @@ from fastapi import APIRouter, status
 from src.api.dependencies import CurrentUser, SessionDep
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
 from src.core.errors import error_responses
+from src.core.sessions import UnitOfWorkRoute
 from src.services import users
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=UnitOfWorkRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409, 422))
@@ -18,7 +19,7 @@ def sign_up(body: UserCreate, session: SessionDep) -> UserPublic:
 
 
 @router.get("/me", responses=error_responses(401))
-def read_me(user: CurrentUser) -> UserPublic:
+async def read_me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 

@@ -13,10 +13,11 @@ from src.api.dependencies import (
 from src.api.v1.schemas.workspaces import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from src.core.errors import error_responses
 from src.core.pagination import Page
+from src.core.sessions import UnitOfWorkRoute
 from src.services import workspaces
 from src.services.workspaces import Membership
 
-router = APIRouter(prefix="/workspaces", tags=["workspaces"])
+router = APIRouter(prefix="/workspaces", tags=["workspaces"], route_class=UnitOfWorkRoute)
 
 
 def workspace_public(membership: Membership) -> WorkspacePublic:
@@ -38,7 +39,7 @@ def list_workspaces(user: CurrentUser, page: PageParams, session: SessionDep) ->
 
 
 @router.get("/{workspace_id}", responses=error_responses(401, 404, 422))
-def read_workspace(membership: WorkspaceForMember) -> WorkspacePublic:
+async def read_workspace(membership: WorkspaceForMember) -> WorkspacePublic:
     return workspace_public(membership)
 
 

@@ -1,0 +1,297 @@
+"""make bench: the API under wrk, served as production runs it, against a bare FastAPI ping in the same run.
+
+Creates fresh databases (PostgreSQL at TEST_POSTGRES_URL, or SQLite files with
+BENCH_DB=sqlite), migrates them, starts one uvicorn worker with uvloop and
+httptools and the production password-hashing cost, seeds a user with 25
+workspaces, and drives each row with wrk for BENCH_SECONDS after a warm-up;
+server and wrk are pinned to different cores. Then it times the audit relay on
+100,000 events and make migrate-status against a bare alembic current. Prints one
+table, writes it as JSON to BENCH_OUT, drops its databases, and exits 1 when a
+target is missed. Figures are ratios within one run: the machine is shared.
+"""
+
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk
+
+ROOT = Path(__file__).resolve().parents[1]
+SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+WARMUP_SECONDS = 1
+WORKSPACES = 25
+RELAY_EVENTS = 100_000
+PASSWORD = "bench password, long enough"
+SERVER_CORE, CLIENT_CORE = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    connections: int
+    measured: Measured
+    ratio: float  # to the bare ping at the same number of connections
+
+
+@contextmanager
+def fresh_databases(dialect: str) -> Iterator[dict[str, str]]:
+    """One empty database per named database, dropped afterwards."""
+    names = ("core", "audit")
+    if dialect == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield {name: f"sqlite:///{Path(folder) / name}.db" for name in names}
+        return
+    server = make_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    server = server.set(drivername="postgresql+psycopg2")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    prefix = f"bench_{uuid.uuid4().hex[:8]}"
+    urls = {name: server.set(database=f"{prefix}_{name}").render_as_string(hide_password=False) for name in names}
+    with admin.connect() as connection:
+        for url in urls.values():
+            connection.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
+    try:
+        yield urls
+    finally:
+        with admin.connect() as connection:
+            for url in urls.values():
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serve(app: str, env: dict[str, str]) -> Iterator[str]:
+    """One production-like uvicorn worker on the server core; its base URL once it answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
+    command += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    process = subprocess.Popen(pinned(SERVER_CORE, command), cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/docs", timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit(f"error: {app} did not start") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def seed(base: str) -> tuple[str, list[str]]:
+    """A user with WORKSPACES workspaces; their token and the workspace ids."""
+    with httpx.Client(base_url=f"{base}/api/v1", timeout=30) as client:
+        user = {"email": "bench@example.com", "username": "bench", "password": PASSWORD, "first_name": "B"}
+        client.post("/users", json={**user, "last_name": "Bench"}).raise_for_status()
+        answer = client.post("/auth/token", data={"username": "bench", "password": PASSWORD})
+        token = str(answer.raise_for_status().json()["access_token"])
+        client.headers["Authorization"] = f"Bearer {token}"
+        ids = [
+            str(client.post("/workspaces", json={"name": f"Bench {n}"}).raise_for_status().json()["id"])
+            for n in range(WORKSPACES)
+        ]
+    return token, ids
+
+
+def app_rows(base: str, ping: str, token: str, workspaces: list[str]) -> list[Row]:
+    def measure(
+        name: str, url: str, load: Load, connections: int, ceiling: Measured | None, warm_up: bool = True
+    ) -> Row:
+        if warm_up:  # not for log-ins: the server would still be hashing the warm-up's passwords
+            run_wrk(url, load, connections=connections, seconds=WARMUP_SECONDS, core=CLIENT_CORE)
+        measured = run_wrk(url, load, connections=connections, seconds=SECONDS, core=CLIENT_CORE)
+        ratio = measured.per_second / ceiling.per_second if ceiling else 1.0
+        row = Row(name, connections, measured, ratio)
+        print(format_row(row), flush=True)
+        return row
+
+    api = "/api/v1"
+    loads = {
+        "GET /health": Load(("/health",)),
+        "GET /users/me": Load((f"{api}/users/me",), token=token),
+        "GET /workspaces": Load((f"{api}/workspaces",), token=token),
+        "PATCH /workspaces/{id}": Load(
+            tuple(f"{api}/workspaces/{id_}" for id_ in workspaces),
+            method="PATCH",
+            body='{"name": "Renamed"}',
+            content_type="application/json",
+            token=token,
+        ),
+        "GET /workspaces/{id}/audit-events": Load(
+            tuple(f"{api}/workspaces/{id_}/audit-events" for id_ in workspaces), token=token
+        ),
+    }
+    rows = []
+    for connections in (64, 256):
+        ceiling = measure("GET /ping (bare FastAPI)", ping, Load(("/ping",)), connections, None)
+        rows.append(ceiling)
+        rows += [measure(name, base, load, connections, ceiling.measured) for name, load in loads.items()]
+    log_in = Load(
+        (f"{api}/auth/token",),
+        method="POST",
+        body=f"username=bench&password={PASSWORD.replace(' ', '+').replace(',', '%2C')}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    rows.append(measure("POST /auth/token", base, log_in, 16, rows[0].measured, warm_up=False))
+    rows.append(reads_during_log_ins(base, token, log_in))
+    return rows
+
+
+def reads_during_log_ins(base: str, token: str, log_in: Load) -> Row:
+    """GET /users/me while 8 log-ins are always in flight: reads must not queue behind them."""
+    log_ins = start_wrk(base, log_in, connections=8, seconds=SECONDS + 2, core=CLIENT_CORE)
+    time.sleep(1)
+    reads = run_wrk(base, Load(("/api/v1/users/me",), token=token), connections=8, seconds=SECONDS, core=CLIENT_CORE)
+    result_of(log_ins)
+    row = Row("GET /users/me, 8 log-ins in flight", 8, reads, 0.0)
+    print(format_row(row), flush=True)
+    return row
+
+
+def time_relay(env: dict[str, str]) -> float:
+    """Events per second the relay moves from the core outbox to audit, on RELAY_EVENTS events."""
+    script = f"""
+import time, uuid
+from sqlalchemy import insert
+from src.core.config import settings
+from src.core.databases import get_unpooled_engine
+from src.core.timestamps import utcnow
+from src.services.audit_relay import OUTBOX, relay_pending
+rows = [dict(id=uuid.uuid4(), occurred_at=utcnow(), action="workspace.renamed", outcome="success",
+             actor_type="user", context={{}}, details={{}}) for _ in range({RELAY_EVENTS})]
+relay_pending(batch_size=settings.audit_relay_batch_size)  # what the app left behind
+with get_unpooled_engine("core").begin() as core:
+    core.execute(insert(OUTBOX), rows)
+start = time.perf_counter()
+delivered = relay_pending(batch_size=settings.audit_relay_batch_size)
+assert delivered == {RELAY_EVENTS}, delivered
+print(delivered / (time.perf_counter() - start))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+def median_seconds(command: list[str], env: dict[str, str], runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def format_row(row: Row) -> str:
+    m = row.measured
+    return (
+        f"{row.name:36} {row.connections:>5} {m.per_second:>8.0f} {m.p50_ms:>8.1f} {m.p99_ms:>8.1f}"
+        f" {m.non_2xx:>7} {m.errors:>6} {m.stalls:>6} {row.ratio:>6.3f}"
+    )
+
+
+TARGETS = {"GET /health": 0.9, "GET /users/me": 0.15, "GET /workspaces": 0.10, "PATCH /workspaces/{id}": 0.08}
+
+
+def missed_targets(rows: list[Row], relay: float, status: float, current: float, dialect: str) -> list[str]:
+    missed = []
+    for row in rows:
+        m = row.measured
+        if m.non_2xx or m.errors or m.stalls:
+            missed.append(f"{row.name} @{row.connections}: {m.non_2xx} non-2xx, {m.errors} errors, {m.stalls} stalls")
+        if dialect == "postgresql" and row.ratio < TARGETS.get(row.name, 0):
+            missed.append(f"{row.name} @{row.connections}: ratio {row.ratio:.3f} < {TARGETS[row.name]}")
+        if dialect == "postgresql" and row.connections == 256 and row.name in TARGETS and m.p99_ms > 4 * m.p50_ms:
+            missed.append(f"{row.name} @256: p99 {m.p99_ms:.0f} ms > 4 x p50 {m.p50_ms:.0f} ms")
+        if row.name.endswith("log-ins in flight") and m.p99_ms > 50:
+            missed.append(f"{row.name}: p99 {m.p99_ms:.0f} ms > 50 ms")
+    if relay < 10_000:
+        missed.append(f"audit relay: {relay:.0f} events/s < 10000")
+    if status > current:
+        missed.append(f"make migrate-status {status:.2f} s > alembic current {current:.2f} s")
+    return missed
+
+
+def main() -> int:
+    dialect = os.environ.get("BENCH_DB", "postgresql")
+    if dialect not in ("postgresql", "sqlite"):
+        raise SystemExit(f"error: BENCH_DB must be postgresql or sqlite, not {dialect!r}")
+    ensure_wrk()
+    out_path = ROOT / os.environ.get("BENCH_OUT", "var/bench.json")
+    with fresh_databases(dialect) as urls:
+        env = {
+            **os.environ,
+            "SETTINGS_FILE": os.devnull,
+            "ENVIRONMENT": "production",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "CORE_DATABASE_URL": urls["core"],
+            "AUDIT_DATABASE_URL": urls["audit"],
+        }
+        subprocess.run([sys.executable, "-m", "src.migrate", "upgrade"], cwd=ROOT, env=env, check=True)
+        print(
+            f"{dialect}, {SECONDS}s per row after {WARMUP_SECONDS}s of warm-up; server on core {SERVER_CORE},"
+            f" wrk on core {CLIENT_CORE}"
+        )
+        print(
+            f"{'ROW':36} {'CONN':>5} {'REQ/S':>8} {'P50 MS':>8} {'P99 MS':>8} {'NON-2XX':>7} {'ERRORS':>6}"
+            f" {'STALLS':>6} {'RATIO':>6}"
+        )
+        with serve("bench.ping:app", env) as ping, serve("src.main:app", env) as base:
+            token, workspaces = seed(base)
+            rows = app_rows(base, ping, token, workspaces)
+        relay = time_relay({**env, "AUDIT_RELAY_ENABLED": "false"})
+        status = median_seconds([sys.executable, "-m", "src.migrate", "status"], env)
+        current = median_seconds([sys.executable, "-m", "alembic", "current"], env)
+    print(f"audit relay: {relay:,.0f} events/s over {RELAY_EVENTS:,} events")
+    print(f"make migrate-status: {status:.2f} s, alembic current: {current:.2f} s (median of 5)")
+    report = {
+        "dialect": dialect,
+        "seconds_per_row": SECONDS,
+        "rows": [
+            {
+                "name": r.name,
+                "connections": r.connections,
+                "requests_per_second": r.measured.per_second,
+                "ratio": r.ratio,
+            }
+            | asdict(r.measured)
+            for r in rows
+        ],
+        "relay_events_per_second": relay,
+        "migrate_status_seconds": status,
+        "alembic_current_seconds": current,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path}")
+    missed = missed_targets(rows, relay, status, current, dialect)
+    for miss in missed:
+        print(f"missed: {miss}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""One wrk run: the requests it sends, and what it measured."""
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_SCRIPT = Path(__file__).with_name("report.lua")
+
+
+def ensure_wrk() -> str:
+    """The wrk binary, installed with apt-get when missing."""
+    found = shutil.which("wrk")
+    if found is None:
+        print("wrk not found: installing it with apt-get")
+        subprocess.run(["apt-get", "update", "-qq"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+        found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("error: wrk could not be installed; install it (apt-get install wrk) and run again")
+    return found
+
+
+def pinned(core: int | None, command: list[str]) -> list[str]:
+    """The command bound to one CPU core, when the machine has more than one."""
+    return ["taskset", "-c", str(core), *command] if core is not None else command
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk sends: one method and body to paths taken in turn."""
+
+    paths: tuple[str, ...]
+    method: str = "GET"
+    body: str = ""
+    content_type: str = ""
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class Measured:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    errors: int
+    stalls: int  # whole seconds, after the first, in which no response completed
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def start_wrk(base: str, load: Load, *, connections: int, seconds: int, core: int | None) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "BENCH_PATHS": " ".join(load.paths),
+        "BENCH_METHOD": load.method,
+        "BENCH_BODY": load.body,
+        "BENCH_CONTENT_TYPE": load.content_type,
+        "BENCH_TOKEN": load.token,
+    }
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(REPORT_SCRIPT)]
+    return subprocess.Popen(pinned(core, [*command, base + load.paths[0]]), env=env, stdout=subprocess.PIPE, text=True)
+
+
+def result_of(process: subprocess.Popen[str]) -> Measured:
+    out, _ = process.communicate(timeout=600)
+    line = next((line for line in out.splitlines() if line.startswith("BENCH_JSON ")), None)
+    if process.returncode != 0 or line is None:
+        raise SystemExit(f"error: wrk failed (exit {process.returncode}):\n{out}")
+    report = json.loads(line.removeprefix("BENCH_JSON "))
+    return Measured(
+        requests=report["requests"],
+        seconds=report["duration_us"] / 1e6,
+        p50_ms=report["p50_us"] / 1000,
+        p99_ms=report["p99_us"] / 1000,
+        non_2xx=report["non_2xx"],
+        errors=report["errors"],
+        # The first second is left out: wrk opens every connection then, and each waits for its turn.
+        stalls=sum(1 for count in report["per_second"][1:] if count == 0),
+    )
+
+
+def run_wrk(base: str, load: Load, *, connections: int, seconds: int, core: int | None) -> Measured:
+    return result_of(start_wrk(base, load, connections=connections, seconds=seconds, core=core))
