@@ -30,6 +30,13 @@ def project_path(path: str | Path) -> Path:
     return resolved.relative_to(PROJECT_ROOT) if resolved.is_relative_to(PROJECT_ROOT) else resolved
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (all of them where the system cannot tell, as on macOS)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _sqlite_url(filename: str) -> str:
     return f"sqlite:///{PROJECT_ROOT / 'var' / filename}"
 
@@ -96,7 +103,7 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_parallelism: int = Field(default=4, ge=1)
     # Hashes computed at once; the others wait (src/core/security.py). Default: the cores this process may use.
-    password_hash_concurrency: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
+    password_hash_concurrency: int = Field(default_factory=usable_cores, ge=1)
 
     # The relay that moves audit events from the core outbox to the audit database (src/services/audit_relay.py).
     audit_relay_enabled: bool = True

@@ -10,10 +10,10 @@ import uuid
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Ids need to be unique, not secret: a random prefix per process and a counter cost no system call per request.
 _ID_PREFIX = uuid.uuid4().hex[:16]
@@ -51,16 +51,21 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        given = headers.get(REQUEST_ID_HEADER, "")
-        request_id = given if _VALID_REQUEST_ID.fullmatch(given) else new_request_id()
+        # The raw header list, read once: this runs on every request, /health included.
+        given, user_agent = None, None
+        for name, value in scope["headers"]:  # the first of each, as Starlette's Headers.get
+            if name == _REQUEST_ID_KEY and given is None:
+                given = value.decode("latin-1")
+            elif name == b"user-agent" and user_agent is None:
+                user_agent = value[:256].decode("latin-1")
+        request_id = given if given and _VALID_REQUEST_ID.fullmatch(given) else new_request_id()
         client = scope.get("client")
-        user_agent = headers.get("user-agent")
-        context = RequestContext(request_id, client[0] if client else None, user_agent[:256] if user_agent else None)
+        context = RequestContext(request_id, client[0] if client else None, user_agent)
+        echoed = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append(REQUEST_ID_HEADER, request_id)
+                message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         token = _current.set(context)

@@ -7,6 +7,7 @@ import sys
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
@@ -38,14 +39,22 @@ def password_hash() -> PasswordHash:
 
 def _yield_the_cpu() -> None:
     # Linux schedules threads one by one: a hash (and argon2's own threads) runs at a lower priority than
-    # the requests that do not hash, so those keep their latency while log-ins are in flight.
+    # the requests that do not hash, so those keep their latency while log-ins are in flight. Only ever
+    # lowered (raising it needs a privilege), and a refusal is no reason to stop hashing.
     if sys.platform == "linux":
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+        thread = threading.get_native_id()
+        with suppress(OSError):
+            niceness = max(os.getpriority(os.PRIO_PROCESS, thread), HASHING_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, thread, niceness)
 
 
 @cache
 def _hashing_threads(size: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=size, thread_name_prefix="password-hash", initializer=_yield_the_cpu)
+
+
+# A forked child has none of its parent's threads: it starts a pool of its own.
+os.register_at_fork(after_in_child=_hashing_threads.cache_clear)
 
 
 def hashing_threads() -> ThreadPoolExecutor:

@@ -25,15 +25,11 @@ would do the admission too, but its limit is fixed at import, before settings
 and the engine exist.
 """
 
-import functools
-import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 import anyio.to_thread
-from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
@@ -97,7 +93,7 @@ class RequestSessions:
             if session.in_transaction():
                 await _in_own_thread(_finish, session, True)
             else:
-                session.close()  # committed by the endpoint (UnitOfWorkRoute): nothing left that waits on the database
+                session.close()  # it never reached the database: nothing to commit, no trip to a thread
 
 
 def _finish(session: Session, commit: bool) -> None:
@@ -112,32 +108,6 @@ def _finish(session: Session, commit: bool) -> None:
 async def _in_own_thread(function: Callable[[Session, bool], None], session: Session, commit: bool) -> None:
     # A fresh limiter per call: this request holds a connection, so it must not queue for a shared worker.
     await anyio.to_thread.run_sync(function, session, commit, limiter=anyio.CapacityLimiter(1))
-
-
-class UnitOfWorkRoute(APIRoute):
-    """Runs a sync endpoint and the commit of the sessions it takes in one worker thread.
-
-    Each trip between the event loop and a worker thread costs about as much as a query; without
-    this the commit would take a trip of its own after the endpoint's. The request's session
-    dependency then finds nothing left to commit, and closes the session on the event loop.
-    """
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        if not inspect.iscoroutinefunction(endpoint):
-            endpoint = _committing(endpoint)
-        super().__init__(path, endpoint, **kwargs)
-
-
-def _committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(endpoint)
-    def endpoint_then_commit(*args: Any, **kwargs: Any) -> Any:
-        result = endpoint(*args, **kwargs)
-        for value in kwargs.values():
-            if isinstance(value, Session):
-                value.commit()
-        return result
-
-    return endpoint_then_commit
 
 
 def size_worker_threads(capacity: int | None) -> None:

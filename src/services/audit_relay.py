@@ -1,12 +1,13 @@
 """Moves audit events from the core outbox to the audit database, and prunes old ones.
 
-Delivery is at-least-once made exactly-once: events are inserted into audit
-first, ignoring ids already there, and only then deleted from the outbox. A
-crash between the two re-delivers the batch, and the insert skips what arrived.
+Delivery is at-least-once made exactly-once: a batch is deleted from the outbox
+in a core transaction that commits only after audit committed the batch, its
+ids already there skipped. A crash between the two commits re-delivers the
+batch, and the insert skips what arrived.
 
 On PostgreSQL a batch is claimed with ``FOR UPDATE SKIP LOCKED``, so concurrent
-relays take disjoint batches. SQLite has no row locks: concurrent relays may read
-the same batch, and the id check still keeps one copy of each event.
+relays take disjoint batches; on SQLite the delete takes the write lock, so
+relays take turns.
 """
 
 import asyncio

@@ -1,5 +1,6 @@
 """Settings: URL forms users paste, the DATABASE_URL alias, precedence and the example secret."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,12 @@ def test_the_example_settings_file_loads_as_documented(monkeypatch: pytest.Monke
     assert settings.environment == "local"
     assert settings.secret_key == EXAMPLE_SECRET_KEY
     assert settings.audit_relay_enabled is True
+
+
+def test_password_hash_concurrency_defaults_to_the_usable_cores_also_without_affinity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert settings_from(monkeypatch).password_hash_concurrency == len(os.sched_getaffinity(0))
+
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
+    assert settings_from(monkeypatch).password_hash_concurrency == os.cpu_count()

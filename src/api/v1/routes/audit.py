@@ -11,10 +11,9 @@ from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, Actor, AuditEventPublic, EventTarget
 from src.core.errors import error_responses
 from src.core.pagination import Page
-from src.core.sessions import UnitOfWorkRoute
 from src.services import audit_log
 
-router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["audit"], route_class=UnitOfWorkRoute)
+router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["audit"])
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

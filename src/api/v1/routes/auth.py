@@ -8,10 +8,9 @@ from src.api.dependencies import SessionDep
 from src.api.v1.schemas.users import Token
 from src.core.errors import error_responses
 from src.core.security import create_access_token
-from src.core.sessions import UnitOfWorkRoute
 from src.services import users
 
-router = APIRouter(prefix="/auth", tags=["auth"], route_class=UnitOfWorkRoute)
+router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 @router.post("/token", responses=error_responses(400, 401, 422))

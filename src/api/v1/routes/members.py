@@ -8,11 +8,10 @@ from src.api.dependencies import PageParams, SessionDep, WorkspaceForAdmin, Work
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
 from src.core.errors import error_responses
 from src.core.pagination import Page
-from src.core.sessions import UnitOfWorkRoute
 from src.services import workspaces
 from src.services.workspaces import Member
 
-router = APIRouter(prefix="/workspaces/{workspace_id}/members", tags=["members"], route_class=UnitOfWorkRoute)
+router = APIRouter(prefix="/workspaces/{workspace_id}/members", tags=["members"])
 
 
 def member_public(member: Member) -> MemberPublic:

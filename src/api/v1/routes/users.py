@@ -5,10 +5,9 @@ from fastapi import APIRouter, status
 from src.api.dependencies import CurrentUser, SessionDep
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
 from src.core.errors import error_responses
-from src.core.sessions import UnitOfWorkRoute
 from src.services import users
 
-router = APIRouter(prefix="/users", tags=["users"], route_class=UnitOfWorkRoute)
+router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409, 422))

@@ -13,11 +13,10 @@ from src.api.dependencies import (
 from src.api.v1.schemas.workspaces import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from src.core.errors import error_responses
 from src.core.pagination import Page
-from src.core.sessions import UnitOfWorkRoute
 from src.services import workspaces
 from src.services.workspaces import Membership
 
-router = APIRouter(prefix="/workspaces", tags=["workspaces"], route_class=UnitOfWorkRoute)
+router = APIRouter(prefix="/workspaces", tags=["workspaces"])
 
 
 def workspace_public(membership: Membership) -> WorkspacePublic:
