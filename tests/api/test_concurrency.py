@@ -80,11 +80,15 @@ class Reply:
 
 async def send(server: LiveServer, method: str, path: str, body: dict[str, str] | None) -> Reply:
     """One request on its own connection; plain asyncio streams, so the client costs the server little CPU."""
-    reader, writer = await asyncio.open_connection(server.host, server.port)
     content = json.dumps(body).encode() if body is not None else b""
+    return await exchange(server, method, path, content, "application/json" if body is not None else None)
+
+
+async def exchange(server: LiveServer, method: str, path: str, content: bytes, content_type: str | None) -> Reply:
+    reader, writer = await asyncio.open_connection(server.host, server.port)
     headers = server.headers | {"Host": server.host, "Connection": "close", "Content-Length": str(len(content))}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     writer.write(f"{method} {path} HTTP/1.1\r\n{head}\r\n".encode() + content)
     await writer.drain()
@@ -185,12 +189,5 @@ def test_requests_without_passwords_answer_while_every_hashing_slot_is_taken(
 
 
 async def send_form(server: LiveServer, path: str, username: str, password: str) -> Reply:
-    reader, writer = await asyncio.open_connection(server.host, server.port)
     content = f"username={username}&password={password.replace(' ', '+')}".encode()
-    head = f"Host: {server.host}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-    writer.write(f"POST {path} HTTP/1.1\r\n{head}Content-Length: {len(content)}\r\n\r\n".encode() + content)
-    await writer.drain()
-    response = await reader.read()
-    writer.close()
-    status_line, _, rest = response.partition(b"\r\n")
-    return Reply(status_code=int(status_line.split()[1]), body=rest.partition(b"\r\n\r\n")[2])
+    return await exchange(server, "POST", path, content, "application/x-www-form-urlencoded")
