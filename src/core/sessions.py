@@ -87,11 +87,11 @@ class RequestSessions:
             yield session
         except BaseException as error:
             with anyio.CancelScope(shield=True):
-                await _in_own_thread(_finish, session, isinstance(error, AppError) and error.keeps_changes)
+                await _finish_in_own_thread(session, commit=isinstance(error, AppError) and error.keeps_changes)
             raise
         with anyio.CancelScope(shield=True):
             if session.in_transaction():
-                await _in_own_thread(_finish, session, True)
+                await _finish_in_own_thread(session, commit=True)
             else:
                 session.close()  # it never reached the database: nothing to commit, no trip to a thread
 
@@ -105,9 +105,9 @@ def _finish(session: Session, commit: bool) -> None:
         session.close()
 
 
-async def _in_own_thread(function: Callable[[Session, bool], None], session: Session, commit: bool) -> None:
+async def _finish_in_own_thread(session: Session, *, commit: bool) -> None:
     # A fresh limiter per call: this request holds a connection, so it must not queue for a shared worker.
-    await anyio.to_thread.run_sync(function, session, commit, limiter=anyio.CapacityLimiter(1))
+    await anyio.to_thread.run_sync(_finish, session, commit, limiter=anyio.CapacityLimiter(1))
 
 
 def size_worker_threads(capacity: int | None) -> None:
