@@ -1,5 +1,6 @@
 """Password hashing (argon2id, pwdlib) and bearer tokens (HS256 JWT, pyjwt)."""
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -71,17 +72,26 @@ def verify_password(password: str, hashed_password: str) -> bool:
     return hashing_threads().submit(password_hash().verify, password, hashed_password).result()
 
 
+async def password_matches_hash(password: str, hashed_password: str) -> bool:
+    """``verify_password`` awaited on the event loop: the wait holds no worker thread."""
+    return await asyncio.wrap_future(hashing_threads().submit(password_hash().verify, password, hashed_password))
+
+
 @cache
 def _dummy_hash(memory_kib: int, time_cost: int, parallelism: int) -> str:
     return _password_hash(memory_kib, time_cost, parallelism).hash("not-a-password")
 
 
-def spend_verification_time(password: str) -> None:
-    """Verify against a throwaway hash, so an unknown login takes as long as a wrong password."""
+def _verify_against_dummy(password: str) -> None:
     dummy = _dummy_hash(
         settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
     )
-    verify_password(password, dummy)
+    password_hash().verify(password, dummy)
+
+
+async def spend_verification_time(password: str) -> None:
+    """Verify against a throwaway hash, so an unknown login takes as long as a wrong password."""
+    await asyncio.wrap_future(hashing_threads().submit(_verify_against_dummy, password))
 
 
 def password_stamp(password_hash: str) -> str:

@@ -1,11 +1,22 @@
 """Users and their credentials: sign-up, log-in, bearer tokens and profile changes."""
 
+import uuid
+from dataclasses import dataclass
+
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from src.api.v1.models.user import User
 from src.core.errors import Conflict, InvalidCredentials, InvalidToken, WrongPassword
-from src.core.security import decode_access_token, hash_password, spend_verification_time, verify_password
+from src.core.security import (
+    AccessToken,
+    create_access_token,
+    decode_access_token,
+    hash_password,
+    password_matches_hash,
+    spend_verification_time,
+    verify_password,
+)
 from src.services.audit_log import Target, record_event
 
 
@@ -65,21 +76,45 @@ def find_user_by_login(session: Session, login: str) -> User | None:
     return session.exec(select(User).where(column == login)).first()
 
 
-def authenticate(session: Session, *, login: str, password: str) -> User:
-    """The active user with these credentials; ``InvalidCredentials`` without saying which part was wrong."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    """What a log-in needs of the user, read before the password is checked."""
+
+    login: str
+    user_id: uuid.UUID | None
+    hashed_password: str | None
+    is_active: bool = False
+
+
+def find_login(session: Session, login: str) -> LoginAttempt:
     user = find_user_by_login(session, login)
     if user is None:
-        spend_verification_time(password)
-    elif verify_password(password, user.hashed_password) and user.is_active:
+        return LoginAttempt(login, None, None)
+    return LoginAttempt(login, user.id, user.hashed_password, user.is_active)
+
+
+async def password_matches(attempt: LoginAttempt, password: str) -> bool:
+    """Checked outside any transaction: a hash takes a quarter second, and must hold no connection or lock."""
+    if attempt.hashed_password is None:
+        await spend_verification_time(password)
+        return False
+    return await password_matches_hash(password, attempt.hashed_password) and attempt.is_active
+
+
+def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) -> AccessToken:
+    """A token for a successful log-in; ``InvalidCredentials`` without saying which part was wrong."""
+    user = session.get(User, attempt.user_id) if attempt.user_id else None
+    # The password is checked against the hash read before: a change in between fails the log-in.
+    if succeeded and user is not None and user.hashed_password == attempt.hashed_password and user.is_active:
         record_event(session, action="user.logged_in", actor_id=user.id, target=Target("user", user.id))
-        return user
+        return create_access_token(user.id, password_hash=user.hashed_password)
     record_event(
         session,
         action="user.login_failed",
         actor_id=None,
-        target=Target("user", user.id) if user else None,
+        target=Target("user", attempt.user_id) if attempt.user_id else None,
         outcome="failure",
-        details={"login": login[:320]},
+        details={"login": attempt.login[:320]},
     )
     raise InvalidCredentials("incorrect username, email or password")
 

@@ -165,27 +165,33 @@ def test_reads_do_not_wait_for_a_writer_on_sqlite(live_server: LiveServer, confi
     assert elapsed < 2  # the busy timeout a waiting read would run into is 5 s
 
 
-def test_requests_without_passwords_answer_while_every_hashing_slot_is_taken(
+def test_log_ins_waiting_for_a_hash_hold_up_no_other_request(
     live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # More log-ins than the pool has connections (two), all waiting for the one hashing thread.
     monkeypatch.setattr(settings, "password_hash_concurrency", 1)
     hash_in_progress = threading.Event()
     hashing_threads().submit(hash_in_progress.wait, 10)  # takes the one hashing thread
 
-    async def log_in_and_read() -> tuple[Reply, Reply, float]:
-        logging_in = asyncio.create_task(send_form(live_server, "/api/v1/auth/token", "load", PASSWORD))
+    async def log_in_then_read_and_write() -> tuple[list[Reply], list[Reply], float]:
+        log_ins = [
+            asyncio.create_task(send_form(live_server, "/api/v1/auth/token", "load", PASSWORD)) for _ in range(3)
+        ]
         await asyncio.sleep(0.5)
-        assert not logging_in.done(), "the log-in did not wait for a hashing slot"
+        assert not any(log_in.done() for log_in in log_ins), "a log-in did not wait for the hashing thread"
         started = time.monotonic()
-        [read] = await send_all(live_server, [("GET", "/api/v1/users/me", None)])
+        others = await send_all(
+            live_server, [("GET", "/api/v1/users/me", None), ("POST", "/api/v1/workspaces", {"name": "W"})]
+        )
         elapsed = time.monotonic() - started
         hash_in_progress.set()
-        return read, await logging_in, elapsed
+        return others, list(await asyncio.gather(*log_ins)), elapsed
 
-    read, logged_in, elapsed = asyncio.run(log_in_and_read())
+    others, logged_in, elapsed = asyncio.run(log_in_then_read_and_write())
 
-    assert read.status_code == 200 and elapsed < 2
-    assert logged_in.status_code == 200 and "access_token" in logged_in.json()
+    assert [reply.status_code for reply in others] == [200, 201] and elapsed < 2
+    assert [reply.status_code for reply in logged_in] == [200] * 3
+    assert all("access_token" in reply.json() for reply in logged_in)
 
 
 async def send_form(server: LiveServer, path: str, username: str, password: str) -> Reply:
