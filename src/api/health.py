@@ -19,12 +19,14 @@ ALIVE = Health(status="ok").model_dump_json().encode()
 
 
 @router.get("/health", response_model=Health)
+@router.head("/health", include_in_schema=False)
 async def health() -> Response:
     """The process is alive; says nothing about the databases."""
     return Response(ALIVE, media_type="application/json")
 
 
 @router.get("/ready", responses={503: {"model": Readiness}})
+@router.head("/ready", include_in_schema=False)
 def ready(request: Request, response: Response) -> Readiness:
     """200 when the service can serve (ready, or degraded without audit); 503 otherwise."""
     readiness = check_readiness(request.app.state.schema_scripts)

@@ -155,6 +155,8 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
     """The one handler: every error the app answers with goes through here."""
     if isinstance(error, AppError):
         return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.headers)
+    if isinstance(error, RequestValidationError) and any(item.get("type") == "json_invalid" for item in error.errors()):
+        return _json(400, ErrorResponse(error="bad_request", detail="the request body is not valid JSON"))
     if isinstance(error, RequestValidationError):
         fields = [_field_error(item) for item in error.errors()] or [
             FieldError(loc=[], message="invalid request", type="value_error")

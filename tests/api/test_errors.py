@@ -22,13 +22,11 @@ def test_a_wrong_method_is_405_in_the_error_shape_with_allow(client: TestClient)
     assert "GET" in response.headers["allow"]
 
 
-def test_malformed_json_is_422_in_the_error_shape(client: TestClient) -> None:
+def test_malformed_json_is_400_bad_request(client: TestClient) -> None:
     response = client.post("/api/v1/users", content=b'{"email": ', headers={"Content-Type": "application/json"})
 
-    assert response.status_code == 422
-    body = response.json()
-    assert body["error"] == "validation_error"
-    assert body["fields"][0]["type"] == "json_invalid"
+    assert response.status_code == 400
+    assert response.json() == {"error": "bad_request", "detail": "the request body is not valid JSON"}
 
 
 def test_a_validation_error_names_each_field(client: TestClient) -> None:

@@ -184,3 +184,10 @@ def test_degraded_with_backlog_while_audit_is_unreachable(
     audit = body["databases"]["audit"]  # type: ignore[index]
     assert audit["status"] == "unreachable"
     assert "127.0.0.1" in audit["detail"] and "secret" not in audit["detail"]
+
+
+def test_head_answers_on_the_probes(migrated_databases) -> None:
+    with TestClient(create_app()) as client:
+        responses = [client.head(path) for path in ("/health", "/ready")]
+
+    assert [(response.status_code, response.content) for response in responses] == [(200, b""), (200, b"")]

@@ -148,6 +148,21 @@ def test_filters_by_action_actor_and_time(
     assert details(action="workspace.member_added", actor_id=str(alice)) == [0]
 
 
+@pytest.mark.parametrize(
+    ("name", "moment"), [("since", "0001-01-01T00:00:00+14:00"), ("until", "9999-12-31T23:59:59-14:00")]
+)
+def test_a_time_outside_what_utc_can_hold_is_422(
+    client: TestClient, owner: User, workspace: Workspace, name: str, moment: str
+) -> None:
+    response = client.get(events_url(workspace), params={name: moment}, headers=auth(owner))
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "validation_error"
+    assert body["fields"][0]["loc"] == ["query", name]
+    assert "outside the years 1 to 9999" in body["detail"]
+
+
 def test_activity_counts_per_utc_day_and_action(
     today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
 ) -> None:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AfterValidator
 
 from src.api.dependencies import AuditSessionDep, PageParams, WorkspaceForAdmin
 from src.api.v1.models.audit_event import AuditEvent
@@ -16,9 +17,15 @@ from src.services import audit_log
 router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["audit"])
 
 
-def as_utc(moment: datetime | None) -> datetime | None:
-    """A timestamp without a zone is taken as UTC."""
-    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
+def as_utc(moment: datetime) -> datetime:
+    """A timestamp without a zone is taken as UTC; one whose UTC time has no year 1 to 9999 is refused."""
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time in UTC falls outside the years 1 to 9999") from None
+
+
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 def audit_event_public(event: AuditEvent) -> AuditEventPublic:
@@ -42,11 +49,11 @@ def list_audit_events(
     audit_session: AuditSessionDep,
     action: Annotated[str | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
     actor_id: uuid.UUID | None = None,
-    since: Annotated[datetime | None, Query(description="from this time on (UTC when no zone is given)")] = None,
-    until: Annotated[datetime | None, Query(description="before this time (UTC when no zone is given)")] = None,
+    since: Annotated[UtcTime | None, Query(description="from this time on (UTC when no zone is given)")] = None,
+    until: Annotated[UtcTime | None, Query(description="before this time (UTC when no zone is given)")] = None,
 ) -> Page[AuditEventPublic]:
     """The workspace's audit events, newest first."""
-    filters = audit_log.EventFilter(action=action, actor_id=actor_id, since=as_utc(since), until=as_utc(until))
+    filters = audit_log.EventFilter(action=action, actor_id=actor_id, since=since, until=until)
     events, next_cursor = audit_log.list_events(
         audit_session, workspace_id=membership.workspace.id, filters=filters, page=page
     )
