@@ -5,14 +5,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from src.api import health
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
+from src.core.body_limit import BodySizeLimitMiddleware
 from src.core.config import settings
 from src.core.databases import dispose_engines, get_engine
 from src.core.errors import register_error_handler
-from src.core.request_context import RequestContextMiddleware
+from src.core.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from src.core.schema_versions import script_directory
 from src.core.sessions import RequestSessions, size_worker_threads
 from src.services.audit_relay import relay_forever
@@ -46,7 +48,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     app = FastAPI(title="FastAPI starter", lifespan=lifespan)
     register_error_handler(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
     app.include_router(health.router)
     app.include_router(v1_router)
     return app

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     # How long an upgrade waits for another process's migration to finish; then it fails, retry later.
     migration_wait_timeout_seconds: float = Field(default=300.0, ge=0)
 
+    # Requests: a larger body is refused (413) while it streams in, before it is held in memory.
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Browser origins allowed to call the API (CORS), e.g. ["https://app.example.com"]; none by default.
+    cors_origins: list[str] = []
+
     # Bearer tokens: HS256 signed with secret_key; issuer and audience are checked on every request.
     access_token_expire_minutes: int = Field(default=60, ge=1)
     jwt_issuer: str = Field(default="fastapi-starter", min_length=1)

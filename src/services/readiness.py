@@ -1,5 +1,6 @@
 """Whether each database answers and its schema matches this code's migrations, and how far audit delivery lags."""
 
+import logging
 from typing import Literal
 
 from alembic.script import ScriptDirectory
@@ -9,6 +10,8 @@ from sqlalchemy.exc import DBAPIError
 from src.core.databases import DATABASES, database_error_reason, get_unpooled_engine
 from src.core.schema_versions import SchemaState, read_schema_state
 from src.services.audit_relay import outbox_backlog
+
+logger = logging.getLogger(__name__)
 
 DatabaseStatus = Literal["ok", "unreachable", "not_migrated", "behind", "unknown_revision", "unmerged_heads"]
 
@@ -60,8 +63,10 @@ def check_database(name: str, scripts: ScriptDirectory) -> DatabaseReadiness:
         with get_unpooled_engine(name).connect() as connection:
             state = read_schema_state(connection, scripts)
     except DBAPIError as error:
+        # Anyone may ask /ready: the driver's reason names hosts and ports, so it goes to the log only.
+        logger.warning("readiness: %s does not answer: %s", name, database_error_reason(error))
         heads = sorted(scripts.get_heads())
-        return DatabaseReadiness(status="unreachable", revisions=None, heads=heads, detail=database_error_reason(error))
+        return DatabaseReadiness(status="unreachable", revisions=None, heads=heads, detail="does not answer")
     return database_readiness(state)
 
 

@@ -1,10 +1,14 @@
 """Every error a client can get has one JSON shape, with a stable code and no stack trace."""
 
+from collections.abc import Iterator
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from src.core.config import settings
 from src.main import create_app
+from tests.api.conftest import create_test_app
 
 
 def test_an_unknown_route_is_404_in_the_error_shape(client: TestClient) -> None:
@@ -62,3 +66,45 @@ def test_an_unexpected_error_is_500_without_a_trace(failing_client: TestClient) 
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "detail": "internal server error"}
     assert "secret internals" not in response.text
+
+
+def test_a_body_over_the_limit_is_413_in_the_error_shape(client: TestClient) -> None:
+    body = b'{"email": "' + b"a" * (2 * 1024 * 1024) + b'"}'
+
+    response = client.post("/api/v1/users", content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+
+
+def test_cors_preflight_from_an_allowed_origin_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "cors_origins", ["https://app.example.com"])
+    client = TestClient(create_test_app())
+    preflight = {"Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "authorization"}
+
+    allowed = client.options("/api/v1/users/me", headers={"Origin": "https://app.example.com", **preflight})
+    refused = client.options("/api/v1/users/me", headers={"Origin": "https://evil.example", **preflight})
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
+
+
+def test_no_cross_origin_access_by_default(client: TestClient) -> None:
+    response = client.get("/health", headers={"Origin": "https://app.example.com"})
+
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_a_streamed_body_is_refused_once_it_passes_the_limit(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"email": "'
+        for _ in range(40):  # 40 x 64 KiB: over the 1 MiB limit, without a Content-Length
+            yield b"a" * 65536
+        yield b'"}'
+
+    response = client.post("/api/v1/users", content=chunks(), headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
