@@ -17,6 +17,7 @@ from src.core.security import (
     spend_verification_time,
     verify_password,
 )
+from src.core.text import fold
 from src.services.audit_log import Target, record_event
 
 
@@ -36,7 +37,7 @@ def register_user(
     session: Session, *, email: str, username: str, password: str, first_name: str, last_name: str
 ) -> User:
     """Create an active user, email lowercased; ``EmailTaken`` or ``UsernameTaken`` when either is in use."""
-    email = email.lower()
+    email = fold(email)
     _ensure_available(session, email=email, username=username)
     user = User(
         email=email,
@@ -68,7 +69,7 @@ def _ensure_available(session: Session, *, email: str, username: str) -> None:
 
 def find_user_by_login(session: Session, login: str) -> User | None:
     """The user whose email (when ``login`` has an @) or username is ``login``, in any letter case."""
-    login = login.strip().lower()
+    login = fold(login.strip())
     # Nothing unprintable is a valid email or username, and PostgreSQL rejects NUL in text outright.
     if not login or not login.isprintable():
         return None

@@ -19,6 +19,7 @@ from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.errors import Conflict, Forbidden, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from src.core.text import fold
 from src.services.audit_log import Target, record_event
 
 RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -182,7 +183,7 @@ def _find_user(session: Session, *, user_id: uuid.UUID | None, email: str | None
     if user_id is not None:
         user = session.get(User, user_id)
     elif email is not None:
-        user = session.exec(select(User).where(User.email == email.lower())).first()
+        user = session.exec(select(User).where(User.email == fold(email))).first()
     else:
         raise ValueError("pass user_id or email")
     if user is None or not user.is_active:

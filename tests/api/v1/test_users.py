@@ -68,7 +68,7 @@ def test_sign_up_with_a_taken_field_is_409_naming_it(
     [
         ({"email": "not-an-email"}, "email"),
         ({"username": "ab"}, "username"),
-        ({"username": "Ada"}, "username"),
+        ({"username": "ada!"}, "username"),
         ({"username": "a" * 33}, "username"),
         ({"username": "ada lovelace"}, "username"),
         ({"password": "short"}, "password"),
@@ -181,3 +181,42 @@ def test_update_me_without_a_token_is_401(client: TestClient) -> None:
     response = client.patch("/api/v1/users/me", json={"first_name": "Augusta"})
 
     assert response.status_code == 401
+
+
+def test_an_email_typed_decomposed_is_one_address_for_sign_up_and_log_in(client: TestClient) -> None:
+    composed, decomposed = "jos\u00e9@example.com", "jose\u0301@example.com"
+
+    signed_up = client.post("/api/v1/users", json=SIGN_UP | {"email": decomposed, "username": "jose"})
+    taken = client.post("/api/v1/users", json=SIGN_UP | {"email": composed.upper(), "username": "jose2"})
+    logins = [
+        client.post("/api/v1/auth/token", data={"username": login, "password": SIGN_UP["password"]}).status_code
+        for login in (composed, decomposed, "JOSE\u0301@EXAMPLE.COM")
+    ]
+
+    assert signed_up.status_code == 201 and signed_up.json()["email"] == composed
+    assert taken.status_code == 409 and taken.json()["error"] == "email_taken"
+    assert logins == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("\u200b", "must contain a visible character"),
+        ("\u200b\u200d ", "must contain a visible character"),
+        ("Ada\u202eecalevoL", "must not contain bidirectional override or isolate characters"),
+        ("Ada\u2066x\u2069", "must not contain bidirectional override or isolate characters"),
+        ("Ada\x07", "must not contain control characters"),
+    ],
+)
+def test_a_name_that_cannot_be_shown_as_typed_is_422_saying_why(client: TestClient, name: str, reason: str) -> None:
+    response = client.post("/api/v1/users", json=SIGN_UP | {"first_name": name})
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["loc"] == ["body", "first_name"]
+    assert reason in response.json()["detail"]
+
+
+def test_a_username_is_stored_case_folded(client: TestClient) -> None:
+    response = client.post("/api/v1/users", json=SIGN_UP | {"username": "Ada"})
+
+    assert response.status_code == 201 and response.json()["username"] == "ada"

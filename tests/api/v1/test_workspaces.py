@@ -236,3 +236,10 @@ def test_a_malformed_id_in_the_path_is_422(
 
     assert response.status_code == 422
     assert ["path", field] in [error["loc"] for error in response.json()["fields"]]
+
+
+def test_a_workspace_named_only_a_zero_width_space_is_422(client: TestClient, make_user: MakeUser) -> None:
+    response = client.post("/api/v1/workspaces", json={"name": "\u200b"}, headers=auth(make_user()))
+
+    assert response.status_code == 422
+    assert "must contain a visible character" in response.json()["detail"]
