@@ -147,6 +147,14 @@ def is_schema_behind(error: DBAPIError) -> bool:
     return isinstance(error, OperationalError) and str(error.orig).startswith(_SQLITE_SCHEMA_BEHIND)
 
 
+def _json_body_sent_as_other_type(request: Request, error: RequestValidationError) -> bool:
+    """A JSON body under another declared type: FastAPI hands validation the raw bytes, which fail as a whole."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not media_type or media_type == "application/json" or media_type.endswith("+json"):
+        return False
+    return any(tuple(item.get("loc", ())) == ("body",) for item in error.errors())
+
+
 def _json(status_code: int, body: BaseModel, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
 
@@ -157,6 +165,9 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.headers)
     if isinstance(error, RequestValidationError) and any(item.get("type") == "json_invalid" for item in error.errors()):
         return _json(400, ErrorResponse(error="bad_request", detail="the request body is not valid JSON"))
+    if isinstance(error, RequestValidationError) and _json_body_sent_as_other_type(request, error):
+        detail = "send the body as application/json"
+        return _json(415, ErrorResponse(error="unsupported_media_type", detail=detail))
     if isinstance(error, RequestValidationError):
         fields = [_field_error(item) for item in error.errors()] or [
             FieldError(loc=[], message="invalid request", type="value_error")

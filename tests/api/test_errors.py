@@ -108,3 +108,12 @@ def test_a_streamed_body_is_refused_once_it_passes_the_limit(client: TestClient)
 
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
+
+
+def test_a_json_body_sent_as_plain_text_is_415(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/users", content=b'{"email": "a@example.com"}', headers={"Content-Type": "text/plain"}
+    )
+
+    assert response.status_code == 415
+    assert response.json() == {"error": "unsupported_media_type", "detail": "send the body as application/json"}
