@@ -69,14 +69,12 @@ def ancestry(scripts: ScriptDirectory, revisions: tuple[str, ...]) -> set[str]:
 
 
 def schema_state(scripts: ScriptDirectory, current: tuple[str, ...]) -> SchemaState:
-    known = {script.revision for script in scripts.walk_revisions()}
-    unknown = tuple(revision for revision in current if revision not in known)
+    # walk_revisions goes newest first; pending is listed oldest first.
+    oldest_first = [script.revision for script in reversed(list(scripts.walk_revisions()))]
+    unknown = tuple(revision for revision in current if revision not in oldest_first)
     heads = tuple(sorted(scripts.get_heads()))
     applied = ancestry(scripts, current) if not unknown else set()
-    # walk_revisions goes newest first; pending is listed oldest first.
-    pending = tuple(
-        script.revision for script in reversed(list(scripts.walk_revisions())) if script.revision not in applied
-    )
+    pending = tuple(revision for revision in oldest_first if revision not in applied)
     return SchemaState(current=current, heads=heads, pending=() if unknown else pending, unknown=unknown)
 
 

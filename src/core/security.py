@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,13 +68,17 @@ def hash_password(password: str) -> str:
     return hashing_threads().submit(password_hash().hash, password).result()
 
 
+def _verification(password: str, hashed_password: str) -> "Future[bool]":
+    return hashing_threads().submit(password_hash().verify, password, hashed_password)
+
+
 def verify_password(password: str, hashed_password: str) -> bool:
-    return hashing_threads().submit(password_hash().verify, password, hashed_password).result()
+    return _verification(password, hashed_password).result()
 
 
 async def password_matches_hash(password: str, hashed_password: str) -> bool:
     """``verify_password`` awaited on the event loop: the wait holds no worker thread."""
-    return await asyncio.wrap_future(hashing_threads().submit(password_hash().verify, password, hashed_password))
+    return await asyncio.wrap_future(_verification(password, hashed_password))
 
 
 @cache

@@ -11,9 +11,14 @@ def fold(value: str) -> str:
     return unicodedata.normalize("NFC", value).casefold()
 
 
+def has_control_characters(value: str) -> bool:
+    # Control characters (NUL among them: PostgreSQL refuses it) and lone surrogates never belong in text.
+    return any(unicodedata.category(character) in ("Cc", "Cs") for character in value)
+
+
 def problem_with_name(value: str) -> str | None:
     """Why a name (a person's, a workspace's) cannot be shown as typed; None when it can."""
-    if any(unicodedata.category(character) in ("Cc", "Cs") for character in value):
+    if has_control_characters(value):
         return "must not contain control characters"
     if any(character in BIDI_CONTROLS for character in value):
         return "must not contain bidirectional override or isolate characters"

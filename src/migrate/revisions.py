@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
 from src.core.databases import DATABASES, Database, create_database_engine, get_database
@@ -17,14 +18,21 @@ def selected(db: str | None) -> list[Database]:
     return [get_database(db)] if db else list(DATABASES.values())
 
 
-def read_state(database: Database, scripts: ScriptDirectory) -> SchemaState:
-    # A plain engine: the app's SQLite engines take the write lock to read, and would wait for any writer.
+@contextmanager
+def plain_connection(database: Database) -> Iterator[Connection]:
+    """A connection of its own, errors told in one line. Not the app's engine: its SQLite transactions take
+    the write lock, so a read would wait for any writer."""
     engine = create_database_engine(database.url, poolclass=NullPool)
     try:
         with reporting_errors(database), engine.connect() as connection:
-            return read_schema_state(connection, scripts)
+            yield connection
     finally:
         engine.dispose()
+
+
+def read_state(database: Database, scripts: ScriptDirectory) -> SchemaState:
+    with plain_connection(database) as connection:
+        return read_schema_state(connection, scripts)
 
 
 def require_one_head(scripts: ScriptDirectory) -> str:

@@ -6,13 +6,12 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.pool import NullPool
 
 from src.api.v1.models import load_models
-from src.core.databases import Database, create_database_engine, mask_url
+from src.core.databases import Database, mask_url
 from src.core.schema_versions import COMPARE_OPTIONS, SchemaState, show_revisions
-from src.migrate.errors import MigrateError, load_scripts, reporting_errors
-from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, read_state, require_one_head, selected
+from src.migrate.errors import MigrateError, load_scripts
+from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, plain_connection, read_state, require_one_head, selected
 
 
 def describe_change(diff: Any) -> str:
@@ -29,13 +28,9 @@ def model_changes(database: Database) -> list[str]:
     running env.py: no migration lock to wait for, and no second pass over the revision files.
     """
     load_models()
-    engine = create_database_engine(database.url, poolclass=NullPool)
-    try:
-        with reporting_errors(database), engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts=dict(COMPARE_OPTIONS))
-            return [describe_change(diff) for diff in compare_metadata(context, database.metadata)]
-    finally:
-        engine.dispose()
+    with plain_connection(database) as connection:
+        context = MigrationContext.configure(connection, opts=dict(COMPARE_OPTIONS))
+        return [describe_change(diff) for diff in compare_metadata(context, database.metadata)]
 
 
 def describe_state(database: Database, state: SchemaState) -> str:

@@ -5,12 +5,11 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, EmailStr, StringConstraints
 
-from src.core.text import fold, problem_with_name
+from src.core.text import fold, has_control_characters, problem_with_name
 
 
 def _without_control_characters(value: str) -> str:
-    # Control characters (NUL among them: PostgreSQL refuses it) and lone surrogates never belong in text.
-    if any(unicodedata.category(character) in ("Cc", "Cs") for character in value):
+    if has_control_characters(value):
         raise ValueError("must not contain control characters")
     return value
 
