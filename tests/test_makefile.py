@@ -182,7 +182,8 @@ def test_two_branches_are_merged_linted_upgraded_and_rolled_back_as_the_readme_s
     assert "make migrate-merge" in result.stderr
     merged = project.ok("migrate-merge", "MSG=Merge nickname and audit notes")
     assert merged.startswith("created migrations/versions/") and "merges " in merged
-    assert project.ok("migrate-lint").endswith("no risky operations in 7 revision(s)\n")
+    revisions = len(list((project.root / "migrations" / "versions").glob("*.py")))
+    assert project.ok("migrate-lint").endswith(f"no risky operations in {revisions} revision(s)\n")
     assert project.ok("migrate-upgrade").count("upgraded") == 2
     assert "nickname" in columns(database_urls["core"], "users")
 

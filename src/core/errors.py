@@ -50,6 +50,9 @@ class AppError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def response_headers(self) -> dict[str, str] | None:
+        return self.headers
+
 
 class Unauthorized(AppError):
     status_code = 401
@@ -65,6 +68,19 @@ class InvalidToken(Unauthorized):
 class InvalidCredentials(Unauthorized):
     code = "invalid_credentials"
     keeps_changes = True  # the failed attempt's audit event
+
+
+class TooManyAttempts(AppError):
+    status_code = 429
+    code = "too_many_attempts"
+    keeps_changes = True  # the throttled attempt's audit event
+
+    def __init__(self, detail: str, *, retry_after_seconds: int) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class WrongPassword(AppError):
@@ -96,6 +112,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, ErrorResponse, "Not found, or not visible to the caller"),
         (409, ErrorResponse, "Conflicts with the current state"),
         (422, ValidationErrorResponse, "Invalid input"),
+        (429, ErrorResponse, "Too many failed attempts; retry after the seconds in the Retry-After header"),
         (
             503,
             ErrorResponse,
@@ -162,7 +179,7 @@ def _json(status_code: int, body: BaseModel, headers: Mapping[str, str] | None =
 async def handle_error(request: Request, error: Exception) -> JSONResponse:
     """The one handler: every error the app answers with goes through here."""
     if isinstance(error, AppError):
-        return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.headers)
+        return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.response_headers())
     if isinstance(error, RequestValidationError) and any(item.get("type") == "json_invalid" for item in error.errors()):
         return _json(400, ErrorResponse(error="bad_request", detail="the request body is not valid JSON"))
     if isinstance(error, RequestValidationError) and _json_body_sent_as_other_type(request, error):

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from src.api.v1.models.user import User
-from src.core.errors import Conflict, InvalidCredentials, InvalidToken, WrongPassword
+from src.core.errors import Conflict, InvalidCredentials, InvalidToken, TooManyAttempts, WrongPassword
 from src.core.security import (
     AccessToken,
     create_access_token,
@@ -18,6 +18,7 @@ from src.core.security import (
     verify_password,
 )
 from src.core.text import fold
+from src.services import login_throttle
 from src.services.audit_log import Target, record_event
 
 
@@ -79,23 +80,33 @@ def find_user_by_login(session: Session, login: str) -> User | None:
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """What a log-in needs of the user, read before the password is checked."""
+    """What a log-in needs of the user and of its throttling, read before the password is checked."""
 
     login: str
     user_id: uuid.UUID | None
     hashed_password: str | None
-    is_active: bool = False
+    is_active: bool
+    limits: tuple[login_throttle.Limit, ...]
+    lockout: login_throttle.Lockout | None
 
 
 def find_login(session: Session, login: str) -> LoginAttempt:
     user = find_user_by_login(session, login)
+    user_id = user.id if user else None
+    limits = login_throttle.limits_for(login, user_id)
+    lockout = login_throttle.current_lockout(session, limits)
     if user is None:
-        return LoginAttempt(login, None, None)
-    return LoginAttempt(login, user.id, user.hashed_password, user.is_active)
+        return LoginAttempt(login, None, None, False, limits, lockout)
+    return LoginAttempt(login, user_id, user.hashed_password, user.is_active, limits, lockout)
 
 
 async def password_matches(attempt: LoginAttempt, password: str) -> bool:
-    """Checked outside any transaction: a hash takes a quarter second, and must hold no connection or lock."""
+    """Checked outside any transaction: a hash takes a quarter second, and must hold no connection or lock.
+
+    A locked-out attempt spends no hashing time at all.
+    """
+    if attempt.lockout:
+        return False
     if attempt.hashed_password is None:
         await spend_verification_time(password)
         return False
@@ -103,17 +114,37 @@ async def password_matches(attempt: LoginAttempt, password: str) -> bool:
 
 
 def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) -> AccessToken:
-    """A token for a successful log-in; ``InvalidCredentials`` without saying which part was wrong."""
+    """A token for a successful log-in; ``InvalidCredentials`` without saying which part was wrong, and
+    ``TooManyAttempts`` while the account or the client address is locked out.
+    """
+    target = Target("user", attempt.user_id) if attempt.user_id else None
+    # Checked again: failures counted while this attempt's password was hashed may have locked it out.
+    lockout = attempt.lockout or login_throttle.current_lockout(session, attempt.limits)
+    if lockout:
+        record_event(
+            session,
+            action="user.login_throttled",
+            actor_id=None,
+            target=target,
+            outcome="failure",
+            details={"login": attempt.login[:320], "limit": lockout.limit.kind},
+        )
+        raise TooManyAttempts(
+            f"too many failed log-ins for this {lockout.limit.kind}; retry in {lockout.retry_after_seconds}s",
+            retry_after_seconds=lockout.retry_after_seconds,
+        )
     user = session.get(User, attempt.user_id) if attempt.user_id else None
     # The password is checked against the hash read before: a change in between fails the log-in.
     if succeeded and user is not None and user.hashed_password == attempt.hashed_password and user.is_active:
-        record_event(session, action="user.logged_in", actor_id=user.id, target=Target("user", user.id))
+        login_throttle.clear_account(session, attempt.limits)
+        record_event(session, action="user.logged_in", actor_id=user.id, target=target)
         return create_access_token(user.id, password_hash=user.hashed_password)
+    login_throttle.count_failure(session, attempt.limits)
     record_event(
         session,
         action="user.login_failed",
         actor_id=None,
-        target=Target("user", attempt.user_id) if attempt.user_id else None,
+        target=target,
         outcome="failure",
         details={"login": attempt.login[:320]},
     )

@@ -13,14 +13,17 @@ from src.services import users
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/token", responses=error_responses(400, 401, 422))
+@router.post("/token", responses=error_responses(400, 401, 422, 429))
 async def issue_token(
     request: Request,
     username: Annotated[str, Form(min_length=1, max_length=320, description="the username or the email")],
     password: Annotated[str, Form(min_length=1, max_length=128)],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> Token:
-    """Exchange a username (or email) and password for a bearer token (OAuth2 password form)."""
+    """Exchange a username (or email) and password for a bearer token (OAuth2 password form).
+
+    Repeated failures lock the account, and the client address, out for a while: 429 with Retry-After.
+    """
     sessions: RequestSessions = request.app.state.sessions
     # Two short units of work around the password check: a hash takes a quarter second, and while it
     # runs the log-in holds no connection, no lock (SQLite's write lock included) and no worker thread.

@@ -1,0 +1,172 @@
+"""Log-in throttling: per account and per client address, kept in the core database, with no hashing when locked."""
+
+import concurrent.futures
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from src.api.v1.models.login_failure import LoginFailure
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core import security
+from src.core.config import settings
+from src.core.databases import get_engine
+from src.core.request_context import RequestContext, _current
+from src.services import login_throttle
+from tests.api.conftest import PASSWORD, MakeUser
+from tests.conftest import DatabaseUrls
+
+TOKEN_URL = "/api/v1/auth/token"
+
+
+def log_in(client: TestClient, login: str, password: str = "wrong password") -> tuple[int, dict[str, str], str]:
+    response = client.post(TOKEN_URL, data={"username": login, "password": password})
+    return response.status_code, dict(response.headers), response.json().get("error", "")
+
+
+def fail(client: TestClient, login: str, times: int) -> list[int]:
+    return [log_in(client, login)[0] for _ in range(times)]
+
+
+@pytest.fixture
+def hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords whose hash was checked, in order: a throttled attempt must add none."""
+    checked: list[str] = []
+
+    async def counting_check(password: str, hashed: str) -> bool:
+        checked.append(password)
+        return await security.password_matches_hash(password, hashed)
+
+    monkeypatch.setattr("src.services.users.password_matches_hash", counting_check)
+    return checked
+
+
+def age_failures(session: Session, seconds: float) -> None:
+    """Move every recorded failure ``seconds`` into the past, as if that much time had gone by."""
+    for row in session.exec(select(LoginFailure)).all():
+        row.last_failure_at -= timedelta(seconds=seconds)
+        session.add(row)
+    session.commit()
+
+
+def test_an_account_is_locked_out_after_its_limit_and_even_its_password_is_refused(
+    client: TestClient, make_user: MakeUser, hashes: list[str]
+) -> None:
+    make_user(username="ada")
+
+    assert fail(client, "ada", settings.login_failures_per_account) == [401] * settings.login_failures_per_account
+    status, headers, error = log_in(client, "ada", PASSWORD)
+
+    assert (status, error) == (429, "too_many_attempts")
+    assert 0 < int(headers["retry-after"]) <= settings.login_lockout_seconds
+    assert PASSWORD not in hashes  # refused before the hash was checked
+    assert len(hashes) == settings.login_failures_per_account
+
+
+def test_the_lockout_is_an_audit_event_naming_the_account(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    ada = make_user(username="ada")
+    fail(client, "ada", settings.login_failures_per_account + 1)
+
+    throttled = session.exec(select(OutboxEvent).where(OutboxEvent.action == "user.login_throttled")).all()
+
+    assert [(event.outcome, event.target_id, event.details) for event in throttled] == [
+        ("failure", ada.id, {"login": "ada", "limit": "account"})
+    ]
+
+
+def test_email_and_username_share_one_account_budget(client: TestClient, make_user: MakeUser) -> None:
+    make_user(username="ada", email="ada@example.com")
+    attempts = settings.login_failures_per_account + 1
+
+    statuses = [log_in(client, "ada" if number % 2 else "ADA@example.com")[0] for number in range(attempts)]
+
+    assert statuses[-1] == 429
+
+
+def test_an_unknown_login_is_throttled_like_an_account(client: TestClient, hashes: list[str]) -> None:
+    statuses = fail(client, "nobody", settings.login_failures_per_account + 1)
+
+    assert statuses == [401] * settings.login_failures_per_account + [429]
+
+
+def test_a_successful_log_in_forgets_the_accounts_failures(client: TestClient, make_user: MakeUser) -> None:
+    make_user(username="ada")
+    below_limit = settings.login_failures_per_account - 1
+    fail(client, "ada", below_limit)
+
+    assert log_in(client, "ada", PASSWORD)[0] == 200
+    assert fail(client, "ada", below_limit) == [401] * below_limit
+
+
+def test_the_lockout_ends_and_grows_with_each_further_failure(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    make_user(username="ada")
+    fail(client, "ada", settings.login_failures_per_account)
+    age_failures(session, settings.login_lockout_seconds)
+
+    status, _, _ = log_in(client, "ada")  # allowed again, and wrong again
+    _, headers, error = log_in(client, "ada", PASSWORD)
+
+    assert status == 401
+    assert error == "too_many_attempts"
+    assert settings.login_lockout_seconds < int(headers["retry-after"]) <= 2 * settings.login_lockout_seconds
+
+
+def test_failures_are_forgotten_after_a_quiet_window(client: TestClient, session: Session, make_user: MakeUser) -> None:
+    make_user(username="ada")
+    fail(client, "ada", settings.login_failures_per_account)
+    age_failures(session, settings.login_lockout_seconds + settings.login_failure_window_seconds)
+
+    assert fail(client, "ada", settings.login_failures_per_account) == [401] * settings.login_failures_per_account
+
+
+def test_one_address_failing_across_accounts_is_throttled(
+    client: TestClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "login_failures_per_address", 3)
+    for name in ("ada", "bob", "cy", "dee"):
+        make_user(username=name)
+
+    statuses = [log_in(client, name)[0] for name in ("ada", "bob", "cy")]
+    status, _, error = log_in(client, "dee", PASSWORD)
+
+    assert statuses == [401, 401, 401]
+    assert (status, error) == (429, "too_many_attempts")
+
+
+def test_lockout_grows_by_doubling_up_to_the_window() -> None:
+    limit = settings.login_failures_per_account
+    base = settings.login_lockout_seconds
+
+    lockouts = [login_throttle.lockout_seconds(limit + extra - 1, limit) for extra in range(6)]
+
+    assert lockouts[0] == 0
+    assert lockouts[1:4] == [base, 2 * base, 4 * base]
+    assert login_throttle.lockout_seconds(limit + 1000, limit) == settings.login_failure_window_seconds
+
+
+def test_concurrent_failures_are_all_counted(migrated_databases: DatabaseUrls) -> None:
+    """Counted in the database with the row locked: every worker and instance adds to the same count."""
+    attempts = 12
+    context = RequestContext("req", "192.0.2.7", None)
+
+    def count_one() -> None:
+        token = _current.set(context)
+        try:
+            with Session(get_engine("core")) as session:
+                login_throttle.count_failure(session, login_throttle.limits_for("nobody", None))
+                session.commit()
+        finally:
+            _current.reset(token)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda _: count_one(), range(attempts)))
+
+    with Session(get_engine("core")) as session:
+        rows = {row.key: row.failures for row in session.exec(select(LoginFailure)).all()}
+    assert sorted(rows.values()) == [attempts, attempts]
+    assert "address:192.0.2.7" in rows
