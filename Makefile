@@ -10,7 +10,7 @@ TEST_WORKERS ?= 3
 MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev-server test lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
+.PHONY: help install dev-server serve test lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
 	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune bench
 
 help: ## List the targets
@@ -28,6 +28,9 @@ install: $(VENV)/.installed ## Create the virtual environment from requirements.
 
 dev-server: install migrate-upgrade ## Migrate, then serve with reload on HOST:PORT (default 127.0.0.1:8000)
 	$(PY) -m uvicorn src.main:app --reload --host $(HOST) --port $(PORT)
+
+serve: install ## Serve as in production on HOST:PORT: no reload, WEB_CONCURRENCY workers, request limits
+	@$(PY) -m src.serve --host $(HOST) --port $(PORT)
 
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
 	@SETTINGS_FILE=config/test.env $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk
+from src.serve import PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[1]
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -84,7 +85,7 @@ def serve(app: str, env: dict[str, str]) -> Iterator[str]:
     """One production-like uvicorn worker on the server core; its base URL once it answers."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
-    command += ["--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    command += ["--http", PROTOCOL, "--no-access-log", "--log-level", "warning"]
     process = subprocess.Popen(pinned(SERVER_CORE, command), cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
     try:

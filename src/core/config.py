@@ -93,8 +93,22 @@ class Settings(BaseSettings):
     # How long an upgrade waits for another process's migration to finish; then it fails, retry later.
     migration_wait_timeout_seconds: float = Field(default=300.0, ge=0)
 
+    # Log-in throttling (src/services/login_throttle.py). After the limit of failures, an account or a client
+    # address is locked out for LOGIN_LOCKOUT_SECONDS, doubled for each further failure up to the window; its
+    # failures are forgotten once it has had none for LOGIN_FAILURE_WINDOW_SECONDS past its lockout.
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=50, ge=1)
+    login_lockout_seconds: float = Field(default=60.0, gt=0)
+    login_failure_window_seconds: float = Field(default=900.0, gt=0)
+
     # Requests: a larger body is refused (413) while it streams in, before it is held in memory.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Served by `make serve` (src/core/http_protocol.py): the request line and headers together, and their count,
+    # are limited (431); headers, and then the body, must arrive within their timeouts (408).
+    max_request_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_request_headers: int = Field(default=100, ge=10)
+    request_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_body_timeout_seconds: float = Field(default=60.0, gt=0)
     # Browser origins allowed to call the API (CORS), e.g. ["https://app.example.com"]; none by default.
     cors_origins: list[str] = []
 

@@ -1,0 +1,197 @@
+"""The production server's own limits (src/core/http_protocol.py): header size and count, slow headers and bodies.
+
+A real uvicorn server in a thread, run with the protocol ``make serve`` uses, and
+raw sockets, since no HTTP client sends what these tests send.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from src.core.config import PROJECT_ROOT, settings
+from src.core.databases import DATABASES
+from src.core.http_protocol import LimitedHttpToolsProtocol
+from src.main import create_app
+from src.serve import worker_count
+
+Address = tuple[str, int]
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Address]:
+    for database in DATABASES.values():
+        monkeypatch.setattr(settings, database.url_setting, f"sqlite:///{tmp_path / database.name}.db")
+    monkeypatch.setattr(settings, "request_header_timeout_seconds", 0.5)
+    monkeypatch.setattr(settings, "request_body_timeout_seconds", 0.5)
+    monkeypatch.setattr(settings, "max_request_header_bytes", 4096)
+    monkeypatch.setattr(settings, "max_request_headers", 20)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_app(), http=LimitedHttpToolsProtocol, loop="uvloop", log_level="warning")
+    running = uvicorn.Server(config)
+    thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not running.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert running.started, "the server did not start"
+    yield listener.getsockname()
+    running.should_exit = True
+    thread.join(timeout=10)
+    listener.close()
+
+
+def exchange(address: Address, data: bytes) -> tuple[float, int, dict[str, str]]:
+    """Send ``data``, read until the server closes; the seconds that took, the status and the JSON body."""
+    with socket.create_connection(address, timeout=10) as connection:
+        started = time.monotonic()
+        connection.sendall(data)
+        response = b""
+        while chunk := connection.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return time.monotonic() - started, int(head.split()[1]), json.loads(body)
+
+
+def request(*headers: str, body: bytes = b"", end: bool = True) -> bytes:
+    lines = ["POST /api/v1/users HTTP/1.1", "Host: localhost", *headers]
+    return ("\r\n".join(lines) + ("\r\n\r\n" if end else "\r\n")).encode() + body
+
+
+def test_an_ordinary_request_is_answered(server: Address) -> None:
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert connection.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_headers_over_the_byte_limit_are_431(server: Address) -> None:
+    _, status, body = exchange(server, request("X-Big: " + "a" * settings.max_request_header_bytes))
+
+    assert status == 431
+    assert body["error"] == "headers_too_large"
+    assert "MAX_REQUEST_HEADER_BYTES" in body["detail"]
+
+
+def test_too_many_headers_are_431(server: Address) -> None:
+    headers = [f"X-Header-{number}: 1" for number in range(settings.max_request_headers + 1)]
+
+    _, status, body = exchange(server, request(*headers))
+
+    assert (status, body["error"]) == (431, "headers_too_large")
+    assert "MAX_REQUEST_HEADERS" in body["detail"]
+
+
+def test_headers_that_never_end_are_408_after_their_timeout(server: Address) -> None:
+    took, status, body = exchange(server, request("Content-Type: application/json", end=False))
+
+    assert (status, body["error"]) == (408, "request_timeout")
+    assert "headers" in body["detail"]
+    assert settings.request_header_timeout_seconds <= took < 5
+
+
+def test_a_body_shorter_than_its_length_is_408_after_its_timeout(server: Address) -> None:
+    data = request("Content-Type: application/json", "Content-Length: 100", body=b'{"email": ')
+
+    took, status, body = exchange(server, data)
+
+    assert (status, body["error"]) == (408, "request_timeout")
+    assert "body" in body["detail"]
+    assert settings.request_body_timeout_seconds <= took < 5
+
+
+def test_a_connection_that_sends_nothing_is_closed(server: Address) -> None:
+    took, status, _ = exchange(server, b"")
+
+    assert status == 408
+    assert took < 5
+
+
+def test_slow_clients_do_not_hold_up_others(server: Address) -> None:
+    slow = [socket.create_connection(server) for _ in range(50)]
+    for connection in slow:
+        connection.sendall(b"POST /api/v1/users HTTP/1.1\r\nHost: localhost\r\n")
+    try:
+        started = time.monotonic()
+        response = httpx.get(f"http://{server[0]}:{server[1]}/health", timeout=5)
+        assert response.status_code == 200
+        assert time.monotonic() - started < 1
+    finally:
+        for connection in slow:
+            connection.close()
+
+
+def test_invalid_http_is_400_in_the_error_shape(server: Address) -> None:
+    _, status, body = exchange(server, b"NOT HTTP AT ALL\r\n\r\n")
+
+    assert (status, body["error"]) == (400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    ("given", "sqlite", "expected"), [("", False, 2), ("3", False, 3), ("", True, 1), ("1", True, 1)]
+)
+def test_workers_follow_web_concurrency_or_the_cores(
+    given: str, sqlite: bool, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", given)
+
+    assert worker_count(sqlite=sqlite, cores=2) == expected
+
+
+@pytest.mark.parametrize(("given", "message"), [("2", "needs PostgreSQL"), ("two", "whole number"), ("0", "1 or more")])
+def test_bad_worker_counts_are_refused(given: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", given)
+
+    with pytest.raises(ValueError, match=message):
+        worker_count(sqlite=True, cores=2)
+
+
+def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = os.environ | {f"{name.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / name}.db" for name in DATABASES}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert "server" not in response.headers
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    # uvicorn re-raises the signal once it has shut down, as the default handler would.
+    assert process.returncode == -signal.SIGTERM
+    assert b"Application shutdown complete" in stderr
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
+    env = os.environ | {"WEB_CONCURRENCY": "2"}
+    env |= {f"{name.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / name}.db" for name in DATABASES}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "src.serve"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: WEB_CONCURRENCY above 1 needs PostgreSQL: SQLite databases allow one worker process\n"
+    )
