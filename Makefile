@@ -7,10 +7,11 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 TEST_WORKERS ?= 3
+FUZZ_EXAMPLES ?= 300
 MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev-server serve test lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
+.PHONY: help install dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
 	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune bench
 
 help: ## List the targets
@@ -34,6 +35,9 @@ serve: install ## Serve as in production on HOST:PORT: no reload, WEB_CONCURRENC
 
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
 	@SETTINGS_FILE=config/test.env $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+fuzz: install ## Schemathesis over every /api/v1 operation with FUZZ_EXAMPLES=300 new random inputs each, both dialects
+	@SETTINGS_FILE=config/test.env FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n $(TEST_WORKERS) tests/api/test_openapi.py -q
 
 lint: install ## ruff (lint and format check), mypy and migrate-lint
 	@$(PY) -m ruff check .

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from src.api import health
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
+from src.core.allowed_hosts import AllowedHostsMiddleware
 from src.core.body_limit import BodySizeLimitMiddleware
 from src.core.config import settings
 from src.core.databases import dispose_engines, get_engine
@@ -58,6 +59,9 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER],
         )
+    # Added last, so it runs first: nothing else sees a request for a host the service does not answer to.
+    if settings.allowed_hosts and "*" not in settings.allowed_hosts:
+        app.add_middleware(AllowedHostsMiddleware, allowed=settings.allowed_hosts)
     app.include_router(health.router)
     app.include_router(v1_router)
     return app

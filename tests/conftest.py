@@ -5,7 +5,9 @@ databases that are dropped afterwards. When the server does not answer they are
 skipped, unless REQUIRE_POSTGRES=1, where that is a failure.
 """
 
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -25,6 +27,36 @@ POSTGRES_URL = normalize_database_url(
 DatabaseUrls = dict[str, str]
 # Nothing listens on port 1: connecting fails at once.
 UNREACHABLE_URL = "postgresql://app:secret@127.0.0.1:1/app"
+
+
+# A bearer token (a JWT), a password hash, or a database URL's password: none may reach a log line.
+_SECRET_SHAPES = re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+|\$argon2id?\$|://[^:/@\s]+:[^@\s*]+@")
+
+
+class SecretWatch(logging.Handler):
+    """Keeps every log line of the run that carries a secret."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        if _SECRET_SHAPES.search(line) or settings.secret_key in line:
+            self.leaks.append(line)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_log_line_carries_a_secret() -> Iterator[None]:
+    """Every log line of the whole run, from every test, is checked for secrets at its end."""
+    watch, root = SecretWatch(), logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(min(level, logging.INFO))
+    yield
+    root.removeHandler(watch)
+    root.setLevel(level)
+    assert not watch.leaks, f"log lines carrying a secret: {watch.leaks[:5]}"
 
 
 @pytest.fixture(scope="session")

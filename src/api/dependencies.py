@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
@@ -75,9 +76,25 @@ def _workspace_access(minimum_role: Role) -> Callable[[Session, str | None, uuid
 
 
 # 404 when the caller is not a member (or the workspace does not exist), 403 when the role is too low.
+_admin_access = _workspace_access(Role.ADMIN)
 WorkspaceForMember = Annotated[Membership, Depends(_workspace_access(Role.MEMBER))]
-WorkspaceForAdmin = Annotated[Membership, Depends(_workspace_access(Role.ADMIN))]
+WorkspaceForAdmin = Annotated[Membership, Depends(_admin_access)]
 WorkspaceForOwner = Annotated[Membership, Depends(_workspace_access(Role.OWNER))]
+
+
+async def get_audited_workspace_id(request: Request, token: BearerToken, workspace_id: uuid.UUID) -> uuid.UUID:
+    """The workspace whose audit trail an admin or owner may read, checked in a core unit of work of its own.
+
+    That unit of work ends before the audit database is asked, so a slow or unreachable audit
+    database holds no core connection and no admission slot.
+    """
+    sessions: RequestSessions = request.app.state.sessions
+    async with sessions.unit_of_work(reads_only=True) as session:
+        await anyio.to_thread.run_sync(_admin_access, session, token, workspace_id)
+    return workspace_id
+
+
+AuditedWorkspaceId = Annotated[uuid.UUID, Depends(get_audited_workspace_id)]
 
 
 async def get_page_request(

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     max_request_headers: int = Field(default=100, ge=10)
     request_header_timeout_seconds: float = Field(default=10.0, gt=0)
     request_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Host names clients reach the service by (the Host header), e.g. ["api.example.com", "*.example.com"];
+    # ["*"] accepts any. Required outside local and test, where empty means any.
+    allowed_hosts: list[str] = []
     # Browser origins allowed to call the API (CORS), e.g. ["https://app.example.com"]; none by default.
     cors_origins: list[str] = []
 
@@ -145,6 +148,15 @@ class Settings(BaseSettings):
             raise ValueError(f"SECRET_KEY is the example key; set a real one for ENVIRONMENT={self.environment}")
         if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters outside local and test")
+        return self
+
+    @model_validator(mode="after")
+    def _require_allowed_hosts_outside_local(self) -> "Settings":
+        if self.environment not in ("local", "test") and not self.allowed_hosts:
+            raise ValueError(
+                'ALLOWED_HOSTS must list the host names clients use, e.g. ["api.example.com"] (["*"] for any), '
+                f"for ENVIRONMENT={self.environment}"
+            )
         return self
 
     @model_validator(mode="after")

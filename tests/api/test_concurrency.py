@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import uvicorn
 from alembic import command
+from sqlalchemy import create_engine, text
 from sqlmodel import Session, func, select
 
 from src.api.v1.models.user import User
@@ -197,3 +198,30 @@ def test_log_ins_waiting_for_a_hash_hold_up_no_other_request(
 async def send_form(server: LiveServer, path: str, username: str, password: str) -> Reply:
     content = f"username={username}&password={password.replace(' ', '+')}".encode()
     return await exchange(server, "POST", path, content, "application/x-www-form-urlencoded")
+
+
+@pytest.mark.parametrize("dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_audit_reads_waiting_for_the_audit_database_hold_no_core_connection(
+    live_server: LiveServer, configured_databases: DatabaseUrls
+) -> None:
+    """More audit reads than the core pool has connections (two) wait on a locked audit table; others go on."""
+    [created] = asyncio.run(send_all(live_server, [("POST", "/api/v1/workspaces", {"name": "Audited"})]))
+    audit_events = f"/api/v1/workspaces/{created.json()['id']}/audit-events"
+    locker = create_engine(configured_databases["audit"])
+    with locker.connect() as connection:
+        connection.execute(text("LOCK TABLE audit_events IN ACCESS EXCLUSIVE MODE"))  # as a long migration would
+
+        async def read_while_audit_waits() -> tuple[list[Reply], float, list[Reply]]:
+            waiting = [asyncio.create_task(send(live_server, "GET", audit_events, None)) for _ in range(3)]
+            await asyncio.sleep(0.5)
+            started = time.monotonic()
+            others = await send_all(live_server, [("GET", "/api/v1/users/me", None)] * 3)
+            elapsed = time.monotonic() - started
+            connection.rollback()  # releases the lock
+            return others, elapsed, list(await asyncio.gather(*waiting))
+
+        others, elapsed, audited = asyncio.run(read_while_audit_waits())
+    locker.dispose()
+
+    assert [reply.status_code for reply in others] == [200] * 3 and elapsed < 2
+    assert [reply.status_code for reply in audited] == [200] * 3

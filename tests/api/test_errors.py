@@ -91,6 +91,43 @@ def test_cors_preflight_from_an_allowed_origin_only(monkeypatch: pytest.MonkeyPa
     assert "access-control-allow-origin" not in refused.headers
 
 
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        ("api.example.com", 200),
+        ("API.Example.com:8443", 200),
+        ("eu.apps.example.com", 200),
+        ("evil.example", 400),
+        ("example.com.evil.example", 400),
+        ("apps.example.com", 400),
+        ("", 400),
+    ],
+)
+def test_only_allowed_hosts_are_answered(monkeypatch: pytest.MonkeyPatch, host: str, status: int) -> None:
+    monkeypatch.setattr(settings, "allowed_hosts", ["api.example.com", "*.apps.example.com"])
+    client = TestClient(create_test_app())
+
+    response = client.get("/health", headers={"Host": host})
+
+    assert response.status_code == status
+    if status == 400:
+        assert response.json()["error"] == "invalid_host"
+        assert not host or host not in response.text
+
+
+def test_a_refused_host_is_echoed_nowhere_not_even_in_a_redirect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "allowed_hosts", ["api.example.com"])
+    client = TestClient(create_test_app(), follow_redirects=False)
+
+    refused = client.get("/api/v1/workspaces/", headers={"Host": "evil.example"})
+    allowed = client.get("/api/v1/workspaces/", headers={"Host": "api.example.com"})
+
+    assert refused.status_code == 400
+    assert "evil.example" not in refused.text + str(refused.headers)
+    assert allowed.status_code == 307
+    assert allowed.headers["location"] == "http://api.example.com/api/v1/workspaces"
+
+
 def test_no_cross_origin_access_by_default(client: TestClient) -> None:
     response = client.get("/health", headers={"Origin": "https://app.example.com"})
 

@@ -4,8 +4,12 @@ Schemathesis generates requests for every /api/v1 operation, valid and not,
 sends them as a signed-in owner of a workspace that has one other member, and
 checks that no response is a 5xx and every response matches the status codes,
 content types and bodies the schema documents.
+
+``make test`` runs a few fixed examples per operation; ``make fuzz`` sets
+FUZZ_EXAMPLES for a longer run with new random inputs each time.
 """
 
+import os
 from typing import Any
 
 import pytest
@@ -22,6 +26,7 @@ from sqlalchemy import Connection
 from src.api.v1.models.workspace_member import Role
 from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth, create_test_app, join_test_transactions
 
+FUZZ_EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "")
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -37,9 +42,9 @@ def requests_join_the_test_transaction(connection: Connection, audit_connection:
 
 @schema.parametrize()
 @settings(
-    max_examples=8,
+    max_examples=int(FUZZ_EXAMPLES or 8),
     deadline=None,
-    derandomize=True,
+    derandomize=not FUZZ_EXAMPLES,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -117,9 +117,18 @@ def test_short_secret_key_is_refused_in_production(monkeypatch: pytest.MonkeyPat
 
 
 def test_real_secret_key_is_accepted_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings_from(monkeypatch, ENVIRONMENT="production", SECRET_KEY="x" * 64)
+    settings = settings_from(
+        monkeypatch, ENVIRONMENT="production", SECRET_KEY="x" * 64, ALLOWED_HOSTS='["api.example.com"]'
+    )
 
     assert settings.environment == "production"
+    assert settings.allowed_hosts == ["api.example.com"]
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_allowed_hosts_are_required_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
+    with pytest.raises(ValidationError, match="ALLOWED_HOSTS must list the host names clients use"):
+        settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY="x" * 64)
 
 
 def test_not_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
-from src.api.dependencies import AuditSessionDep, PageParams, WorkspaceForAdmin
+from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, Actor, AuditEventPublic, EventTarget
 from src.core.errors import error_responses
@@ -44,7 +44,7 @@ def audit_event_public(event: AuditEvent) -> AuditEventPublic:
 
 @router.get("/audit-events", responses=error_responses(401, 403, 404, 422, 503))
 def list_audit_events(
-    membership: WorkspaceForAdmin,
+    workspace_id: AuditedWorkspaceId,
     page: PageParams,
     audit_session: AuditSessionDep,
     action: Annotated[str | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
@@ -54,20 +54,18 @@ def list_audit_events(
 ) -> Page[AuditEventPublic]:
     """The workspace's audit events, newest first."""
     filters = audit_log.EventFilter(action=action, actor_id=actor_id, since=since, until=until)
-    events, next_cursor = audit_log.list_events(
-        audit_session, workspace_id=membership.workspace.id, filters=filters, page=page
-    )
+    events, next_cursor = audit_log.list_events(audit_session, workspace_id=workspace_id, filters=filters, page=page)
     return Page(items=[audit_event_public(event) for event in events], next_cursor=next_cursor)
 
 
 @router.get("/activity", responses=error_responses(401, 403, 404, 422, 503))
 def read_activity(
-    membership: WorkspaceForAdmin,
+    workspace_id: AuditedWorkspaceId,
     audit_session: AuditSessionDep,
     days: Annotated[int, Query(ge=1, le=366, description="how many UTC days back, today included")] = 30,
 ) -> ActivityPublic:
     """How many events of each action the workspace had per UTC day."""
-    since, counts = audit_log.activity(audit_session, workspace_id=membership.workspace.id, days=days)
+    since, counts = audit_log.activity(audit_session, workspace_id=workspace_id, days=days)
     return ActivityPublic(
         since=since,
         days=days,
