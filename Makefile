@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
-	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune bench
+	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,6 +77,9 @@ audit-relay: install ## Deliver outbox events to the audit database once, or eve
 
 audit-prune: install ## Delete audit events older than DAYS=N, in batches
 	@$(PY) -m src.audit_jobs prune --days "$(DAYS)"
+
+soak: install ## Mixed traffic on PostgreSQL for SOAK_SECONDS (90) with the audit database stopped a while; checks nothing is lost
+	@$(PY) -m bench.soak
 
 bench: install ## wrk against the API served as in production, ratios to a bare FastAPI ping (BENCH_DB=sqlite, BENCH_OUT=)
 	@$(PY) -m bench

@@ -12,27 +12,20 @@ target is missed. Figures are ratios within one run: the machine is shared.
 
 import json
 import os
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from bench.environment import ROOT, free_port, fresh_databases, production_env
 from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk
 from src.serve import PROTOCOL
 
-ROOT = Path(__file__).resolve().parents[1]
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP_SECONDS = 1
 WORKSPACES = 25
@@ -47,37 +40,6 @@ class Row:
     connections: int
     measured: Measured
     ratio: float  # to the bare ping at the same number of connections
-
-
-@contextmanager
-def fresh_databases(dialect: str) -> Iterator[dict[str, str]]:
-    """One empty database per named database, dropped afterwards."""
-    names = ("core", "audit")
-    if dialect == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield {name: f"sqlite:///{Path(folder) / name}.db" for name in names}
-        return
-    server = make_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    server = server.set(drivername="postgresql+psycopg2")
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    prefix = f"bench_{uuid.uuid4().hex[:8]}"
-    urls = {name: server.set(database=f"{prefix}_{name}").render_as_string(hide_password=False) for name in names}
-    with admin.connect() as connection:
-        for url in urls.values():
-            connection.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
-    try:
-        yield urls
-    finally:
-        with admin.connect() as connection:
-            for url in urls.values():
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
@@ -243,14 +205,7 @@ def main() -> int:
     ensure_wrk()
     out_path = ROOT / os.environ.get("BENCH_OUT", "var/bench.json")
     with fresh_databases(dialect) as urls:
-        env = {
-            **os.environ,
-            "SETTINGS_FILE": os.devnull,
-            "ENVIRONMENT": "production",
-            "SECRET_KEY": secrets.token_urlsafe(48),
-            "CORE_DATABASE_URL": urls["core"],
-            "AUDIT_DATABASE_URL": urls["audit"],
-        }
+        env = production_env(urls)
         subprocess.run([sys.executable, "-m", "src.migrate", "upgrade"], cwd=ROOT, env=env, check=True)
         print(
             f"{dialect}, {SECONDS}s per row after {WARMUP_SECONDS}s of warm-up; server on core {SERVER_CORE},"

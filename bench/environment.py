@@ -1,0 +1,58 @@
+"""What the bench and the soak share: fresh databases, free ports and the settings of a production-like run."""
+
+import os
+import secrets
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def fresh_databases(dialect: str, names: tuple[str, ...] = ("core", "audit")) -> Iterator[dict[str, str]]:
+    """One empty database per name, dropped afterwards."""
+    if dialect == "sqlite":
+        with tempfile.TemporaryDirectory() as folder:
+            yield {name: f"sqlite:///{Path(folder) / name}.db" for name in names}
+        return
+    server = make_url(os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    server = server.set(drivername="postgresql+psycopg2")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    prefix = f"bench_{uuid.uuid4().hex[:8]}"
+    urls = {name: server.set(database=f"{prefix}_{name}").render_as_string(hide_password=False) for name in names}
+    with admin.connect() as connection:
+        for url in urls.values():
+            connection.execute(text(f'CREATE DATABASE "{make_url(url).database}"'))
+    try:
+        yield urls
+    finally:
+        with admin.connect() as connection:
+            for url in urls.values():
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def production_env(urls: dict[str, str]) -> dict[str, str]:
+    """The environment of a production-like process on these databases, reached as 127.0.0.1."""
+    return {
+        **os.environ,
+        "SETTINGS_FILE": os.devnull,
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "ALLOWED_HOSTS": '["127.0.0.1"]',
+        "CORE_DATABASE_URL": urls["core"],
+        "AUDIT_DATABASE_URL": urls["audit"],
+    }
