@@ -225,3 +225,30 @@ def test_audit_reads_waiting_for_the_audit_database_hold_no_core_connection(
 
     assert [reply.status_code for reply in others] == [200] * 3 and elapsed < 2
     assert [reply.status_code for reply in audited] == [200] * 3
+
+
+@pytest.mark.parametrize("dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_connections_killed_under_load_fail_only_requests_in_flight(
+    live_server: LiveServer, configured_databases: DatabaseUrls
+) -> None:
+    admin = create_engine(configured_databases["core"], isolation_level="AUTOCOMMIT")
+
+    async def kill_during_a_burst() -> tuple[list[Reply], list[Reply]]:
+        burst = asyncio.create_task(send_all(live_server, [("GET", "/api/v1/users/me", None)] * 100))
+        await asyncio.sleep(0.1)
+        with admin.connect() as connection:
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        in_flight = await burst
+        return in_flight, await send_all(live_server, [("GET", "/api/v1/users/me", None)] * 20)
+
+    in_flight, after = asyncio.run(kill_during_a_burst())
+    admin.dispose()
+
+    assert {reply.status_code for reply in in_flight} <= {200, 503}
+    assert all(reply.json()["error"] == "database_unavailable" for reply in in_flight if reply.status_code == 503)
+    assert [reply.status_code for reply in after] == [200] * 20
