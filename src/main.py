@@ -11,7 +11,7 @@ from src.api import health
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
 from src.core.allowed_hosts import AllowedHostsMiddleware
-from src.core.body_limit import BodySizeLimitMiddleware
+from src.core.body_limit import BodyLimitMiddleware
 from src.core.config import settings
 from src.core.databases import dispose_engines, get_engine
 from src.core.errors import register_error_handler
@@ -49,7 +49,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     app = FastAPI(title="FastAPI starter", lifespan=lifespan)
     register_error_handler(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        timeout_seconds=settings.request_body_timeout_seconds,
+    )
     app.add_middleware(RequestContextMiddleware)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,13 +1,16 @@
 """Requests are answered only for the host names the service is reached by (ALLOWED_HOSTS).
 
 A forged Host header would otherwise reach every URL the app builds from the
-request, such as the Location of a redirect.
+request, such as the Location of a redirect. The probes are answered whatever the
+Host: an orchestrator calls them by the instance's own address, and they build no URL.
 """
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from src.core.errors import AppError, handle_error
+
+PROBES = frozenset({"/health", "/ready"})
 
 
 class InvalidHost(AppError):
@@ -35,7 +38,7 @@ class AllowedHostsMiddleware:
         return name in self.names or (bool(self.suffixes) and name.endswith(self.suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in PROBES:
             await self.app(scope, receive, send)
             return
         host = next((value for name, value in scope["headers"] if name == b"host"), b"").decode("latin-1")

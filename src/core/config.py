@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     # Requests: a larger body is refused (413) while it streams in, before it is held in memory.
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Served by `make serve` (src/core/http_protocol.py): the request line and headers together, and their count,
-    # are limited (431); headers, and then the body, must arrive within their timeouts (408).
+    # are limited (431), and must arrive within their timeout (408). The body's timeout holds everywhere
+    # (src/core/body_limit.py): from when the app begins to read it.
     max_request_header_bytes: int = Field(default=16 * 1024, ge=1024)
     max_request_headers: int = Field(default=100, ge=10)
     request_header_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -5,13 +5,14 @@ Makefile's DB= check and the tests all read it. Adding a database is one base
 class, one entry here and one URL setting.
 """
 
+import select
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import registry
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import SQLModel
@@ -90,7 +91,21 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         connect_args = {"check_same_thread": False, "timeout": settings.db_pool_timeout}
         return create_engine(url, connect_args=connect_args, **kwargs)
     # Fail fast on an unreachable server instead of waiting for the OS timeout.
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, **kwargs)
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
+    event.listen(engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """A pooled connection the server has closed (a restart, pg_terminate_backend) is replaced, not handed out.
+
+    An idle connection has nothing to read unless the server said goodbye (a termination
+    message, then end of file), so one non-blocking poll of its socket tells, without the
+    round trip of ``pool_pre_ping``. SQLAlchemy discards the connection and checks out another.
+    """
+    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    if readable or dbapi_connection.closed:
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 # Execution option of a connection (or engine) whose SQLite transactions only read: they begin without the write lock.

@@ -1,10 +1,11 @@
-"""uvicorn's httptools protocol with limits a server facing the internet needs and uvicorn lacks.
+"""uvicorn's httptools protocol with the limits a server facing the internet needs and uvicorn lacks.
 
 uvicorn bounds neither the size of request headers nor the time a client may take
-to send them or its body: a client sending a header a byte at a time holds its
-connection for ever. This protocol answers such requests itself, in the one error
-shape, and closes the connection. ``make serve`` runs uvicorn with it
-(``--http src.core.http_protocol:LimitedHttpToolsProtocol``).
+to send them: a client sending a header a byte at a time holds its connection,
+and the memory of the header so far, for ever. This protocol answers such requests
+itself, in the one error shape, and closes the connection. ``make serve`` runs
+uvicorn with it (``--http src.core.http_protocol:LimitedHttpToolsProtocol``). A
+slow body is timed where the app reads it (src/core/body_limit.py).
 """
 
 import asyncio
@@ -22,82 +23,92 @@ class _Refused(Exception):
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     _refusal: tuple[int, str, str] | None = None
     _deadline: asyncio.TimerHandle | None = None
-    _header_bytes = 0
+    # From a request's first byte (or the connection's opening) to the end of its headers.
+    _awaiting_headers = True
+    _message_began = False
+    _header_bytes = 0  # the request line and headers, as the parser hands them over
+    _unparsed_bytes = 0  # what the parser holds of an unfinished line, counted as it arrives
     _header_count = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # A connection that never sends a request is held no longer than one whose headers are slow.
-        self._start_deadline(settings.request_header_timeout_seconds, "the request headers")
+        self._start_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        self._message_began = False
+        super().data_received(data)
+        # The parser keeps an unfinished header line without calling back. The chunk a request begins in
+        # may end the one before, so counting starts with the next: memory stays within one chunk of the limit.
+        if self._awaiting_headers and not self._message_began and not self.transport.is_closing():
+            self._unparsed_bytes += len(data)
+            if self._unparsed_bytes > settings.max_request_header_bytes:
+                self._send_error(431, "headers_too_large", self._too_many_bytes())
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_bytes = self._header_count = 0
-        self._start_deadline(settings.request_header_timeout_seconds, "the request headers")
+        self._awaiting_headers = self._message_began = True
+        self._header_bytes = self._unparsed_bytes = self._header_count = 0
+        self._start_header_deadline()
 
     def on_url(self, url: bytes) -> None:
-        self._count_header_bytes(len(url), headers=0)
+        self._header_bytes += len(url)
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_header_bytes(len(name) + len(value), headers=1)
+        self._header_bytes += len(name) + len(value)
+        self._header_count += 1
+        if self._header_bytes > settings.max_request_header_bytes:
+            self._refuse(self._too_many_bytes())
+        if self._header_count > settings.max_request_headers:
+            self._refuse(f"the request has over {settings.max_request_headers} headers (MAX_REQUEST_HEADERS)")
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._start_deadline(settings.request_body_timeout_seconds, "the request body")
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
+        self._awaiting_headers = False
         self._cancel_deadline()
-        super().on_message_complete()
+        super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn answers every parser error with this; a refusal chosen in a callback is answered instead.
-        if self._refusal is None:
-            self._send_error(400, "bad_request", "the request is not valid HTTP")
-        else:
-            self._send_error(*self._refusal)
+        self._send_error(*(self._refusal or (400, "bad_request", "the request is not valid HTTP")))
 
-    def _count_header_bytes(self, size: int, *, headers: int) -> None:
-        self._header_bytes += size
-        self._header_count += headers
-        if self._header_bytes > settings.max_request_header_bytes:
-            limit = f"{settings.max_request_header_bytes} bytes (MAX_REQUEST_HEADER_BYTES)"
-            self._refuse(f"the request line and headers are over {limit}")
-        if self._header_count > settings.max_request_headers:
-            self._refuse(f"the request has over {settings.max_request_headers} headers (MAX_REQUEST_HEADERS)")
+    def _too_many_bytes(self) -> str:
+        limit = settings.max_request_header_bytes
+        return f"the request line and headers are over {limit} bytes (MAX_REQUEST_HEADER_BYTES)"
 
     def _refuse(self, detail: str) -> None:
+        """From a parser callback: stop parsing; uvicorn then calls send_400_response."""
         self._refusal = (431, "headers_too_large", detail)
         raise _Refused
 
-    def _start_deadline(self, seconds: float, part: str) -> None:
+    def _start_header_deadline(self) -> None:
         self._cancel_deadline()
-        self._deadline = self.loop.call_later(seconds, self._deadline_passed, seconds, part)
+        seconds = settings.request_header_timeout_seconds
+        self._deadline = self.loop.call_later(seconds, self._header_deadline_passed)
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _deadline_passed(self, seconds: float, part: str) -> None:
+    def _header_deadline_passed(self) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or not self._awaiting_headers:
             return
-        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
-            self.transport.close()  # the app is answering already: only the connection is left to end
+        if (self.cycle is not None and not self.cycle.response_complete) or self.flow.read_paused:
+            # A pipelined request waits, unread, behind the one being answered: its time starts after.
+            self._start_header_deadline()
             return
-        self._send_error(408, "request_timeout", f"{part} did not arrive within {seconds:g}s")
+        seconds = settings.request_header_timeout_seconds
+        self._send_error(408, "request_timeout", f"the request headers did not arrive within {seconds:g}s")
 
     def _send_error(self, status: int, code: str, detail: str) -> None:
         body = json.dumps({"error": code, "detail": detail}, separators=(",", ":")).encode()
-        if self.cycle is not None:
-            self.cycle.disconnected = True  # the app, if it still reads the body, sees the client gone
-            self.cycle.message_event.set()
         self.transport.write(
             b"".join(
                 [

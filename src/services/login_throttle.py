@@ -6,13 +6,14 @@ no user are counted under that login, so throttling behaves the same whether or 
 the account exists.
 """
 
+import ipaddress
 import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import sha256
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -46,8 +47,17 @@ def limits_for(login: str, user_id: uuid.UUID | None) -> tuple[Limit, ...]:
     limits = [Limit("account", account, settings.login_failures_per_account)]
     request = current_request_context()
     if request and request.ip:
-        limits.append(Limit("address", f"address:{request.ip}"[:KEY_LENGTH], settings.login_failures_per_address))
+        limits.append(Limit("address", f"address:{client_network(request.ip)}", settings.login_failures_per_address))
     return tuple(limits)
+
+
+def client_network(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 address as its /64, which one client is usually given whole."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:KEY_LENGTH]  # not an address (a test client's name): counted as given
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)
 
 
 def lockout_seconds(failures: int, max_failures: int) -> float:
@@ -66,15 +76,21 @@ def _forgotten(row: LoginFailure, max_failures: int, now: datetime) -> bool:
     return now >= _locked_until(row, max_failures) + timedelta(seconds=settings.login_failure_window_seconds)
 
 
-def current_lockout(session: Session, limits: tuple[Limit, ...]) -> Lockout | None:
-    """The lockout in force for any of ``limits`` (the longest), or None."""
-    now = utcnow()
+def current_lockout(session: Session, limits: tuple[Limit, ...], *, lock: bool = False) -> Lockout | None:
+    """The lockout in force for any of ``limits`` (the longest), or None.
+
+    ``lock`` keeps the counters' rows locked until the transaction ends, so that attempts on one
+    account are judged one after another: none is let through on a count another is changing.
+    """
     by_key = {limit.key: limit for limit in limits}
-    rows = session.exec(select(LoginFailure).where(col(LoginFailure.key).in_(by_key))).all()
+    statement = select(LoginFailure).where(col(LoginFailure.key).in_(by_key)).order_by(col(LoginFailure.key))
+    rows = session.exec(statement.with_for_update() if lock else statement).all()
+    now = utcnow()  # after the rows: a locked read may have waited for a failure stamped later than its start
     lockouts = [
         Lockout(by_key[row.key], math.ceil((until - now).total_seconds()))
         for row in rows
-        if (until := _locked_until(row, by_key[row.key].max_failures)) > now
+        if row.failures >= by_key[row.key].max_failures
+        and (until := _locked_until(row, by_key[row.key].max_failures)) > now
     ]
     return max(lockouts, key=lambda lockout: lockout.retry_after_seconds, default=None)
 
@@ -94,10 +110,17 @@ def count_failure(session: Session, limits: tuple[Limit, ...]) -> None:
         row.failures = 1 if _forgotten(row, limit.max_failures, now) else row.failures + 1
         row.last_failure_at = now
         session.add(row)
+    # Counters are forgotten at the latest a window after a lockout of at most a window: older rows go.
+    stale = now - timedelta(seconds=2 * settings.login_failure_window_seconds)
+    session.execute(delete(LoginFailure).where(col(LoginFailure.last_failure_at) < stale))
     session.flush()
 
 
 def clear_account(session: Session, limits: tuple[Limit, ...]) -> None:
-    """A successful log-in forgets its account's failures; the address keeps its own."""
+    """A successful log-in forgets its account's failures; the address keeps its own.
+
+    The count is set to zero rather than the row deleted: a failure being counted at the same
+    moment finds the row it has just made sure of.
+    """
     keys = [limit.key for limit in limits if limit.kind == "account"]
-    session.execute(delete(LoginFailure).where(col(LoginFailure.key).in_(keys)))
+    session.execute(update(LoginFailure).where(col(LoginFailure.key).in_(keys)).values(failures=0))

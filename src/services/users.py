@@ -118,8 +118,8 @@ def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) ->
     ``TooManyAttempts`` while the account or the client address is locked out.
     """
     target = Target("user", attempt.user_id) if attempt.user_id else None
-    # Checked again: failures counted while this attempt's password was hashed may have locked it out.
-    lockout = attempt.lockout or login_throttle.current_lockout(session, attempt.limits)
+    # Checked again, rows locked: failures counted while this attempt's password was hashed may have locked it out.
+    lockout = attempt.lockout or login_throttle.current_lockout(session, attempt.limits, lock=True)
     if lockout:
         record_event(
             session,

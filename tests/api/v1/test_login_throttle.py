@@ -86,7 +86,7 @@ def test_email_and_username_share_one_account_budget(client: TestClient, make_us
     assert statuses[-1] == 429
 
 
-def test_an_unknown_login_is_throttled_like_an_account(client: TestClient, hashes: list[str]) -> None:
+def test_an_unknown_login_is_throttled_like_an_account(client: TestClient) -> None:
     statuses = fail(client, "nobody", settings.login_failures_per_account + 1)
 
     assert statuses == [401] * settings.login_failures_per_account + [429]
@@ -138,6 +138,17 @@ def test_one_address_failing_across_accounts_is_throttled(
     assert (status, error) == (429, "too_many_attempts")
 
 
+def test_a_count_below_the_limit_locks_nothing_even_when_stamped_after_the_check(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    """A check that waited for another attempt's lock may find that failure stamped after its own start."""
+    make_user(username="ada")
+    fail(client, "ada", settings.login_failures_per_account - 1)
+    age_failures(session, -5)  # stamped in the future
+
+    assert log_in(client, "ada", PASSWORD)[0] == 200
+
+
 def test_lockout_grows_by_doubling_up_to_the_window() -> None:
     limit = settings.login_failures_per_account
     base = settings.login_lockout_seconds
@@ -147,6 +158,49 @@ def test_lockout_grows_by_doubling_up_to_the_window() -> None:
     assert lockouts[0] == 0
     assert lockouts[1:4] == [base, 2 * base, 4 * base]
     assert login_throttle.lockout_seconds(limit + 1000, limit) == settings.login_failure_window_seconds
+
+
+def test_stale_counters_are_deleted_when_failures_are_counted(client: TestClient, session: Session) -> None:
+    fail(client, "old", 1)
+    age_failures(session, 2 * settings.login_failure_window_seconds + 1)
+
+    fail(client, "new", 1)
+
+    keys = {row.key for row in session.exec(select(LoginFailure)).all()}
+    assert len(keys) == 2  # the new login's and the address's, counted afresh
+    assert all(row.failures == 1 for row in session.exec(select(LoginFailure)).all())
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_an_ipv6_client_is_counted_by_its_64(address: str, counted_as: str) -> None:
+    assert login_throttle.client_network(address) == counted_as
+
+
+def test_successes_and_failures_at_once_never_fail_the_request(migrated_databases: DatabaseUrls) -> None:
+    """A success zeroes the account's count while failures add to it: every one of them completes."""
+    limits = (login_throttle.Limit("account", "login:race", 5),)
+
+    def count_one(number: int) -> None:
+        with Session(get_engine("core")) as session:
+            if number % 3:
+                login_throttle.count_failure(session, limits)
+            else:
+                login_throttle.clear_account(session, limits)
+            session.commit()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(count_one, range(60)))  # raises if any of them failed
+
+    with Session(get_engine("core")) as session:
+        assert session.exec(select(LoginFailure.failures)).one() <= 40
 
 
 def test_concurrent_failures_are_all_counted(migrated_databases: DatabaseUrls) -> None:

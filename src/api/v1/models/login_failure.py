@@ -14,4 +14,4 @@ class LoginFailure(CoreModel, table=True):
     # "account:<user id>", "login:<folded login>" for a login that names no user, or "address:<client address>".
     key: str = Field(primary_key=True, max_length=400)
     failures: int
-    last_failure_at: datetime = Field(sa_type=UTCDateTime)
+    last_failure_at: datetime = Field(sa_type=UTCDateTime, index=True)  # stale counters are deleted by it
