@@ -11,21 +11,30 @@ FUZZ_EXAMPLES ?= 300
 MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
+.PHONY: help install lock dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
 	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@test ! -x $(PY) || $(PY) -c 'from src.core.databases import DATABASES; print("DB= names one of:", ", ".join(DATABASES))' 2>/dev/null || true
 
-$(VENV)/.installed: requirements.lock
+# Both locks are made from pyproject.toml by pip-compile: pinned, with hashes, and naming no package index.
+LOCK := $(PY) -m piptools compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+
+$(VENV)/.installed: requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python 3.11 or newer is needed (PYTHON=$(PYTHON))")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
 	@touch $@
 	@echo "virtual environment ready: $(VENV)"
 
-install: $(VENV)/.installed ## Create the virtual environment from requirements.lock
+install: $(VENV)/.installed ## Create the virtual environment from requirements-dev.lock (the service and its tooling)
+
+lock: install ## Pin pyproject.toml's dependencies: requirements.lock (the service) and requirements-dev.lock (with tooling)
+	@$(LOCK) --output-file requirements.lock pyproject.toml
+	@$(LOCK) --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
+	@echo "wrote requirements.lock and requirements-dev.lock; make install applies them"
 
 dev-server: install migrate-upgrade ## Migrate, then serve with reload on HOST:PORT (default 127.0.0.1:8000)
 	$(PY) -m uvicorn src.main:app --reload --host $(HOST) --port $(PORT)

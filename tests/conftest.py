@@ -8,6 +8,7 @@ skipped, unless REQUIRE_POSTGRES=1, where that is a failure.
 import logging
 import os
 import re
+import socket
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -40,6 +41,12 @@ def carries_a_secret(record: logging.LogRecord) -> bool:
     if record.exc_info:
         text += "".join(traceback.format_exception(*record.exc_info))
     return bool(_SECRET_SHAPES.search(text)) or settings.secret_key in text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session", autouse=True)

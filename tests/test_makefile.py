@@ -16,7 +16,16 @@ from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES
 
-COPIED = ["src", "migrations", "config", "alembic.ini", "Makefile", "pyproject.toml", "requirements.lock"]
+COPIED = [
+    "src",
+    "migrations",
+    "config",
+    "alembic.ini",
+    "Makefile",
+    "pyproject.toml",
+    "requirements.lock",
+    "requirements-dev.lock",
+]
 NEW_USER_COLUMN = "    nickname: str | None = None\n"  # no max_length: SQLModel's AutoString, written as sa.String()
 AUDIT_NOTE_MODEL = """import uuid
 

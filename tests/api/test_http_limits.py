@@ -25,6 +25,7 @@ from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
+from tests.conftest import free_port
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -199,9 +200,7 @@ def test_bad_worker_counts_are_refused(given: str, message: str, monkeypatch: py
 
 
 def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = os.environ | {f"{name.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / name}.db" for name in DATABASES}
     process = subprocess.Popen(
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE

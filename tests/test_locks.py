@@ -1,0 +1,99 @@
+"""The two locks match pyproject.toml, name no package index, and the service's lock alone migrates and serves."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import httpx
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from src.core.config import PROJECT_ROOT
+from tests.conftest import free_port
+
+PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+RUNTIME = [Requirement(line) for line in PYPROJECT["dependencies"]]
+DEVELOPMENT = [Requirement(line) for line in PYPROJECT["optional-dependencies"]["dev"]]
+PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+)", re.MULTILINE)
+# pip-compile marks what pyproject.toml asks for directly, on the line or in a "via" list.
+DIRECT = re.compile(
+    r"^([A-Za-z0-9._-]+)==\S+ \\\n(?:\s+--hash=\S+(?: \\)?\n)*(\s+# via.*(?:\n\s+#   .*)*)", re.MULTILINE
+)
+
+
+def pins(lock: str) -> dict[str, str]:
+    return {canonicalize_name(name): version for name, version in PIN.findall((PROJECT_ROOT / lock).read_text())}
+
+
+def asked_for(lock: str) -> set[str]:
+    text = (PROJECT_ROOT / lock).read_text()
+    return {canonicalize_name(name) for name, via in DIRECT.findall(text) if "(pyproject.toml)" in via}
+
+
+@pytest.mark.parametrize(
+    ("lock", "requirements"), [("requirements.lock", RUNTIME), ("requirements-dev.lock", RUNTIME + DEVELOPMENT)]
+)
+def test_each_lock_pins_what_pyproject_asks_and_nothing_else_directly(
+    lock: str, requirements: list[Requirement]
+) -> None:
+    pinned = pins(lock)
+
+    unsatisfied = [
+        str(requirement)
+        for requirement in requirements
+        if not requirement.specifier.contains(pinned.get(canonicalize_name(requirement.name), "0"), prereleases=True)
+    ]
+    assert not unsatisfied, f"{lock} does not satisfy {unsatisfied}: run make lock"
+    assert asked_for(lock) == {canonicalize_name(requirement.name) for requirement in requirements}, "run make lock"
+
+
+def test_the_development_lock_keeps_the_service_lock_pins() -> None:
+    runtime, development = pins("requirements.lock"), pins("requirements-dev.lock")
+
+    assert {name: development.get(name) for name in runtime} == runtime
+    assert not {"pytest", "mypy", "ruff", "schemathesis", "hypothesis"} & runtime.keys()
+
+
+@pytest.mark.parametrize("lock", ["requirements.lock", "requirements-dev.lock"])
+def test_locks_carry_hashes_and_no_package_index(lock: str) -> None:
+    text = (PROJECT_ROOT / lock).read_text()
+
+    assert len(re.findall(r"--hash=sha256:", text)) >= len(pins(lock))
+    assert not re.search(r"--(extra-)?index-url|--find-links|--trusted-host|://", text)
+
+
+def test_the_service_lock_alone_migrates_and_serves(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.lock"]
+    subprocess.run(install, cwd=PROJECT_ROOT, check=True, timeout=300)
+    env = os.environ | {
+        "SETTINGS_FILE": os.devnull,
+        "CORE_DATABASE_URL": f"sqlite:///{tmp_path}/core.db",
+        "AUDIT_DATABASE_URL": f"sqlite:///{tmp_path}/audit.db",
+    }
+    migrated = subprocess.run(
+        [python, "-m", "src.migrate", "upgrade"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    port = free_port()
+    server = subprocess.Popen([python, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env)
+    try:
+        for _ in range(100):
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, "make serve exited"
+                time.sleep(0.2)
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
