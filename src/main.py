@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from src.api import health
+from src.api import health, metrics
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
 from src.core.allowed_hosts import AllowedHostsMiddleware
 from src.core.body_limit import BodyLimitMiddleware
 from src.core.config import settings
-from src.core.databases import dispose_engines, get_engine
+from src.core.databases import dispose_engines
 from src.core.errors import register_error_handler
+from src.core.logs import configure_logging
+from src.core.metrics import forget_this_process
 from src.core.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from src.core.schema_versions import script_directory
 from src.core.sessions import RequestSessions, size_worker_threads
@@ -30,8 +32,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     scripts.get_heads()
     app.state.schema_scripts = scripts
     # Admission to each database follows its pool (src/core/sessions.py).
-    app.state.sessions = RequestSessions.for_engine(get_engine("core"))
-    app.state.audit_sessions = RequestSessions.for_engine(get_engine("audit"))
+    app.state.sessions = RequestSessions.for_database("core")
+    app.state.audit_sessions = RequestSessions.for_database("audit")
     size_worker_threads(app.state.sessions.capacity)
     relay = None
     if settings.audit_relay_enabled:
@@ -44,9 +46,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with suppress(asyncio.CancelledError):
             await relay
     dispose_engines()
+    forget_this_process()
 
 
 def create_app() -> FastAPI:
+    configure_logging(settings.effective_log_format, settings.log_level)
     app = FastAPI(title="FastAPI starter", lifespan=lifespan)
     register_error_handler(app)
     app.add_middleware(
@@ -67,6 +71,8 @@ def create_app() -> FastAPI:
     if settings.allowed_hosts and "*" not in settings.allowed_hosts:
         app.add_middleware(AllowedHostsMiddleware, allowed=settings.allowed_hosts)
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     app.include_router(v1_router)
     return app
 

@@ -1,15 +1,20 @@
 """``make serve``: the app as production runs it.
 
 No reload, uvloop, uvicorn's httptools protocol with the request limits of
-src/core/http_protocol.py, no access log, proxy headers trusted from
-FORWARDED_ALLOW_IPS only (uvicorn's default: 127.0.0.1), and a graceful shutdown
-that lets requests in flight finish. WEB_CONCURRENCY sets the worker processes
-(default: the usable cores); SQLite databases allow one.
+src/core/http_protocol.py, no access log (the app logs a line per request),
+proxy headers trusted from FORWARDED_ALLOW_IPS only (default: 127.0.0.1), and a graceful shutdown that lets requests in flight and a relay
+batch finish. WEB_CONCURRENCY sets the worker processes (default: the usable
+cores); SQLite databases allow one. The workers' metrics meet in
+PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
 """
 
 import argparse
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
@@ -18,6 +23,7 @@ from src.core.cli import fail, invalid_settings
 
 PROTOCOL = "src.core.http_protocol:LimitedHttpToolsProtocol"
 GRACEFUL_SHUTDOWN_SECONDS = 30
+METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; src/core/metrics.py
 
 
 def worker_count(*, sqlite: bool, cores: int) -> int:
@@ -31,16 +37,40 @@ def worker_count(*, sqlite: bool, cores: int) -> int:
     return int(given) if given else cores
 
 
+@contextmanager
+def metrics_folder() -> Iterator[None]:
+    """A folder where every worker writes its metrics, emptied of an earlier run's.
+
+    Set before prometheus-client is first imported: it chooses where values live on import.
+    """
+    given = os.environ.get(METRICS_FOLDER_VARIABLE)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="metrics-") as folder:
+        os.environ[METRICS_FOLDER_VARIABLE] = folder
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.serve")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    with metrics_folder():
+        return serve(args.host, args.port)
+
+
+def serve(host: str, port: int) -> int:
     try:
         # Imported here so that invalid settings are reported in one line too.
-        from src.core.config import usable_cores
+        from src.core.config import settings, usable_cores
         from src.core.databases import DATABASES
+        from src.core.logs import configure_logging
 
+        configure_logging(settings.effective_log_format, settings.log_level)
         sqlite = any(database.url.startswith("sqlite") for database in DATABASES.values())
         workers = worker_count(sqlite=sqlite, cores=usable_cores())
     except ValidationError as error:
@@ -49,15 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(error))
     uvicorn.run(
         "src.main:app",
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         workers=workers,
         loop="uvloop",
         http=PROTOCOL,
         access_log=False,
         server_header=False,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        log_config=None,  # configured above, and by the app in each worker (src/core/logs.py)
     )
     return 0
 

@@ -18,6 +18,7 @@ from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import Role
 from src.core.errors import Unauthorized
 from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
+from src.core.request_context import current_request_context
 from src.core.sessions import RequestSessions
 from src.services import users, workspaces
 from src.services.workspaces import Membership
@@ -60,7 +61,10 @@ BearerToken = Annotated[str | None, Depends(bearer_token)]
 def get_current_user(session: SessionDep, token: BearerToken) -> User:
     if token is None:
         raise Unauthorized("not authenticated: send Authorization: Bearer <token> from POST " + TOKEN_URL)
-    return users.user_for_token(session, token)
+    user = users.user_for_token(session, token)
+    if context := current_request_context():
+        context.user_id = user.id  # for the request's log line
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -6,7 +6,6 @@ python -m src.audit_jobs prune --days N   delete audit events older than N days
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from pydantic import ValidationError
@@ -34,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         from src.api.v1.models import load_models
         from src.core.config import settings
         from src.core.databases import database_error_reason
+        from src.core.logs import configure_logging
         from src.services.audit_relay import prune_audit_events, relay_forever, relay_pending
 
         load_models()
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                 deleted = prune_audit_events(older_than_days=int(args.days))
                 print(f"deleted {deleted} audit event(s) older than {args.days} day(s)")
             elif args.loop:
-                logging.basicConfig(level=logging.INFO, format="%(message)s")
+                configure_logging(settings.effective_log_format, settings.log_level)
                 interval, batch_size = settings.audit_relay_interval_seconds, settings.audit_relay_batch_size
                 asyncio.run(relay_forever(interval=interval, batch_size=batch_size))
             else:

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     environment: Environment = "local"
     secret_key: str = EXAMPLE_SECRET_KEY
 
+    # Logs (src/core/logs.py): text in local and test, one JSON object per line elsewhere, unless set.
+    log_format: Literal["text", "json"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
     core_database_url: str = Field(
         default=_sqlite_url("core.db"),
         validation_alias=AliasChoices("CORE_DATABASE_URL", "DATABASE_URL"),
@@ -92,6 +96,13 @@ class Settings(BaseSettings):
     migration_statement_timeout_seconds: float = Field(default=3600.0, ge=0)
     # How long an upgrade waits for another process's migration to finish; then it fails, retry later.
     migration_wait_timeout_seconds: float = Field(default=300.0, ge=0)
+
+    # `make serve` believes X-Forwarded-For and X-Forwarded-Proto from these addresses only (comma-separated, or *):
+    # the reverse proxy's. The client address then is the caller's, for logs, audit events and log-in throttling.
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    # GET /metrics in the Prometheus text format (src/api/metrics.py); restrict who reaches it at the proxy.
+    metrics_enabled: bool = True
 
     # Log-in throttling (src/services/login_throttle.py). After the limit of failures, an account or a client
     # address is locked out for LOGIN_LOCKOUT_SECONDS, doubled for each further failure up to the window; its
@@ -140,6 +151,12 @@ class Settings(BaseSettings):
         if info.field_name and info.field_name.endswith(DATABASE_URL_SUFFIX) and isinstance(value, str):
             return normalize_database_url(value)
         return value
+
+    @property
+    def effective_log_format(self) -> Literal["text", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "text" if self.environment in ("local", "test") else "json"
 
     @model_validator(mode="after")
     def _refuse_weak_secret_outside_local(self) -> "Settings":

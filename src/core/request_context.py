@@ -1,16 +1,20 @@
-"""Who is asking, from where: set once per request, read where events are recorded.
+"""Who is asking, from where: set once per request, read where events are recorded; one log line per request.
 
-Behind a proxy, run uvicorn with ``--proxy-headers --forwarded-allow-ips=<proxy>``
+Behind a proxy, set FORWARDED_ALLOW_IPS to the proxy's address (``make serve``)
 so that the client address is the caller's, not the proxy's.
 """
 
 import itertools
+import logging
 import re
+import time
 import uuid
 from contextvars import ContextVar
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from src.core.metrics import REQUESTS_IN_PROGRESS, observe_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()
@@ -24,14 +28,20 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
-@dataclass(frozen=True)
+logger = logging.getLogger("src.requests")
+
+
+@dataclass
 class RequestContext:
     request_id: str
     ip: str | None
     user_agent: str | None
+    # Set once the bearer token is checked (src/api/dependencies.py), for the request's log line.
+    user_id: uuid.UUID | None = None
 
     def as_dict(self) -> dict[str, str | None]:
-        return asdict(self)
+        """What an audit event keeps of the request."""
+        return {"request_id": self.request_id, "ip": self.ip, "user_agent": self.user_agent}
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("request_context", default=None)
@@ -42,7 +52,9 @@ def current_request_context() -> RequestContext | None:
 
 
 class RequestContextMiddleware:
-    """Keeps the caller's request id (or makes one), address and user agent for the request, and echoes the id."""
+    """Keeps the caller's request id (or makes one), address and user agent for the request, echoes the id,
+    and logs one line when the response has gone: method, route template, status, duration and who asked.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,14 +74,56 @@ class RequestContextMiddleware:
         client = scope.get("client")
         context = RequestContext(request_id, client[0] if client else None, user_agent)
         echoed = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
+        status = 500  # what the client gets when the app fails before it answers
 
         async def send_with_request_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), echoed]
             await send(message)
 
         token = _current.set(context)
+        started = time.perf_counter()
+        REQUESTS_IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_with_request_id)
         finally:
             _current.reset(token)
+            REQUESTS_IN_PROGRESS.dec()
+            record_request(scope, context, status, time.perf_counter() - started)
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route as declared, e.g. /api/v1/workspaces/{workspace_id}; None when no route matched.
+
+    A route of an included router knows its path without the router's prefix: the prefix is what the
+    request's path has in front of the route's path filled in with the request's parameters.
+    """
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if template is None:
+        return None
+    try:
+        filled = template.format(**scope.get("path_params", {}))
+    except (KeyError, IndexError, ValueError):
+        return str(template)
+    path: str = scope["path"]
+    return path.removesuffix(filled) + template if path.endswith(filled) else str(template)
+
+
+def record_request(scope: Scope, context: RequestContext, status: int, seconds: float) -> None:
+    """The request's log line and metrics."""
+    route = route_template(scope)
+    observe_request(scope["method"], route, status, seconds)
+    fields = {
+        "request_id": context.request_id,
+        "method": scope["method"],
+        # The template (/api/v1/workspaces/{workspace_id}), not the path: ids stay out of the counts.
+        "route": route,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 1),
+        "user_id": str(context.user_id) if context.user_id else None,
+        "client": context.ip,
+    }
+    logger.info("%s %s %d", scope["method"], route or "(no route)", status, extra={"fields": fields})

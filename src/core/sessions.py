@@ -34,8 +34,9 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
-from src.core.databases import READS_ONLY
+from src.core.databases import READS_ONLY, get_engine
 from src.core.errors import AppError
+from src.core.metrics import waiting_for
 
 # Worker threads left over for requests that need no database (/health) when every admitted request runs one.
 SPARE_WORKER_THREADS = 8
@@ -54,16 +55,22 @@ def pool_capacity(engine: Engine) -> int | None:
 class RequestSessions:
     """Hands each request one session, admitting no more requests than ``capacity`` at once."""
 
-    def __init__(self, session_factory: Callable[[bool], Session], *, capacity: int | None) -> None:
+    def __init__(
+        self, session_factory: Callable[[bool], Session], *, capacity: int | None, database: str = "core"
+    ) -> None:
         """``session_factory(reads_only)`` makes a request's session."""
         self._session_factory = session_factory
         self.capacity = capacity
+        self.database = database
         self._admission = anyio.CapacityLimiter(capacity) if capacity is not None else None
 
     @classmethod
-    def for_engine(cls, engine: Engine) -> "RequestSessions":
+    def for_database(cls, name: str) -> "RequestSessions":
+        engine = get_engine(name)
         reader = engine.execution_options(**{READS_ONLY: True})
-        return cls(lambda reads_only: Session(reader if reads_only else engine), capacity=pool_capacity(engine))
+        return cls(
+            lambda reads_only: Session(reader if reads_only else engine), capacity=pool_capacity(engine), database=name
+        )
 
     @asynccontextmanager
     async def unit_of_work(self, *, reads_only: bool = False) -> AsyncIterator[Session]:
@@ -76,9 +83,14 @@ class RequestSessions:
         if self._admission is None:
             async with self._session(reads_only) as session:
                 yield session
-        else:
-            async with self._admission, self._session(reads_only) as session:
+            return
+        with waiting_for(self.database):
+            await self._admission.acquire()
+        try:
+            async with self._session(reads_only) as session:
                 yield session
+        finally:
+            self._admission.release()
 
     @asynccontextmanager
     async def _session(self, reads_only: bool) -> AsyncIterator[Session]:

@@ -15,7 +15,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import anyio.to_thread
 from sqlalchemy import Connection, Table, delete, func, select
@@ -26,6 +26,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.databases import database_error_reason, get_unpooled_engine
+from src.core.metrics import RELAY_DELIVERED, RELAY_FAILURES
 from src.core.timestamps import utcnow
 
 logger = logging.getLogger(__name__)
@@ -85,19 +86,28 @@ async def relay_forever(*, interval: float, batch_size: int) -> None:
         try:
             delivered = await anyio.to_thread.run_sync(lambda: relay_pending(batch_size=batch_size))
             if delivered:
+                RELAY_DELIVERED.inc(delivered)
                 logger.info("delivered %d audit event(s)", delivered)
         except DBAPIError as error:
+            RELAY_FAILURES.inc()
             logger.warning("audit relay: %s; retrying in %gs", database_error_reason(error), interval)
         except Exception:
             # Anything else is a bug, but the relay must keep running: events keep arriving.
+            RELAY_FAILURES.inc()
             logger.exception("audit relay failed; retrying in %gs", interval)
         await asyncio.sleep(interval)
 
 
 def outbox_backlog() -> int:
     """Events recorded in core and not yet delivered to audit."""
+    return outbox_state()[0]
+
+
+def outbox_state() -> tuple[int, datetime | None]:
+    """How many events wait in the outbox, and when the oldest of them happened."""
     with get_unpooled_engine("core").connect() as core:
-        return int(core.execute(select(func.count()).select_from(OUTBOX)).scalar_one())
+        count, oldest = core.execute(select(func.count(), func.min(OUTBOX.c.occurred_at))).one()
+    return int(count), oldest
 
 
 def prune_audit_events(*, older_than_days: int, batch_size: int = 5000) -> int:

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 
 from src.api.v1.models.user import User
 from src.core.errors import Conflict, InvalidCredentials, InvalidToken, TooManyAttempts, WrongPassword
+from src.core.metrics import LOGINS_THROTTLED
 from src.core.security import (
     AccessToken,
     create_access_token,
@@ -121,6 +122,7 @@ def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) ->
     # Checked again, rows locked: failures counted while this attempt's password was hashed may have locked it out.
     lockout = attempt.lockout or login_throttle.current_lockout(session, attempt.limits, lock=True)
     if lockout:
+        LOGINS_THROTTLED.labels(lockout.limit.kind).inc()
         record_event(
             session,
             action="user.login_throttled",
