@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from bench.environment import ROOT, free_port, fresh_databases, production_env
+from bench.environment import ROOT, free_port, fresh_databases, production_env, server_log
 from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk
 from src.serve import PROTOCOL
 
@@ -48,7 +48,8 @@ def serve(app: str, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
     command += ["--http", PROTOCOL, "--no-access-log", "--log-level", "warning"]
-    process = subprocess.Popen(pinned(SERVER_CORE, command), cwd=ROOT, env=env)
+    log = server_log(f"bench-{app.partition(':')[0].replace('.', '-')}").open("w")
+    process = subprocess.Popen(pinned(SERVER_CORE, command), cwd=ROOT, env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -64,6 +65,7 @@ def serve(app: str, env: dict[str, str]) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 def seed(base: str) -> tuple[str, list[str]]:

@@ -39,6 +39,13 @@ def fresh_databases(dialect: str, names: tuple[str, ...] = ("core", "audit")) ->
         admin.dispose()
 
 
+def server_log(name: str) -> Path:
+    """Where a server started by the bench or the soak writes its log (a line per request): var/<name>.log."""
+    path = ROOT / "var" / f"{name}.log"
+    path.parent.mkdir(exist_ok=True)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

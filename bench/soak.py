@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-from bench.environment import ROOT, free_port, fresh_databases, production_env
+from bench.environment import ROOT, free_port, fresh_databases, production_env, server_log
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "90"))
 USERS = 24
@@ -80,7 +80,9 @@ class AuditCluster:
 @contextmanager
 def served(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "src.serve", "--port", str(port)], cwd=ROOT, env=env)
+    log = server_log("soak-server").open("w")
+    command = [sys.executable, "-m", "src.serve", "--port", str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -96,6 +98,7 @@ def served(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]
     finally:
         process.terminate()
         process.wait(timeout=60)
+        log.close()
 
 
 def rss_mib(pid: int) -> float:
