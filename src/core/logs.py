@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
-# uvicorn's access log repeats what the request log line says (src/core/request_context.py).
-QUIET_LOGGERS = {"uvicorn.access": logging.WARNING}
+# uvicorn's access log repeats what the request log line says (src/core/request_context.py); Alembic's
+# context says which dialect it uses each time /ready or /metrics reads a schema's revision.
+QUIET_LOGGERS = {"uvicorn.access": logging.WARNING, "alembic.runtime.migration": logging.WARNING}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -58,8 +59,8 @@ def configure_logging(log_format: LogFormat, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers = [*(kept for kept in root.handlers if kept.get_name() != HANDLER_NAME), handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        uvicorn_logger = logging.getLogger(name)
-        uvicorn_logger.handlers = []
-        uvicorn_logger.propagate = True
-        uvicorn_logger.setLevel(QUIET_LOGGERS.get(name, logging.NOTSET))
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", *QUIET_LOGGERS):
+        named = logging.getLogger(name)
+        named.handlers = []
+        named.propagate = True
+        named.setLevel(QUIET_LOGGERS.get(name, logging.NOTSET))
