@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import httpx
 
-from bench.environment import ROOT, free_port, fresh_databases, production_env, server_log
+from bench.environment import ROOT, fresh_databases, production_env, running_server
 from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk
 from src.serve import PROTOCOL
 
@@ -45,27 +45,14 @@ class Row:
 @contextmanager
 def serve(app: str, env: dict[str, str]) -> Iterator[str]:
     """One production-like uvicorn worker on the server core; its base URL once it answers."""
-    port = free_port()
-    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
-    command += ["--http", PROTOCOL, "--no-access-log", "--log-level", "warning"]
-    log = server_log(f"bench-{app.partition(':')[0].replace('.', '-')}").open("w")
-    process = subprocess.Popen(pinned(SERVER_CORE, command), cwd=ROOT, env=env, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/docs", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit(f"error: {app} did not start") from None
-                time.sleep(0.2)
+
+    def command(port: int) -> list[str]:
+        uvicorn = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
+        return pinned(SERVER_CORE, [*uvicorn, "--http", PROTOCOL, "--no-access-log", "--log-level", "warning"])
+
+    log_name = f"bench-{app.partition(':')[0].replace('.', '-')}"
+    with running_server(command, env, log_name=log_name, probe="/docs") as (base, _):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 def seed(base: str) -> tuple[str, list[str]]:

@@ -3,12 +3,15 @@
 import os
 import secrets
 import socket
+import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -50,6 +53,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_server(
+    command: Callable[[int], list[str]], env: dict[str, str], *, log_name: str, probe: str
+) -> Iterator[tuple[str, "subprocess.Popen[bytes]"]]:
+    """A server started by ``command(port)``, its log in var/; its base URL and process once ``probe`` answers."""
+    port = free_port()
+    with server_log(log_name).open("w") as log:
+        process = subprocess.Popen(command(port), cwd=ROOT, env=env, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(f"{base}{probe}", timeout=5)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise SystemExit(f"error: {' '.join(command(port))} did not start") from None
+                    time.sleep(0.2)
+            yield base, process
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 def production_env(urls: dict[str, str]) -> dict[str, str]:

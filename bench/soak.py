@@ -24,15 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from sqlalchemy import create_engine, text
 
-from bench.environment import ROOT, free_port, fresh_databases, production_env, server_log
+from bench.environment import ROOT, free_port, fresh_databases, production_env, running_server
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "90"))
 USERS = 24
@@ -75,30 +73,6 @@ class AuditCluster:
 
     def stop(self) -> None:
         self.run(str(self.bin / "pg_ctl"), "-D", str(self.folder), "-m", "fast", "-w", "stop")
-
-
-@contextmanager
-def served(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    log = server_log("soak-server").open("w")
-    command = [sys.executable, "-m", "src.serve", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise SystemExit("error: make serve did not start") from None
-                time.sleep(0.2)
-        yield base, process
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
-        log.close()
 
 
 def rss_mib(pid: int) -> float:
@@ -239,7 +213,9 @@ def main() -> int:
             }
             subprocess.run([sys.executable, "-m", "src.migrate", "upgrade"], cwd=ROOT, env=env, check=True)
             print(f"soak: {SECONDS}s, {USERS} virtual users, audit stopped for the middle third", flush=True)
-            with served(env) as (base, server):
+            serve = [sys.executable, "-m", "src.serve", "--port"]
+            server_run = running_server(lambda port: [*serve, str(port)], env, log_name="soak-server", probe="/health")
+            with server_run as (base, server):
                 memory_start, memory_end = asyncio.run(drive(base, cluster, server, tally))
                 deadline = time.monotonic() + 60
                 while (counts := audit_counts(urls["audit"], urls["core"]))[2] and time.monotonic() < deadline:

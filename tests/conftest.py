@@ -9,12 +9,16 @@ import logging
 import os
 import re
 import socket
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import uvicorn
 from alembic import command
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
@@ -41,6 +45,26 @@ def carries_a_secret(record: logging.LogRecord) -> bool:
     if record.exc_info:
         text += "".join(traceback.format_exception(*record.exc_info))
     return bool(_SECRET_SHAPES.search(text)) or settings.secret_key in text
+
+
+@contextmanager
+def server_in_thread(config: uvicorn.Config) -> Iterator[tuple[str, int]]:
+    """A real uvicorn server on a free port in a thread of this process; its address once it has started."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "the server did not start"
+    try:
+        yield listener.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ regression fails in seconds.
 
 import asyncio
 import json
-import socket
 import sqlite3
 import threading
 import time
@@ -30,7 +29,7 @@ from src.core.security import hashing_threads
 from src.main import create_app
 from src.services import users
 from tests.api.conftest import PASSWORD, auth
-from tests.conftest import DatabaseUrls
+from tests.conftest import DatabaseUrls, server_in_thread
 
 SIMULTANEOUS_REQUESTS = 200
 
@@ -55,19 +54,8 @@ def live_server(configured_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPa
         session.commit()
         headers = auth(user)
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning", backlog=512))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "the server did not start"
-    yield LiveServer(host="127.0.0.1", port=listener.getsockname()[1], headers=headers)
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    with server_in_thread(uvicorn.Config(create_app(), log_level="warning", backlog=512)) as (host, port):
+        yield LiveServer(host=host, port=port, headers=headers)
 
 
 @dataclass(frozen=True)

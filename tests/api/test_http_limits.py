@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
-from tests.conftest import free_port
+from tests.conftest import free_port, server_in_thread
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -39,20 +38,9 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Address]
     monkeypatch.setattr(settings, "request_body_timeout_seconds", 0.5)
     monkeypatch.setattr(settings, "max_request_header_bytes", 4096)
     monkeypatch.setattr(settings, "max_request_headers", 20)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(), http=LimitedHttpToolsProtocol, loop="uvloop", log_level="warning")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not running.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert running.started, "the server did not start"
-    yield listener.getsockname()
-    running.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    with server_in_thread(config) as address:
+        yield address
 
 
 def exchange(address: Address, data: bytes) -> tuple[float, int, dict[str, str]]:
