@@ -2,9 +2,10 @@
 
 No reload, uvloop, uvicorn's httptools protocol with the request limits of
 src/core/http_protocol.py, no access log (the app logs a line per request),
-proxy headers trusted from FORWARDED_ALLOW_IPS only (default: 127.0.0.1), and a graceful shutdown that lets requests in flight and a relay
-batch finish. WEB_CONCURRENCY sets the worker processes (default: the usable
-cores); SQLite databases allow one. The workers' metrics meet in
+proxy headers trusted from FORWARDED_ALLOW_IPS only (default: 127.0.0.1), and a
+graceful shutdown that lets requests in flight and a relay batch finish.
+WEB_CONCURRENCY sets the worker processes (default: the usable cores); SQLite
+databases allow one. The workers' metrics meet in
 PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
 """
 
