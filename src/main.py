@@ -8,13 +8,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from src.api import health, metrics
+from src.api.allowed_hosts import AllowedHostsMiddleware
+from src.api.body_limit import BodyLimitMiddleware
+from src.api.errors import register_error_handler
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
-from src.core.allowed_hosts import AllowedHostsMiddleware
-from src.core.body_limit import BodyLimitMiddleware
 from src.core.config import settings
 from src.core.databases import dispose_engines
-from src.core.errors import register_error_handler
 from src.core.logs import configure_logging
 from src.core.metrics import forget_this_process
 from src.core.request_context import REQUEST_ID_HEADER, RequestContextMiddleware

@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     max_request_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Served by `make serve` (src/core/http_protocol.py): the request line and headers together, and their count,
     # are limited (431), and must arrive within their timeout (408). The body's timeout holds everywhere
-    # (src/core/body_limit.py): from when the app begins to read it.
+    # (src/api/body_limit.py): from when the app begins to read it.
     max_request_header_bytes: int = Field(default=16 * 1024, ge=1024)
     max_request_headers: int = Field(default=100, ge=10)
     request_header_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import registry
 from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from sqlmodel import SQLModel
 
 from src.core.config import settings
@@ -80,6 +81,25 @@ def database_error_reason(error: DBAPIError) -> str:
     """The driver's own first line (it names host and port, never the password)."""
     text = str(error.orig).strip()
     return text.splitlines()[0] if text else type(error.orig or error).__name__
+
+
+def unique_violation_columns(error: DBAPIError, table: Table) -> set[str]:
+    """The columns of ``table`` whose unique constraint or index ``error`` reports; empty for any other error.
+
+    PostgreSQL names the constraint, looked up in the table's metadata; SQLite names the columns.
+    """
+    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+    if constraint:
+        constraints = {
+            named.name: named.columns for named in table.constraints if isinstance(named, ColumnCollectionConstraint)
+        }
+        indexes = {index.name: index.columns for index in table.indexes}
+        return {column.name for column in (constraints | indexes).get(constraint, ())}
+    message = str(error.orig)
+    if message.startswith("UNIQUE constraint failed: "):
+        named = message.removeprefix("UNIQUE constraint failed: ").split(", ")
+        return {name.partition(".")[2] for name in named if name.startswith(f"{table.name}.")}
+    return set()
 
 
 def create_database_engine(url: str, **kwargs: Any) -> Engine:

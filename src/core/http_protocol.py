@@ -5,7 +5,7 @@ to send them: a client sending a header a byte at a time holds its connection,
 and the memory of the header so far, for ever. This protocol answers such requests
 itself, in the one error shape, and closes the connection. ``make serve`` runs
 uvicorn with it (``--http src.core.http_protocol:LimitedHttpToolsProtocol``). A
-slow body is timed where the app reads it (src/core/body_limit.py).
+slow body is timed where the app reads it (src/api/body_limit.py).
 """
 
 import asyncio

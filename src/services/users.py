@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from src.api.v1.models.user import User
+from src.core.databases import unique_violation_columns
 from src.core.errors import Conflict, InvalidCredentials, InvalidToken, TooManyAttempts, WrongPassword
 from src.core.metrics import LOGINS_THROTTLED
 from src.core.security import (
@@ -53,9 +54,8 @@ def register_user(
     try:
         session.flush()
     except IntegrityError as error:
-        # A concurrent sign-up took the email or username between the check above and this insert;
-        # the constraint names (uq_users_username, ix_users_email) say which.
-        if "username" in str(error.orig):
+        # A concurrent sign-up took the email or username between the check above and this insert.
+        if "username" in unique_violation_columns(error, User.metadata.tables[User.__tablename__]):
             raise UsernameTaken(f"the username {username!r} is already taken") from None
         raise EmailTaken(f"the email {email!r} is already registered") from None
     record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))

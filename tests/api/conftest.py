@@ -174,6 +174,17 @@ def add_member(session: Session) -> AddMember:
     return add
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 def auth(user: User) -> dict[str, str]:
-    """Headers carrying a fresh bearer token for ``user``."""
-    return {"Authorization": f"Bearer {create_access_token(user.id, password_hash=user.hashed_password).token}"}
+    """Headers carrying a fresh bearer token for ``user``, made without a request."""
+    return bearer(create_access_token(user.id, password_hash=user.hashed_password).token)
+
+
+def logged_in(client: TestClient, login: str, password: str = PASSWORD) -> dict[str, str]:
+    """Headers carrying the bearer token that ``POST /auth/token`` gives ``login``."""
+    response = client.post("/api/v1/auth/token", data={"username": login, "password": password})
+    assert response.status_code == 200, response.text
+    return bearer(response.json()["access_token"])

@@ -18,7 +18,7 @@ from src.core.config import settings
 from src.core.databases import get_engine
 from src.main import create_app
 from src.services.audit_relay import relay_pending
-from tests.api.conftest import PASSWORD
+from tests.api.conftest import PASSWORD, logged_in
 from tests.conftest import UNREACHABLE_URL, DatabaseUrls
 
 
@@ -41,12 +41,6 @@ def sign_up(client: TestClient, name: str) -> str:
     return str(response.json()["id"])
 
 
-def token_for(client: TestClient, name: str) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token", data={"username": name, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 def outbox() -> list[OutboxEvent]:
     with Session(get_engine("core")) as session:
         return list(session.exec(select(OutboxEvent).order_by(col(OutboxEvent.occurred_at), col(OutboxEvent.id))))
@@ -62,7 +56,7 @@ def walkthrough(client: TestClient) -> tuple[str, dict[str, str]]:
     sign_up(client, "ada")
     bob = sign_up(client, "bob")
     assert client.post("/api/v1/auth/token", data={"username": "ada", "password": "wrong"}).status_code == 401
-    ada = token_for(client, "ada")
+    ada = logged_in(client, "ada")
     workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
     assert (
         client.post(
@@ -126,7 +120,7 @@ def test_failed_login_is_recorded_although_the_request_fails(client: TestClient)
 def test_a_change_that_fails_leaves_no_event(client: TestClient) -> None:
     sign_up(client, "ada")
     bob = sign_up(client, "bob")
-    ada = token_for(client, "ada")
+    ada = logged_in(client, "ada")
     workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
     members = f"/api/v1/workspaces/{workspace}/members"
     assert client.post(members, json={"user_id": bob}, headers=ada).status_code == 201
@@ -140,7 +134,7 @@ def test_a_change_that_fails_leaves_no_event(client: TestClient) -> None:
 def test_password_change_and_role_change_record_before_and_after(client: TestClient) -> None:
     sign_up(client, "ada")
     bob = sign_up(client, "bob")
-    ada = token_for(client, "ada")
+    ada = logged_in(client, "ada")
     workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
     client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada)
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from src.core.config import Settings, settings
 from src.core.logs import HANDLER_NAME, JsonFormatter, TextFormatter
-from tests.api.conftest import PASSWORD, MakeUser, create_test_app, join_test_transactions
+from tests.api.conftest import PASSWORD, MakeUser, create_test_app, join_test_transactions, logged_in
 
 
 class LoggedClient(TestClient):
@@ -45,15 +45,13 @@ def test_each_request_is_one_json_line_with_who_what_and_how_long(
     json_client: LoggedClient, make_user: MakeUser
 ) -> None:
     user = make_user(username="ada")
-    token = json_client.post("/api/v1/auth/token", data={"username": "ada", "password": PASSWORD}).json()
-    workspace = json_client.post(
-        "/api/v1/workspaces", json={"name": "Engines"}, headers={"Authorization": f"Bearer {token['access_token']}"}
-    ).json()
+    headers = logged_in(json_client, "ada")
+    workspace = json_client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=headers).json()
     json_client.request_lines()
 
     response = json_client.get(
         f"/api/v1/workspaces/{workspace['id']}",
-        headers={"Authorization": f"Bearer {token['access_token']}", "X-Request-ID": "req-7"},
+        headers=headers | {"X-Request-ID": "req-7"},
     )
 
     [line] = json_client.request_lines()

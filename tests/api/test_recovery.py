@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from src.core.config import settings
 from src.main import create_app
-from tests.api.conftest import PASSWORD
+from tests.api.conftest import PASSWORD, logged_in
 from tests.conftest import DatabaseUrls
 
 pytestmark = pytest.mark.parametrize("dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -86,16 +86,10 @@ def proxied_core(migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPat
     proxy.stop()
 
 
-def token(client: TestClient) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token", data={"username": "ada", "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
-
-
 def test_requests_succeed_after_postgresql_kills_every_connection(migrated_databases: DatabaseUrls) -> None:
     with TestClient(create_app()) as client:
         assert client.post("/api/v1/users", json=SIGN_UP).status_code == 201
-        headers = token(client)
+        headers = logged_in(client, "ada")
         assert client.get("/api/v1/users/me", headers=headers).status_code == 200
         admin = create_engine(migrated_databases["core"], isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
@@ -116,7 +110,7 @@ def test_requests_succeed_after_postgresql_kills_every_connection(migrated_datab
 def test_the_service_answers_503_during_a_core_outage_and_recovers_after_it(proxied_core: Proxy) -> None:
     with TestClient(create_app()) as client:
         assert client.post("/api/v1/users", json=SIGN_UP).status_code == 201
-        headers = token(client)
+        headers = logged_in(client, "ada")
 
         proxied_core.stop()
         during = client.get("/api/v1/users/me", headers=headers)

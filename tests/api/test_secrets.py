@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from src.api.v1.models.user import User
 from src.core.config import settings
 from src.main import create_app
+from tests.api.conftest import bearer, logged_in
 from tests.conftest import DatabaseUrls
 
 PASSWORD = "first-Secret-9731"
@@ -22,11 +23,6 @@ DATABASE_PASSWORD = "db-Secret-4408"
 
 def exposed(response: httpx.Response) -> str:
     return f"{response.headers}\n{response.text}"
-
-
-def bearer(client: TestClient, login: str, password: str) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token", data={"username": login, "password": password})
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 def every_endpoint(client: TestClient, headers: dict[str, str]) -> list[httpx.Response]:
@@ -54,7 +50,7 @@ def test_an_account_lifecycle_exposes_no_secret(
     shown.append(client.post("/api/v1/auth/token", data={"username": "ada", "password": WRONG_PASSWORD}))
     issued = client.post("/api/v1/auth/token", data={"username": "ada", "password": PASSWORD})
     token = issued.json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer(token)
     shown.append(client.get("/api/v1/users/me", headers=headers))
     shown.append(client.patch("/api/v1/users/me", headers=headers, json={"password": NEW_PASSWORD}))
     shown.append(
@@ -64,7 +60,7 @@ def test_an_account_lifecycle_exposes_no_secret(
         client.patch("/api/v1/users/me", headers=headers, json={"password": NEW_PASSWORD, "current_password": PASSWORD})
     )
     shown.append(client.get("/api/v1/users/me", headers=headers))  # revoked by the change
-    shown += every_endpoint(client, bearer(client, "ada", NEW_PASSWORD))
+    shown += every_endpoint(client, logged_in(client, "ada", NEW_PASSWORD))
     shown += [client.post("/api/v1/auth/token", data={"username": "ada", "password": WRONG_PASSWORD}) for _ in range(6)]
     hashed = session.exec(select(User.hashed_password).where(User.username == "ada")).one()
 

@@ -16,11 +16,7 @@ from src.core.config import settings
 from src.core.security import create_access_token, password_stamp
 from src.core.timestamps import utcnow
 from src.main import create_app
-from tests.api.conftest import PASSWORD, MakeUser
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.api.conftest import PASSWORD, MakeUser, bearer
 
 
 def valid_claims(user: User) -> dict[str, object]:

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
 from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
+from src.api.errors import error_responses
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, Actor, AuditEventPublic, EventTarget
-from src.core.errors import error_responses
 from src.core.pagination import Page
 from src.services import audit_log
 

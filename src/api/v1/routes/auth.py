@@ -5,8 +5,8 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 
+from src.api.errors import error_responses
 from src.api.v1.schemas.users import Token
-from src.core.errors import error_responses
 from src.core.sessions import RequestSessions
 from src.services import users
 

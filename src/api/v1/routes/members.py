@@ -5,8 +5,8 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from src.api.dependencies import PageParams, SessionDep, WorkspaceForAdmin, WorkspaceForMember
+from src.api.errors import error_responses
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
-from src.core.errors import error_responses
 from src.core.pagination import Page
 from src.services import workspaces
 from src.services.workspaces import Member

@@ -3,8 +3,8 @@
 from fastapi import APIRouter, status
 
 from src.api.dependencies import CurrentUser, SessionDep
+from src.api.errors import error_responses
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
-from src.core.errors import error_responses
 from src.services import users
 
 router = APIRouter(prefix="/users", tags=["users"])

@@ -10,8 +10,8 @@ from src.api.dependencies import (
     WorkspaceForMember,
     WorkspaceForOwner,
 )
+from src.api.errors import error_responses
 from src.api.v1.schemas.workspaces import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
-from src.core.errors import error_responses
 from src.core.pagination import Page
 from src.services import workspaces
 from src.services.workspaces import Membership

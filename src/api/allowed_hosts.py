@@ -8,7 +8,8 @@ Host: an orchestrator calls them by the instance's own address, and they build n
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from src.core.errors import AppError, handle_error
+from src.api.errors import handle_error
+from src.core.errors import AppError
 
 PROBES = frozenset({"/health", "/ready"})
 

@@ -1,0 +1,162 @@
+"""One handler, one shape: ``{"error": <stable code>, "detail": <message>}``.
+
+Services raise subclasses of ``AppError`` (src/core/errors.py); request validation
+errors, unknown routes, database faults and unexpected exceptions are turned into
+the same shape, so a client never sees a stack trace or a second format.
+"""
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from src.core.databases import database_error_reason
+from src.core.errors import AppError
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    detail: str
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    message: str
+    type: str
+
+
+class ValidationErrorResponse(ErrorResponse):
+    fields: list[FieldError]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": model, "description": description}
+    for status, model, description in [
+        (400, ErrorResponse, "Bad request"),
+        (401, ErrorResponse, "Missing, invalid or expired credentials"),
+        (403, ErrorResponse, "Role too low inside a workspace the caller belongs to"),
+        (404, ErrorResponse, "Not found, or not visible to the caller"),
+        (409, ErrorResponse, "Conflicts with the current state"),
+        (422, ValidationErrorResponse, "Invalid input"),
+        (429, ErrorResponse, "Too many failed attempts; retry after the seconds in the Retry-After header"),
+        (
+            503,
+            ErrorResponse,
+            "A database the endpoint needs is unreachable (database_unavailable), or its schema is older than"
+            " this version of the service (schema_behind); try again later",
+        ),
+    ]
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses an endpoint can answer with."""
+    return {status: ERROR_RESPONSES[status] for status in statuses}
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _field_error(error: Any) -> FieldError:
+    # Never echo the rejected input: it may be a password.
+    return FieldError(
+        loc=list(error.get("loc", ())), message=str(error.get("msg", "")), type=str(error.get("type", ""))
+    )
+
+
+def _validation_detail(fields: list[FieldError]) -> str:
+    first = fields[0]
+    where = ".".join(str(part) for part in first.loc[1:]) or ".".join(str(part) for part in first.loc)
+    more = f" (and {len(fields) - 1} more)" if len(fields) > 1 else ""
+    return f"{where}: {first.message}{more}" if where else f"{first.message}{more}"
+
+
+# A column or table the models use is missing: this code was deployed before its migrations ran.
+_SQLITE_SCHEMA_BEHIND = ("no such column", "no such table")
+_POSTGRES_SCHEMA_BEHIND = {"42703", "42P01"}  # undefined_column, undefined_table
+
+
+def is_schema_behind(error: DBAPIError) -> bool:
+    if getattr(error.orig, "pgcode", None) in _POSTGRES_SCHEMA_BEHIND:
+        return True
+    return isinstance(error, OperationalError) and str(error.orig).startswith(_SQLITE_SCHEMA_BEHIND)
+
+
+def _json_body_sent_as_other_type(request: Request, error: RequestValidationError) -> bool:
+    """A JSON body under another declared type: FastAPI hands validation the raw bytes, which fail as a whole."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if not media_type or media_type == "application/json" or media_type.endswith("+json"):
+        return False
+    return any(tuple(item.get("loc", ())) == ("body",) for item in error.errors())
+
+
+def _json(status_code: int, body: BaseModel, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
+
+
+async def handle_error(request: Request, error: Exception) -> JSONResponse:
+    """The one handler: every error the app answers with goes through here."""
+    if isinstance(error, AppError):
+        return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.response_headers())
+    if isinstance(error, RequestValidationError) and any(item.get("type") == "json_invalid" for item in error.errors()):
+        return _json(400, ErrorResponse(error="bad_request", detail="the request body is not valid JSON"))
+    if isinstance(error, RequestValidationError) and _json_body_sent_as_other_type(request, error):
+        detail = "send the body as application/json"
+        return _json(415, ErrorResponse(error="unsupported_media_type", detail=detail))
+    if isinstance(error, RequestValidationError):
+        fields = [_field_error(item) for item in error.errors()] or [
+            FieldError(loc=[], message="invalid request", type="value_error")
+        ]
+        body = ValidationErrorResponse(error="validation_error", detail=_validation_detail(fields), fields=fields)
+        return _json(422, body)
+    if isinstance(error, DBAPIError) and is_schema_behind(error):
+        logger.warning("database schema behind the code: %s", database_error_reason(error))
+        detail = (
+            "the database schema is older than this version of the service;"
+            " try again once the deploy's migrations have run"
+        )
+        return _json(503, ErrorResponse(error="schema_behind", detail=detail))
+    if isinstance(error, OperationalError | PoolTimeout):
+        # The database is down, unreachable or saturated: the client may retry; the server log names the cause.
+        reason = database_error_reason(error) if isinstance(error, OperationalError) else str(error)
+        logger.warning("database unavailable: %s", reason)
+        return _json(503, ErrorResponse(error="database_unavailable", detail="a database is unavailable; try again"))
+    if isinstance(error, StarletteHTTPException):
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        return _json(error.status_code, ErrorResponse(error=code, detail=str(error.detail)), error.headers)
+    if isinstance(error, ProgrammingError):
+        # Registered to answer schema_behind, it never reaches ServerErrorMiddleware: its traceback is logged here.
+        logger.error("unexpected database error", exc_info=error)
+    # Anything else: Starlette's ServerErrorMiddleware re-raises after this response, so the server logs the traceback.
+    return _json(500, ErrorResponse(error="internal_error", detail="internal server error"))
+
+
+def register_error_handler(app: FastAPI) -> None:
+    for error_class in (
+        AppError,
+        RequestValidationError,
+        StarletteHTTPException,
+        OperationalError,
+        ProgrammingError,
+        PoolTimeout,
+        Exception,
+    ):
+        app.add_exception_handler(error_class, handle_error)
