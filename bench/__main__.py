@@ -130,17 +130,17 @@ def time_relay(env: dict[str, str]) -> float:
     script = f"""
 import time, uuid
 from sqlalchemy import insert
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.databases import get_unpooled_engine
 from src.core.timestamps import utcnow
 from src.services.audit_relay import OUTBOX, relay_pending
 rows = [dict(id=uuid.uuid4(), occurred_at=utcnow(), action="workspace.renamed", outcome="success",
              actor_type="user", context={{}}, details={{}}) for _ in range({RELAY_EVENTS})]
-relay_pending(batch_size=settings.audit_relay_batch_size)  # what the app left behind
+relay_pending(batch_size=get_settings().audit_relay_batch_size)  # what the app left behind
 with get_unpooled_engine("core").begin() as core:
     core.execute(insert(OUTBOX), rows)
 start = time.perf_counter()
-delivered = relay_pending(batch_size=settings.audit_relay_batch_size)
+delivered = relay_pending(batch_size=get_settings().audit_relay_batch_size)
 assert delivered == {RELAY_EVENTS}, delivered
 print(delivered / (time.perf_counter() - start))
 """

@@ -13,7 +13,7 @@ from src.api.body_limit import BodyLimitMiddleware
 from src.api.errors import register_error_handler
 from src.api.v1.models import load_models
 from src.api.v1.router import router as v1_router
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.databases import dispose_engines
 from src.core.logs import configure_logging
 from src.core.metrics import forget_this_process
@@ -36,6 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.audit_sessions = RequestSessions.for_database("audit")
     size_worker_threads(app.state.sessions.capacity)
     relay = None
+    settings = get_settings()
     if settings.audit_relay_enabled:
         relay = asyncio.create_task(
             relay_forever(interval=settings.audit_relay_interval_seconds, batch_size=settings.audit_relay_batch_size)
@@ -50,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
+    settings = get_settings()
     configure_logging(settings.effective_log_format, settings.log_level)
     app = FastAPI(title="FastAPI starter", lifespan=lifespan)
     register_error_handler(app)

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from src.core.config import normalize_database_url, settings
+from src.core.config import get_settings, normalize_database_url
 from src.core.databases import DATABASES, dispose_engines
 from src.core.schema_versions import alembic_config
 
@@ -44,7 +44,7 @@ def carries_a_secret(record: logging.LogRecord) -> bool:
     text = record.getMessage()
     if record.exc_info:
         text += "".join(traceback.format_exception(*record.exc_info))
-    return bool(_SECRET_SHAPES.search(text)) or settings.secret_key in text
+    return bool(_SECRET_SHAPES.search(text)) or get_settings().secret_key in text
 
 
 @contextmanager
@@ -179,7 +179,7 @@ def database_urls(
 def configured_databases(database_urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseUrls]:
     """Point the app's settings (and so the migrations) at the test's databases."""
     for name, url in database_urls.items():
-        monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
+        monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
     yield database_urls
     dispose_engines()
 

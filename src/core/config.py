@@ -1,11 +1,13 @@
 """The one settings object, used by the app, the migrations and the CLI alike.
 
 Precedence: process environment > settings file (SETTINGS_FILE, default
-config/local.env) > the defaults below.
+config/local.env) > the defaults below. Read on first use (``get_settings()``),
+not on import, so that an entry point reports invalid settings its own way.
 """
 
 import os
 import re
+from functools import cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
@@ -192,4 +194,6 @@ def settings_file() -> Path:
     return PROJECT_ROOT / os.environ.get("SETTINGS_FILE", "config/local.env")
 
 
-settings = Settings(_env_file=settings_file())
+@cache
+def get_settings() -> Settings:
+    return Settings(_env_file=settings_file())

@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool, QueuePool
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from sqlmodel import SQLModel
 
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.metrics import watch_pool
 
 NAMING_CONVENTION = {
@@ -52,7 +52,7 @@ class Database:
 
     @property
     def url(self) -> str:
-        return str(getattr(settings, self.url_setting))
+        return str(getattr(get_settings(), self.url_setting))
 
 
 DATABASES: dict[str, Database] = {
@@ -109,7 +109,7 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # A writer waits for the write lock as long as a request waits for a connection.
-        connect_args = {"check_same_thread": False, "timeout": settings.db_pool_timeout}
+        connect_args = {"check_same_thread": False, "timeout": get_settings().db_pool_timeout}
         return create_engine(url, connect_args=connect_args, **kwargs)
     # Fail fast on an unreachable server instead of waiting for the OS timeout.
     engine = create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
@@ -166,9 +166,9 @@ def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
     if pooled:
         options = {
             "poolclass": QueuePool,
-            "pool_size": settings.db_pool_size,
-            "max_overflow": settings.db_max_overflow,
-            "pool_timeout": settings.db_pool_timeout,
+            "pool_size": get_settings().db_pool_size,
+            "max_overflow": get_settings().db_max_overflow,
+            "pool_timeout": get_settings().db_pool_timeout,
         }
     engine = create_database_engine(url, **options)
     if is_sqlite:

@@ -13,7 +13,7 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from src.core.config import settings
+from src.core.config import get_settings
 
 
 class _Refused(Exception):
@@ -46,7 +46,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         # may end the one before, so counting starts with the next: memory stays within one chunk of the limit.
         if self._awaiting_headers and not self._message_began and not self.transport.is_closing():
             self._unparsed_bytes += len(data)
-            if self._unparsed_bytes > settings.max_request_header_bytes:
+            if self._unparsed_bytes > get_settings().max_request_header_bytes:
                 self._send_error(431, "headers_too_large", self._too_many_bytes())
 
     def on_message_begin(self) -> None:
@@ -62,10 +62,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         self._header_count += 1
-        if self._header_bytes > settings.max_request_header_bytes:
+        if self._header_bytes > get_settings().max_request_header_bytes:
             self._refuse(self._too_many_bytes())
-        if self._header_count > settings.max_request_headers:
-            self._refuse(f"the request has over {settings.max_request_headers} headers (MAX_REQUEST_HEADERS)")
+        if self._header_count > get_settings().max_request_headers:
+            self._refuse(f"the request has over {get_settings().max_request_headers} headers (MAX_REQUEST_HEADERS)")
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -78,7 +78,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._send_error(*(self._refusal or (400, "bad_request", "the request is not valid HTTP")))
 
     def _too_many_bytes(self) -> str:
-        limit = settings.max_request_header_bytes
+        limit = get_settings().max_request_header_bytes
         return f"the request line and headers are over {limit} bytes (MAX_REQUEST_HEADER_BYTES)"
 
     def _refuse(self, detail: str) -> None:
@@ -88,7 +88,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_header_deadline(self) -> None:
         self._cancel_deadline()
-        seconds = settings.request_header_timeout_seconds
+        seconds = get_settings().request_header_timeout_seconds
         self._deadline = self.loop.call_later(seconds, self._header_deadline_passed)
 
     def _cancel_deadline(self) -> None:
@@ -104,7 +104,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # A pipelined request waits, unread, behind the one being answered: its time starts after.
             self._start_header_deadline()
             return
-        seconds = settings.request_header_timeout_seconds
+        seconds = get_settings().request_header_timeout_seconds
         self._send_error(408, "request_timeout", f"the request headers did not arrive within {seconds:g}s")
 
     def _send_error(self, status: int, code: str, detail: str) -> None:

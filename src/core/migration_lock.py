@@ -13,7 +13,7 @@ from datetime import UTC
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from src.core.config import settings
+from src.core.config import get_settings
 
 # Any fixed number shared by every process that migrates: one upgrade at a time, per database.
 MIGRATION_LOCK_ID = 0x616C656D
@@ -65,8 +65,8 @@ def prepare_migration_connection(connection: Connection, database_name: str, *, 
             " set_config('statement_timeout', :statement_timeout, false)"
         ),
         {
-            "lock_timeout": _milliseconds(settings.migration_lock_timeout_seconds),
-            "statement_timeout": _milliseconds(settings.migration_statement_timeout_seconds),
+            "lock_timeout": _milliseconds(get_settings().migration_lock_timeout_seconds),
+            "statement_timeout": _milliseconds(get_settings().migration_statement_timeout_seconds),
         },
     )
     # So that pg_stat_activity (and a second migration waiting here) can tell who holds the lock.
@@ -97,7 +97,7 @@ def _try_lock(connection: Connection) -> bool:
 def _take_migration_lock(connection: Connection, database_name: str) -> None:
     if _try_lock(connection):
         return
-    wait = settings.migration_wait_timeout_seconds
+    wait = get_settings().migration_wait_timeout_seconds
     print(
         f"{database_name}: another migration is running: the migration lock is held by {_holder(connection)};"
         f" waiting up to {_seconds(wait)} (MIGRATION_WAIT_TIMEOUT_SECONDS)",
@@ -144,14 +144,15 @@ def timeout_reason(error: DBAPIError) -> str | None:
     locked = _locked_object(error)
     if code == LOCK_NOT_AVAILABLE:
         return (
-            f"waited {_seconds(settings.migration_lock_timeout_seconds)} for a lock{f' on {locked}' if locked else ''}"
+            f"waited {_seconds(get_settings().migration_lock_timeout_seconds)} for a lock"
+            f"{f' on {locked}' if locked else ''}"
             " (lock_timeout; MIGRATION_LOCK_TIMEOUT_SECONDS): a transaction kept it"
         )
     # The same code is used for a cancel by pg_cancel_backend, which is no timeout.
     if code == QUERY_CANCELED and "statement timeout" in message:
         return (
             f"a statement{f' on {locked}' if locked else ''} ran longer than"
-            f" {_seconds(settings.migration_statement_timeout_seconds)}"
+            f" {_seconds(get_settings().migration_statement_timeout_seconds)}"
             " (statement_timeout; MIGRATION_STATEMENT_TIMEOUT_SECONDS: raise it if the statement needs longer)"
         )
     return None

@@ -17,7 +17,7 @@ import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.errors import InvalidToken
 from src.core.timestamps import utcnow
 
@@ -32,10 +32,13 @@ def _password_hash(memory_kib: int, time_cost: int, parallelism: int) -> Passwor
     return PasswordHash((Argon2Hasher(memory_cost=memory_kib, time_cost=time_cost, parallelism=parallelism),))
 
 
+def _hash_cost() -> tuple[int, int, int]:
+    settings = get_settings()
+    return settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
+
+
 def password_hash() -> PasswordHash:
-    return _password_hash(
-        settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
-    )
+    return _password_hash(*_hash_cost())
 
 
 def _yield_the_cpu() -> None:
@@ -61,7 +64,7 @@ os.register_at_fork(after_in_child=_hashing_threads.cache_clear)
 def hashing_threads() -> ThreadPoolExecutor:
     """At most PASSWORD_HASH_CONCURRENCY hashes at once: each takes a core and 64 MiB for a quarter second,
     so a burst of log-ins must queue rather than starve every other request of CPU and memory."""
-    return _hashing_threads(settings.password_hash_concurrency)
+    return _hashing_threads(get_settings().password_hash_concurrency)
 
 
 def hash_password(password: str) -> str:
@@ -87,9 +90,7 @@ def _dummy_hash(memory_kib: int, time_cost: int, parallelism: int) -> str:
 
 
 def _verify_against_dummy(password: str) -> None:
-    dummy = _dummy_hash(
-        settings.password_hash_memory_kib, settings.password_hash_time_cost, settings.password_hash_parallelism
-    )
+    dummy = _dummy_hash(*_hash_cost())
     password_hash().verify(password, dummy)
 
 
@@ -101,7 +102,7 @@ async def spend_verification_time(password: str) -> None:
 def password_stamp(password_hash: str) -> str:
     """Changes whenever the password does (every hash has a fresh salt), so a password change revokes
     earlier tokens; keyed with the secret key, so a token reveals nothing of the hash."""
-    return hmac.new(settings.secret_key.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(get_settings().secret_key.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -122,17 +123,17 @@ class AccessToken:
 
 def create_access_token(user_id: uuid.UUID, *, password_hash: str, now: datetime | None = None) -> AccessToken:
     issued_at = now or utcnow()
-    lifetime = timedelta(minutes=settings.access_token_expire_minutes)
+    lifetime = timedelta(minutes=get_settings().access_token_expire_minutes)
     expires_at = issued_at + lifetime
     claims = {
         "sub": str(user_id),
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": get_settings().jwt_issuer,
+        "aud": get_settings().jwt_audience,
         "iat": issued_at,
         "exp": expires_at,
         "pwd": password_stamp(password_hash),
     }
-    token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
+    token = jwt.encode(claims, get_settings().secret_key, algorithm=JWT_ALGORITHM)
     return AccessToken(token=token, expires_at=expires_at, expires_in=int(lifetime.total_seconds()))
 
 
@@ -141,10 +142,10 @@ def decode_access_token(token: str) -> TokenClaims:
     try:
         claims = jwt.decode(
             token,
-            settings.secret_key,
+            get_settings().secret_key,
             algorithms=[JWT_ALGORITHM],
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
+            audience=get_settings().jwt_audience,
+            issuer=get_settings().jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
         )
         return TokenClaims(user_id=uuid.UUID(str(claims["sub"])), password_stamp=str(claims["pwd"]))

@@ -1,13 +1,16 @@
 """Command line behind the Makefile's migrate-* targets: ``python -m src.migrate COMMAND [--db NAME]``."""
 
 import argparse
-import os
 import sys
-import traceback
 
-from pydantic import ValidationError
+from alembic.util import CommandError
 
-from src.core.cli import fail, invalid_settings
+from src.api.v1.models import UnassignedModelError
+from src.core.cli import run_command
+from src.core.databases import UnknownDatabaseError
+from src.core.migration_lock import MigrationLockTimeout
+from src.migrate import commands, lint, merge, rollback, status
+from src.migrate.errors import MigrateError, RevisionFailed
 
 COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "merge", "sql", "lint")
 
@@ -23,10 +26,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> None:
-    # Imported here so that invalid settings are reported in one line too.
-    from src.migrate import commands, lint, merge, rollback, status
-
+def run(args: argparse.Namespace) -> int:
     db = args.db or None
     match args.command:
         case "create":
@@ -43,33 +43,23 @@ def run(args: argparse.Namespace) -> None:
             lint.lint(db)
         case _:
             getattr(commands, args.command)(db)
+    return 0
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, RevisionFailed):
+        return f"{error} (VERBOSE=1 prints the traceback)"
+    return str(error)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    try:
-        from alembic.util import CommandError
-
-        from src.api.v1.models import UnassignedModelError
-        from src.core.databases import UnknownDatabaseError
-        from src.core.migration_lock import MigrationLockTimeout
-        from src.migrate.errors import MigrateError, RevisionFailed
-
-        try:
-            run(args)
-        except (MigrateError, MigrationLockTimeout, CommandError, UnknownDatabaseError, UnassignedModelError) as error:
-            message = str(error)
-            if args.verbose:
-                traceback.print_exception(error.__cause__ or error)
-            elif isinstance(error, RevisionFailed):
-                message += " (VERBOSE=1 prints the traceback)"
-            return fail(message, getattr(error, "exit_code", 1))
-    except BrokenPipeError:  # the reader went away (piped to head): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except ValidationError as error:
-        return invalid_settings(error)
-    return 0
+    return run_command(
+        lambda: run(args),
+        reported=(MigrateError, MigrationLockTimeout, CommandError, UnknownDatabaseError, UnassignedModelError),
+        describe=str if args.verbose else describe,
+        verbose=args.verbose,
+    )
 
 
 if __name__ == "__main__":

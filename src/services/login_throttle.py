@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.login_failure import LoginFailure
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.request_context import current_request_context
 from src.core.text import fold
 from src.core.timestamps import utcnow
@@ -44,10 +44,12 @@ class Lockout:
 def limits_for(login: str, user_id: uuid.UUID | None) -> tuple[Limit, ...]:
     # A login naming no user is kept as a digest: it may be anything, a mistyped password included.
     account = f"account:{user_id}" if user_id else f"login:{sha256(fold(login.strip()).encode()).hexdigest()}"
-    limits = [Limit("account", account, settings.login_failures_per_account)]
+    limits = [Limit("account", account, get_settings().login_failures_per_account)]
     request = current_request_context()
     if request and request.ip:
-        limits.append(Limit("address", f"address:{client_network(request.ip)}", settings.login_failures_per_address))
+        limits.append(
+            Limit("address", f"address:{client_network(request.ip)}", get_settings().login_failures_per_address)
+        )
     return tuple(limits)
 
 
@@ -65,7 +67,7 @@ def lockout_seconds(failures: int, max_failures: int) -> float:
     if failures < max_failures:
         return 0.0
     doublings = min(failures - max_failures, 32)
-    return min(settings.login_lockout_seconds * (1 << doublings), settings.login_failure_window_seconds)
+    return min(get_settings().login_lockout_seconds * (1 << doublings), get_settings().login_failure_window_seconds)
 
 
 def _locked_until(row: LoginFailure, max_failures: int) -> datetime:
@@ -73,7 +75,7 @@ def _locked_until(row: LoginFailure, max_failures: int) -> datetime:
 
 
 def _forgotten(row: LoginFailure, max_failures: int, now: datetime) -> bool:
-    return now >= _locked_until(row, max_failures) + timedelta(seconds=settings.login_failure_window_seconds)
+    return now >= _locked_until(row, max_failures) + timedelta(seconds=get_settings().login_failure_window_seconds)
 
 
 def current_lockout(session: Session, limits: tuple[Limit, ...], *, lock: bool = False) -> Lockout | None:
@@ -111,7 +113,7 @@ def count_failure(session: Session, limits: tuple[Limit, ...]) -> None:
         row.last_failure_at = now
         session.add(row)
     # Counters are forgotten at the latest a window after a lockout of at most a window: older rows go.
-    stale = now - timedelta(seconds=2 * settings.login_failure_window_seconds)
+    stale = now - timedelta(seconds=2 * get_settings().login_failure_window_seconds)
     session.execute(delete(LoginFailure).where(col(LoginFailure.last_failure_at) < stale))
     session.flush()
 

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.databases import DATABASES, create_app_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import create_access_token
@@ -46,7 +46,7 @@ def migrated_engines(
         urls = create_postgres_databases(admin)
     with pytest.MonkeyPatch.context() as monkeypatch:
         for name, url in urls.items():
-            monkeypatch.setattr(settings, DATABASES[name].url_setting, url)
+            monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
         command.upgrade(alembic_config(), "head")
     # The app's own kind of engine; on SQLite its real transactions let the test's rollback cover everything.
     engines = {name: create_app_engine(url) for name, url in urls.items()}

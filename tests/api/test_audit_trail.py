@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.databases import get_engine
 from src.main import create_app
 from src.services.audit_relay import relay_pending
@@ -150,8 +150,8 @@ def test_password_change_and_role_change_record_before_and_after(client: TestCli
 
 
 def test_the_app_relays_in_the_background(migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "audit_relay_enabled", True)
-    monkeypatch.setattr(settings, "audit_relay_interval_seconds", 0.05)
+    monkeypatch.setattr(get_settings(), "audit_relay_enabled", True)
+    monkeypatch.setattr(get_settings(), "audit_relay_interval_seconds", 0.05)
 
     with TestClient(create_app()) as client:
         sign_up(client, "ada")
@@ -168,7 +168,7 @@ def test_the_app_relays_in_the_background(migrated_databases: DatabaseUrls, monk
 def test_outage_drill_audit_down_then_restored(
     migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE_URL)
+    monkeypatch.setattr(get_settings(), "audit_database_url", UNREACHABLE_URL)
 
     with TestClient(create_app()) as client:
         workspace, ada = walkthrough(client)
@@ -185,7 +185,7 @@ def test_outage_drill_audit_down_then_restored(
     assert reading.status_code == 503
     assert reading.json() == {"error": "database_unavailable", "detail": "a database is unavailable; try again"}
 
-    monkeypatch.setattr(settings, "audit_database_url", migrated_databases["audit"])
+    monkeypatch.setattr(get_settings(), "audit_database_url", migrated_databases["audit"])
     assert relay_pending(batch_size=3) == 8
     assert relay_pending(batch_size=3) == 0
 

@@ -22,7 +22,7 @@ from sqlmodel import Session, func, select
 
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.databases import get_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import hashing_threads
@@ -43,9 +43,9 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(configured_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> Iterator[LiveServer]:
-    monkeypatch.setattr(settings, "db_pool_size", 2)
-    monkeypatch.setattr(settings, "db_max_overflow", 0)
-    monkeypatch.setattr(settings, "db_pool_timeout", 3.0)
+    monkeypatch.setattr(get_settings(), "db_pool_size", 2)
+    monkeypatch.setattr(get_settings(), "db_max_overflow", 0)
+    monkeypatch.setattr(get_settings(), "db_pool_timeout", 3.0)
     command.upgrade(alembic_config(), "head")
     with Session(get_engine("core")) as session:
         user = users.register_user(
@@ -158,7 +158,7 @@ def test_log_ins_waiting_for_a_hash_hold_up_no_other_request(
     live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # More log-ins than the pool has connections (two), all waiting for the one hashing thread.
-    monkeypatch.setattr(settings, "password_hash_concurrency", 1)
+    monkeypatch.setattr(get_settings(), "password_hash_concurrency", 1)
     hash_in_progress = threading.Event()
     hashing_threads().submit(hash_in_progress.wait, 10)  # takes the one hashing thread
 

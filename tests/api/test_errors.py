@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from src.core.config import settings
+from src.core.config import get_settings
 from src.main import create_app
 from tests.api.conftest import create_test_app
 
@@ -78,7 +78,7 @@ def test_a_body_over_the_limit_is_413_in_the_error_shape(client: TestClient) -> 
 
 
 def test_cors_preflight_from_an_allowed_origin_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "cors_origins", ["https://app.example.com"])
+    monkeypatch.setattr(get_settings(), "cors_origins", ["https://app.example.com"])
     client = TestClient(create_test_app())
     preflight = {"Access-Control-Request-Method": "PATCH", "Access-Control-Request-Headers": "authorization"}
 
@@ -104,7 +104,7 @@ def test_cors_preflight_from_an_allowed_origin_only(monkeypatch: pytest.MonkeyPa
     ],
 )
 def test_only_allowed_hosts_are_answered(monkeypatch: pytest.MonkeyPatch, host: str, allowed: bool) -> None:
-    monkeypatch.setattr(settings, "allowed_hosts", ["api.example.com", "*.apps.example.com"])
+    monkeypatch.setattr(get_settings(), "allowed_hosts", ["api.example.com", "*.apps.example.com"])
     client = TestClient(create_test_app())
 
     response = client.get("/api/v1/nowhere", headers={"Host": host})
@@ -117,14 +117,14 @@ def test_only_allowed_hosts_are_answered(monkeypatch: pytest.MonkeyPatch, host: 
 
 
 def test_the_probes_answer_whatever_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "allowed_hosts", ["api.example.com"])
+    monkeypatch.setattr(get_settings(), "allowed_hosts", ["api.example.com"])
     client = TestClient(create_test_app())
 
     assert client.get("/health", headers={"Host": "10.1.2.3:8000"}).status_code == 200
 
 
 def test_a_refused_host_is_echoed_nowhere_not_even_in_a_redirect(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "allowed_hosts", ["api.example.com"])
+    monkeypatch.setattr(get_settings(), "allowed_hosts", ["api.example.com"])
     client = TestClient(create_test_app(), follow_redirects=False)
 
     refused = client.get("/api/v1/workspaces/", headers={"Host": "evil.example"})

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from src.core import schema_versions
-from src.core.config import PROJECT_ROOT, settings
+from src.core.config import PROJECT_ROOT, get_settings
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
 from src.main import create_app
@@ -38,7 +38,7 @@ def execute(url: str, *statements: str) -> None:
 
 
 def test_health_answers_without_touching_the_databases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "core_database_url", UNREACHABLE_URL)
+    monkeypatch.setattr(get_settings(), "core_database_url", UNREACHABLE_URL)
 
     assert get("/health") == (200, {"status": "ok"})
 
@@ -161,7 +161,7 @@ def test_the_app_starts_but_is_not_ready_while_the_migrations_have_several_heads
 def test_not_ready_when_core_is_unreachable_without_saying_where_it_is(
     migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(settings, "core_database_url", UNREACHABLE_URL)
+    monkeypatch.setattr(get_settings(), "core_database_url", UNREACHABLE_URL)
 
     status, body = get("/ready")
 
@@ -178,7 +178,7 @@ def test_degraded_with_backlog_while_audit_is_unreachable(
     migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record(3)
-    monkeypatch.setattr(settings, "audit_database_url", UNREACHABLE_URL)
+    monkeypatch.setattr(get_settings(), "audit_database_url", UNREACHABLE_URL)
 
     status, body = get("/ready")
 

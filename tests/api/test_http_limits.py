@@ -19,7 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
-from src.core.config import PROJECT_ROOT, settings
+from src.core.config import PROJECT_ROOT, get_settings
 from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
@@ -33,11 +33,11 @@ TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Address]:
     for database in DATABASES.values():
-        monkeypatch.setattr(settings, database.url_setting, f"sqlite:///{tmp_path / database.name}.db")
-    monkeypatch.setattr(settings, "request_header_timeout_seconds", 0.5)
-    monkeypatch.setattr(settings, "request_body_timeout_seconds", 0.5)
-    monkeypatch.setattr(settings, "max_request_header_bytes", 4096)
-    monkeypatch.setattr(settings, "max_request_headers", 20)
+        monkeypatch.setattr(get_settings(), database.url_setting, f"sqlite:///{tmp_path / database.name}.db")
+    monkeypatch.setattr(get_settings(), "request_header_timeout_seconds", 0.5)
+    monkeypatch.setattr(get_settings(), "request_body_timeout_seconds", 0.5)
+    monkeypatch.setattr(get_settings(), "max_request_header_bytes", 4096)
+    monkeypatch.setattr(get_settings(), "max_request_headers", 20)
     config = uvicorn.Config(create_app(), http=LimitedHttpToolsProtocol, loop="uvloop", log_level="warning")
     with server_in_thread(config) as address:
         yield address
@@ -67,7 +67,7 @@ def test_an_ordinary_request_is_answered(server: Address) -> None:
 
 
 def test_headers_over_the_byte_limit_are_431(server: Address) -> None:
-    _, status, body = exchange(server, request("X-Big: " + "a" * settings.max_request_header_bytes))
+    _, status, body = exchange(server, request("X-Big: " + "a" * get_settings().max_request_header_bytes))
 
     assert status == 431
     assert body["error"] == "headers_too_large"
@@ -115,7 +115,7 @@ def test_a_large_body_that_arrives_in_time_is_read_whole(server: Address) -> Non
 
 
 def test_too_many_headers_are_431(server: Address) -> None:
-    headers = [f"X-Header-{number}: 1" for number in range(settings.max_request_headers + 1)]
+    headers = [f"X-Header-{number}: 1" for number in range(get_settings().max_request_headers + 1)]
 
     _, status, body = exchange(server, request(*headers))
 
@@ -128,7 +128,7 @@ def test_headers_that_never_end_are_408_after_their_timeout(server: Address) -> 
 
     assert (status, body["error"]) == (408, "request_timeout")
     assert "headers" in body["detail"]
-    assert settings.request_header_timeout_seconds - TIMER_SLACK <= took < 5
+    assert get_settings().request_header_timeout_seconds - TIMER_SLACK <= took < 5
 
 
 def test_a_body_shorter_than_its_length_is_408_after_its_timeout(server: Address) -> None:
@@ -138,7 +138,7 @@ def test_a_body_shorter_than_its_length_is_408_after_its_timeout(server: Address
 
     assert (status, body["error"]) == (408, "request_timeout")
     assert "body" in body["detail"]
-    assert settings.request_body_timeout_seconds - TIMER_SLACK <= took < 5
+    assert get_settings().request_body_timeout_seconds - TIMER_SLACK <= took < 5
 
 
 def test_a_connection_that_sends_nothing_is_closed(server: Address) -> None:

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
-from src.core.config import Settings, settings
+from src.core.config import Settings, get_settings
 from src.core.logs import HANDLER_NAME, JsonFormatter, TextFormatter
 from tests.api.conftest import PASSWORD, MakeUser, create_test_app, join_test_transactions, logged_in
 
@@ -30,7 +30,7 @@ class LoggedClient(TestClient):
 def json_client(
     connection: Connection, audit_connection: Connection, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[LoggedClient]:
-    monkeypatch.setattr(settings, "log_format", "json")
+    monkeypatch.setattr(get_settings(), "log_format", "json")
     app = create_test_app()  # configures the logs
     join_test_transactions(app, core=connection, audit=audit_connection)
     [handler] = [handler for handler in logging.getLogger().handlers if handler.get_name() == HANDLER_NAME]

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, insert, text
 
-from src.core.config import PROJECT_ROOT, settings
+from src.core.config import PROJECT_ROOT, get_settings
 from src.core.timestamps import utcnow
 from src.main import create_app
 from src.services.audit_relay import OUTBOX
@@ -45,7 +45,7 @@ def test_a_scrape_counts_requests_by_route_and_reads_the_databases(migrated_data
         sign_up(client, "ada")
         for _ in range(3):
             client.get("/api/v1/users/me", headers={"Authorization": "Bearer nonsense"})
-        for _ in range(settings.login_failures_per_account + 1):
+        for _ in range(get_settings().login_failures_per_account + 1):
             client.post("/api/v1/auth/token", data={"username": "ada", "password": "wrong password"})
         response = client.get("/metrics")
     after = scrape(response.text)
@@ -64,12 +64,12 @@ def test_a_scrape_counts_requests_by_route_and_reads_the_databases(migrated_data
     [schema] = [labels for (name, labels) in after if name == "database_schema_info" and ("database", "core") in labels]
     assert dict(schema)["status"] == "ok" and dict(schema)["revision"] == dict(schema)["head"]
     # The relay is off in tests: the sign-up and the log-ins wait in the outbox.
-    assert value(after, "audit_outbox_backlog") == 1 + settings.login_failures_per_account + 1
+    assert value(after, "audit_outbox_backlog") == 1 + get_settings().login_failures_per_account + 1
     assert value(after, "audit_relay_lag_seconds") > 0
 
 
 def test_metrics_can_be_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "metrics_enabled", False)
+    monkeypatch.setattr(get_settings(), "metrics_enabled", False)
 
     assert TestClient(create_app()).get("/metrics").status_code == 404
 

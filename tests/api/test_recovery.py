@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from src.core.config import settings
+from src.core.config import get_settings
 from src.main import create_app
 from tests.api.conftest import PASSWORD, logged_in
 from tests.conftest import DatabaseUrls
@@ -81,7 +81,9 @@ def proxied_core(migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPat
     url = make_url(migrated_databases["core"])
     proxy = Proxy((url.host or "127.0.0.1", url.port or 5432))
     proxy.start()
-    monkeypatch.setattr(settings, "core_database_url", url.set(port=proxy.port).render_as_string(hide_password=False))
+    monkeypatch.setattr(
+        get_settings(), "core_database_url", url.set(port=proxy.port).render_as_string(hide_password=False)
+    )
     yield proxy
     proxy.stop()
 

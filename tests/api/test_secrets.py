@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from src.api.v1.models.user import User
-from src.core.config import settings
+from src.core.config import get_settings
 from src.main import create_app
 from tests.api.conftest import bearer, logged_in
 from tests.conftest import DatabaseUrls
@@ -68,7 +68,7 @@ def test_an_account_lifecycle_exposes_no_secret(
     assert [response.status_code for response in shown[:2]] == [201, 422]
     assert shown[-1].status_code == 429
     assert {response.status_code for response in shown} >= {200, 201, 400, 401, 404, 422, 429}
-    for secret in (PASSWORD, WRONG_PASSWORD, NEW_PASSWORD, token, hashed, settings.secret_key):
+    for secret in (PASSWORD, WRONG_PASSWORD, NEW_PASSWORD, token, hashed, get_settings().secret_key):
         assert secret not in everything
     assert token not in caplog.text
 
@@ -77,7 +77,7 @@ def test_an_unreachable_database_does_not_expose_its_password(
     migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(settings, "core_database_url", f"postgresql://app:{DATABASE_PASSWORD}@127.0.0.1:1/app")
+    monkeypatch.setattr(get_settings(), "core_database_url", f"postgresql://app:{DATABASE_PASSWORD}@127.0.0.1:1/app")
 
     with TestClient(create_app()) as client:
         shown = [

@@ -83,9 +83,9 @@ def test_status_shows_a_row_per_database_with_masked_url(configured_databases, a
 def test_status_masks_the_password_and_reports_an_unreachable_database(
     configured_databases, monkeypatch, capsys
 ) -> None:
-    from src.core.config import settings
+    from src.core.config import get_settings
 
-    monkeypatch.setattr(settings, "core_database_url", "postgresql://app:s3cr%40t@127.0.0.1:1/app")
+    monkeypatch.setattr(get_settings(), "core_database_url", "postgresql://app:s3cr%40t@127.0.0.1:1/app")
 
     with pytest.raises(MigrateError, match=r"^core: cannot use postgresql\+psycopg2://app:\*\*\*@127.0.0.1:1/app: "):
         status.status(None)
@@ -97,9 +97,9 @@ def test_status_masks_the_password_and_reports_an_unreachable_database(
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("password", SPECIAL_PASSWORDS)
 def test_a_password_with_url_characters_is_never_printed(configured_databases, monkeypatch, capsys, password) -> None:
-    from src.core.config import settings
+    from src.core.config import get_settings
 
-    monkeypatch.setattr(settings, "core_database_url", f"postgresql://app:{password}@127.0.0.1:1/app")
+    monkeypatch.setattr(get_settings(), "core_database_url", f"postgresql://app:{password}@127.0.0.1:1/app")
 
     for target in ("status", "upgrade", "check"):
         assert main([target]) == 1

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from src.core.config import PROJECT_ROOT, settings
+from src.core.config import PROJECT_ROOT, get_settings
 from src.core.databases import get_unpooled_engine
 from src.core.migration_lock import (
     MIGRATION_LOCK_ID,
@@ -80,7 +80,7 @@ def wait_for_migration_waiting_on_lock(core: Engine, timeout: float = 10) -> Non
 def test_a_revision_that_cannot_get_its_lock_gives_up_and_is_rolled_back(
     core_before_users_alter, monkeypatch, capsys
 ) -> None:
-    monkeypatch.setattr(settings, "migration_lock_timeout_seconds", 1)
+    monkeypatch.setattr(get_settings(), "migration_lock_timeout_seconds", 1)
     with core_before_users_alter.connect() as blocker:
         reading_users(blocker)
         started = time.monotonic()
@@ -106,7 +106,7 @@ def test_a_revision_that_cannot_get_its_lock_gives_up_and_is_rolled_back(
 def test_reads_queued_behind_a_waiting_revision_are_answered_once_it_gives_up(
     core_before_users_alter, monkeypatch
 ) -> None:
-    monkeypatch.setattr(settings, "migration_lock_timeout_seconds", 1)
+    monkeypatch.setattr(get_settings(), "migration_lock_timeout_seconds", 1)
     errors: list[BaseException] = []
 
     def upgrade() -> None:
@@ -165,7 +165,7 @@ def test_the_migration_connection_keeps_its_timeouts_across_revisions_and_the_ap
 def test_a_lock_timeout_names_the_table_the_statement_waited_for(
     core_before_users_alter, monkeypatch, statement, locked
 ) -> None:
-    monkeypatch.setattr(settings, "migration_lock_timeout_seconds", 0.2)
+    monkeypatch.setattr(get_settings(), "migration_lock_timeout_seconds", 0.2)
     with core_before_users_alter.connect() as blocker, core_before_users_alter.connect() as migration:
         blocker.execute(text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
         prepare_migration_connection(migration, "core")
@@ -180,7 +180,7 @@ def test_a_lock_timeout_names_the_table_the_statement_waited_for(
 
 
 def test_a_statement_timeout_names_the_table_and_the_setting(core_before_users_alter, monkeypatch) -> None:
-    monkeypatch.setattr(settings, "migration_statement_timeout_seconds", 0.2)
+    monkeypatch.setattr(get_settings(), "migration_statement_timeout_seconds", 0.2)
     with core_before_users_alter.connect() as migration:
         prepare_migration_connection(migration, "core")
 
@@ -211,7 +211,7 @@ def hold_migration_lock(connection: Connection) -> int:
 
 
 def test_a_second_migration_proceeds_once_the_first_releases_the_lock(core, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(settings, "migration_wait_timeout_seconds", 30)
+    monkeypatch.setattr(get_settings(), "migration_wait_timeout_seconds", 30)
     holder = core.connect()
     pid = hold_migration_lock(holder)
     threading.Timer(1, holder.close).start()
@@ -226,7 +226,7 @@ def test_a_second_migration_proceeds_once_the_first_releases_the_lock(core, monk
 
 
 def test_a_second_migration_gives_up_after_the_wait_timeout(core, monkeypatch) -> None:
-    monkeypatch.setattr(settings, "migration_wait_timeout_seconds", 1)
+    monkeypatch.setattr(get_settings(), "migration_wait_timeout_seconds", 1)
     with core.connect() as holder, core.connect() as migration:
         pid = hold_migration_lock(holder)
 
@@ -236,7 +236,7 @@ def test_a_second_migration_gives_up_after_the_wait_timeout(core, monkeypatch) -
 
 def test_status_and_check_do_not_wait_for_a_running_migration(configured_databases, core, monkeypatch, capsys) -> None:
     command.upgrade(alembic_config(), "head")
-    monkeypatch.setattr(settings, "migration_wait_timeout_seconds", 30)
+    monkeypatch.setattr(get_settings(), "migration_wait_timeout_seconds", 30)
     with core.connect() as holder:
         hold_migration_lock(holder)
         started = time.monotonic()

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from src.api.v1.models.user import User
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.security import create_access_token, password_stamp
 from src.core.timestamps import utcnow
 from src.main import create_app
@@ -23,8 +23,8 @@ def valid_claims(user: User) -> dict[str, object]:
     now = utcnow()
     return {
         "sub": str(user.id),
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
+        "iss": get_settings().jwt_issuer,
+        "aud": get_settings().jwt_audience,
         "iat": now,
         "exp": now + timedelta(minutes=5),
         "pwd": password_stamp(user.hashed_password),
@@ -40,7 +40,7 @@ def test_token_for_the_username_or_the_email(client: TestClient, make_user: Make
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == settings.access_token_expire_minutes * 60
+    assert body["expires_in"] == get_settings().access_token_expire_minutes * 60
     me = client.get("/api/v1/users/me", headers=bearer(body["access_token"]))
     assert me.json()["id"] == str(user.id)
 
@@ -52,8 +52,12 @@ def test_token_is_an_hs256_jwt_with_issuer_audience_and_expiry(client: TestClien
 
     assert jwt.get_unverified_header(token)["alg"] == "HS256"
     claims = jwt.decode(token, options={"verify_signature": False})
-    assert (claims["sub"], claims["iss"], claims["aud"]) == (str(user.id), settings.jwt_issuer, settings.jwt_audience)
-    assert claims["exp"] - claims["iat"] == settings.access_token_expire_minutes * 60
+    assert (claims["sub"], claims["iss"], claims["aud"]) == (
+        str(user.id),
+        get_settings().jwt_issuer,
+        get_settings().jwt_audience,
+    )
+    assert claims["exp"] - claims["iat"] == get_settings().access_token_expire_minutes * 60
 
 
 def test_token_with_a_wrong_password_is_401(client: TestClient, make_user: MakeUser) -> None:
@@ -106,16 +110,16 @@ REJECTED_TOKENS: dict[str, Callable[[User], str]] = {
     "alg none": lambda user: jwt.encode(valid_claims(user), None, algorithm="none"),
     "other key": lambda user: jwt.encode(valid_claims(user), "another-secret-key-of-enough-length", algorithm="HS256"),
     "other audience": lambda user: jwt.encode(
-        valid_claims(user) | {"aud": "someone-else"}, settings.secret_key, algorithm="HS256"
+        valid_claims(user) | {"aud": "someone-else"}, get_settings().secret_key, algorithm="HS256"
     ),
     "other issuer": lambda user: jwt.encode(
-        valid_claims(user) | {"iss": "someone-else"}, settings.secret_key, algorithm="HS256"
+        valid_claims(user) | {"iss": "someone-else"}, get_settings().secret_key, algorithm="HS256"
     ),
     "no expiry": lambda user: jwt.encode(
-        {k: v for k, v in valid_claims(user).items() if k != "exp"}, settings.secret_key, algorithm="HS256"
+        {k: v for k, v in valid_claims(user).items() if k != "exp"}, get_settings().secret_key, algorithm="HS256"
     ),
     "subject not a uuid": lambda user: jwt.encode(
-        valid_claims(user) | {"sub": "ada"}, settings.secret_key, algorithm="HS256"
+        valid_claims(user) | {"sub": "ada"}, get_settings().secret_key, algorithm="HS256"
     ),
     "unknown user": lambda user: create_access_token(uuid.uuid4(), password_hash=user.hashed_password).token,
     "not a jwt": lambda user: "not-a-jwt",
@@ -198,7 +202,7 @@ def test_a_token_without_a_password_stamp_is_401(client: TestClient, make_user: 
     claims = {key: value for key, value in valid_claims(make_user()).items() if key != "pwd"}
 
     response = client.get(
-        "/api/v1/users/me", headers=bearer(jwt.encode(claims, settings.secret_key, algorithm="HS256"))
+        "/api/v1/users/me", headers=bearer(jwt.encode(claims, get_settings().secret_key, algorithm="HS256"))
     )
 
     assert response.status_code == 401

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from src.api.v1.models.login_failure import LoginFailure
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core import security
-from src.core.config import settings
+from src.core.config import get_settings
 from src.core.databases import get_engine
 from src.core.request_context import RequestContext, _current
 from src.services import login_throttle
@@ -55,20 +55,23 @@ def test_an_account_is_locked_out_after_its_limit_and_even_its_password_is_refus
 ) -> None:
     make_user(username="ada")
 
-    assert fail(client, "ada", settings.login_failures_per_account) == [401] * settings.login_failures_per_account
+    assert (
+        fail(client, "ada", get_settings().login_failures_per_account)
+        == [401] * get_settings().login_failures_per_account
+    )
     status, headers, error = log_in(client, "ada", PASSWORD)
 
     assert (status, error) == (429, "too_many_attempts")
-    assert 0 < int(headers["retry-after"]) <= settings.login_lockout_seconds
+    assert 0 < int(headers["retry-after"]) <= get_settings().login_lockout_seconds
     assert PASSWORD not in hashes  # refused before the hash was checked
-    assert len(hashes) == settings.login_failures_per_account
+    assert len(hashes) == get_settings().login_failures_per_account
 
 
 def test_the_lockout_is_an_audit_event_naming_the_account(
     client: TestClient, session: Session, make_user: MakeUser
 ) -> None:
     ada = make_user(username="ada")
-    fail(client, "ada", settings.login_failures_per_account + 1)
+    fail(client, "ada", get_settings().login_failures_per_account + 1)
 
     throttled = session.exec(select(OutboxEvent).where(OutboxEvent.action == "user.login_throttled")).all()
 
@@ -79,7 +82,7 @@ def test_the_lockout_is_an_audit_event_naming_the_account(
 
 def test_email_and_username_share_one_account_budget(client: TestClient, make_user: MakeUser) -> None:
     make_user(username="ada", email="ada@example.com")
-    attempts = settings.login_failures_per_account + 1
+    attempts = get_settings().login_failures_per_account + 1
 
     statuses = [log_in(client, "ada" if number % 2 else "ADA@example.com")[0] for number in range(attempts)]
 
@@ -87,14 +90,14 @@ def test_email_and_username_share_one_account_budget(client: TestClient, make_us
 
 
 def test_an_unknown_login_is_throttled_like_an_account(client: TestClient) -> None:
-    statuses = fail(client, "nobody", settings.login_failures_per_account + 1)
+    statuses = fail(client, "nobody", get_settings().login_failures_per_account + 1)
 
-    assert statuses == [401] * settings.login_failures_per_account + [429]
+    assert statuses == [401] * get_settings().login_failures_per_account + [429]
 
 
 def test_a_successful_log_in_forgets_the_accounts_failures(client: TestClient, make_user: MakeUser) -> None:
     make_user(username="ada")
-    below_limit = settings.login_failures_per_account - 1
+    below_limit = get_settings().login_failures_per_account - 1
     fail(client, "ada", below_limit)
 
     assert log_in(client, "ada", PASSWORD)[0] == 200
@@ -105,29 +108,34 @@ def test_the_lockout_ends_and_grows_with_each_further_failure(
     client: TestClient, session: Session, make_user: MakeUser
 ) -> None:
     make_user(username="ada")
-    fail(client, "ada", settings.login_failures_per_account)
-    age_failures(session, settings.login_lockout_seconds)
+    fail(client, "ada", get_settings().login_failures_per_account)
+    age_failures(session, get_settings().login_lockout_seconds)
 
     status, _, _ = log_in(client, "ada")  # allowed again, and wrong again
     _, headers, error = log_in(client, "ada", PASSWORD)
 
     assert status == 401
     assert error == "too_many_attempts"
-    assert settings.login_lockout_seconds < int(headers["retry-after"]) <= 2 * settings.login_lockout_seconds
+    assert (
+        get_settings().login_lockout_seconds < int(headers["retry-after"]) <= 2 * get_settings().login_lockout_seconds
+    )
 
 
 def test_failures_are_forgotten_after_a_quiet_window(client: TestClient, session: Session, make_user: MakeUser) -> None:
     make_user(username="ada")
-    fail(client, "ada", settings.login_failures_per_account)
-    age_failures(session, settings.login_lockout_seconds + settings.login_failure_window_seconds)
+    fail(client, "ada", get_settings().login_failures_per_account)
+    age_failures(session, get_settings().login_lockout_seconds + get_settings().login_failure_window_seconds)
 
-    assert fail(client, "ada", settings.login_failures_per_account) == [401] * settings.login_failures_per_account
+    assert (
+        fail(client, "ada", get_settings().login_failures_per_account)
+        == [401] * get_settings().login_failures_per_account
+    )
 
 
 def test_one_address_failing_across_accounts_is_throttled(
     client: TestClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings, "login_failures_per_address", 3)
+    monkeypatch.setattr(get_settings(), "login_failures_per_address", 3)
     for name in ("ada", "bob", "cy", "dee"):
         make_user(username=name)
 
@@ -143,26 +151,26 @@ def test_a_count_below_the_limit_locks_nothing_even_when_stamped_after_the_check
 ) -> None:
     """A check that waited for another attempt's lock may find that failure stamped after its own start."""
     make_user(username="ada")
-    fail(client, "ada", settings.login_failures_per_account - 1)
+    fail(client, "ada", get_settings().login_failures_per_account - 1)
     age_failures(session, -5)  # stamped in the future
 
     assert log_in(client, "ada", PASSWORD)[0] == 200
 
 
 def test_lockout_grows_by_doubling_up_to_the_window() -> None:
-    limit = settings.login_failures_per_account
-    base = settings.login_lockout_seconds
+    limit = get_settings().login_failures_per_account
+    base = get_settings().login_lockout_seconds
 
     lockouts = [login_throttle.lockout_seconds(limit + extra - 1, limit) for extra in range(6)]
 
     assert lockouts[0] == 0
     assert lockouts[1:4] == [base, 2 * base, 4 * base]
-    assert login_throttle.lockout_seconds(limit + 1000, limit) == settings.login_failure_window_seconds
+    assert login_throttle.lockout_seconds(limit + 1000, limit) == get_settings().login_failure_window_seconds
 
 
 def test_stale_counters_are_deleted_when_failures_are_counted(client: TestClient, session: Session) -> None:
     fail(client, "old", 1)
-    age_failures(session, 2 * settings.login_failure_window_seconds + 1)
+    age_failures(session, 2 * get_settings().login_failure_window_seconds + 1)
 
     fail(client, "new", 1)
 
