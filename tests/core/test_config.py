@@ -152,6 +152,12 @@ def test_the_example_settings_file_loads_as_documented(monkeypatch: pytest.Monke
     assert settings.audit_relay_enabled is True
 
 
+def test_the_example_settings_file_names_every_setting() -> None:
+    example = (PROJECT_ROOT / "config" / "example.env").read_text()
+
+    assert [name.upper() for name in Settings.model_fields if name.upper() not in example] == []
+
+
 def test_password_hash_concurrency_defaults_to_the_usable_cores_also_without_affinity(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
