@@ -1,11 +1,11 @@
 """Dependencies as validators: each alias loads what an endpoint needs and checks access once.
 
-An endpoint that takes ``WorkspaceForAdmin`` cannot forget the role check; one
-that takes ``CurrentUser`` cannot be reached without a valid token.
+An endpoint that takes ``CurrentUser`` cannot be reached without a valid token;
+one that takes ``CallerWorkspace`` only by a member of the workspace.
 """
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio.to_thread
@@ -21,7 +21,7 @@ from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cur
 from src.core.request_context import current_request_context
 from src.core.sessions import RequestSessions
 from src.services import users, workspaces
-from src.services.workspaces import Membership
+from src.services.workspaces import WorkspaceAccess
 
 TOKEN_URL = "/api/v1/auth/token"
 # Requests that change nothing: their transactions need no write lock.
@@ -70,31 +70,33 @@ def get_current_user(session: SessionDep, token: BearerToken) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def _workspace_access(minimum_role: Role) -> Callable[[Session, str | None, uuid.UUID], Membership]:
-    # The caller and their membership in one worker-thread trip, rather than one each.
-    def workspace_for_role(session: SessionDep, token: BearerToken, workspace_id: uuid.UUID) -> Membership:
-        user = get_current_user(session, token)
-        return workspaces.get_membership(session, workspace_id=workspace_id, user_id=user.id, minimum_role=minimum_role)
+def get_caller_workspace(session: SessionDep, token: BearerToken, workspace_id: uuid.UUID) -> WorkspaceAccess:
+    """The workspace as the caller may act on it; 404 when the caller is not a member (or it does not exist).
 
-    return workspace_for_role
+    The caller and the membership in one worker-thread trip. Each action's role rule is decided by its
+    service (src/services/workspaces.py, src/services/members.py), which answers 403 when the role is too low.
+    """
+    user = get_current_user(session, token)
+    return workspaces.get_access(session, workspace_id=workspace_id, user_id=user.id)
 
 
-# 404 when the caller is not a member (or the workspace does not exist), 403 when the role is too low.
-_admin_access = _workspace_access(Role.ADMIN)
-WorkspaceForMember = Annotated[Membership, Depends(_workspace_access(Role.MEMBER))]
-WorkspaceForAdmin = Annotated[Membership, Depends(_admin_access)]
-WorkspaceForOwner = Annotated[Membership, Depends(_workspace_access(Role.OWNER))]
+CallerWorkspace = Annotated[WorkspaceAccess, Depends(get_caller_workspace)]
 
 
 async def get_audited_workspace_id(request: Request, token: BearerToken, workspace_id: uuid.UUID) -> uuid.UUID:
-    """The workspace whose audit trail an admin or owner may read, checked in a core unit of work of its own.
+    """The workspace whose audit trail the caller may read: admins and owners.
 
-    That unit of work ends before the audit database is asked, so a slow or unreachable audit
-    database holds no core connection and no admission slot.
+    Checked in a core unit of work of its own that ends before the audit database is asked, so a
+    slow or unreachable audit database holds no core connection and no admission slot.
     """
+
+    def audit_reader_access(session: Session) -> None:
+        access = get_caller_workspace(session, token, workspace_id)
+        workspaces.require_role(access, Role.ADMIN)  # the audit trail's rule, decided here only
+
     sessions: RequestSessions = request.app.state.sessions
     async with sessions.unit_of_work(reads_only=True) as session:
-        await anyio.to_thread.run_sync(_admin_access, session, token, workspace_id)
+        await anyio.to_thread.run_sync(audit_reader_access, session)
     return workspace_id
 
 

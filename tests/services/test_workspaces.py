@@ -9,8 +9,8 @@ from sqlmodel import Session, select
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.databases import get_engine
-from src.services import users, workspaces
-from src.services.workspaces import LastOwner, MemberNotFound
+from src.services import members, users, workspaces
+from src.services.members import LastOwner, MemberNotFound
 from tests.conftest import DatabaseUrls
 
 
@@ -24,7 +24,7 @@ def workspace_of_two(second_role: Role) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID
             for name in ("first", "second")
         )
         owner = workspaces.create_workspace(session, owner_id=first.id, name="W")
-        workspaces.add_member(session, owner, role=second_role, user_id=second.id)
+        members.add_member(session, owner, role=second_role, user_id=second.id)
         session.commit()
         return owner.workspace.id, first.id, second.id
 
@@ -37,17 +37,17 @@ def test_a_member_removed_while_their_role_changes_is_acted_on_once(migrated_dat
 
     def change_role() -> None:
         with Session(get_engine("core")) as other:
-            actor = workspaces.get_membership(other, workspace_id=workspace_id, user_id=owner_id)
+            actor = workspaces.get_access(other, workspace_id=workspace_id, user_id=owner_id)
             try:
-                workspaces.change_role(other, actor, user_id=member_id, role=Role.ADMIN)
+                members.change_role(other, actor, user_id=member_id, role=Role.ADMIN)
                 other.commit()
                 outcome.append("changed")
             except MemberNotFound:
                 outcome.append("not found")
 
     with Session(get_engine("core")) as first:
-        actor = workspaces.get_membership(first, workspace_id=workspace_id, user_id=owner_id)
-        workspaces.remove_member(first, actor, user_id=member_id)  # holds the member's row lock until commit
+        actor = workspaces.get_access(first, workspace_id=workspace_id, user_id=owner_id)
+        members.remove_member(first, actor, user_id=member_id)  # holds the member's row lock until commit
         second = threading.Thread(target=change_role)
         second.start()
         second.join(timeout=0.5)
@@ -69,16 +69,16 @@ def test_two_owners_leaving_at_once_leave_one_owner(migrated_databases: Database
     def leave(user_id: uuid.UUID) -> None:
         with Session(get_engine("core")) as other:
             try:
-                actor = workspaces.get_membership(other, workspace_id=workspace_id, user_id=user_id)
-                workspaces.remove_member(other, actor, user_id=user_id)
+                actor = workspaces.get_access(other, workspace_id=workspace_id, user_id=user_id)
+                members.remove_member(other, actor, user_id=user_id)
                 other.commit()
                 outcome.append("left")
             except LastOwner:
                 outcome.append("last owner")
 
     with Session(get_engine("core")) as session:
-        actor = workspaces.get_membership(session, workspace_id=workspace_id, user_id=first_id)
-        workspaces.remove_member(session, actor, user_id=first_id)  # its transaction holds the owners until commit
+        actor = workspaces.get_access(session, workspace_id=workspace_id, user_id=first_id)
+        members.remove_member(session, actor, user_id=first_id)  # its transaction holds the owners until commit
         other = threading.Thread(target=leave, args=(second_id,))
         other.start()
         other.join(timeout=0.5)

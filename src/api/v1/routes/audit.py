@@ -9,8 +9,7 @@ from pydantic import AfterValidator
 
 from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
 from src.api.errors import error_responses
-from src.api.v1.models.audit_event import AuditEvent
-from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, Actor, AuditEventPublic, EventTarget
+from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
 from src.core.pagination import Page
 from src.services import audit_log
 
@@ -28,20 +27,6 @@ def as_utc(moment: datetime) -> datetime:
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
-def audit_event_public(event: AuditEvent) -> AuditEventPublic:
-    return AuditEventPublic(
-        id=event.id,
-        occurred_at=event.occurred_at,
-        action=event.action,
-        outcome=event.outcome,
-        actor=Actor(type=event.actor_type, id=event.actor_id),
-        workspace_id=event.workspace_id,
-        target=EventTarget(type=event.target_type, id=event.target_id),
-        context=event.context,
-        metadata=event.details,
-    )
-
-
 @router.get("/audit-events", responses=error_responses(401, 403, 404, 422, 503))
 def list_audit_events(
     workspace_id: AuditedWorkspaceId,
@@ -55,7 +40,7 @@ def list_audit_events(
     """The workspace's audit events, newest first."""
     filters = audit_log.EventFilter(action=action, actor_id=actor_id, since=since, until=until)
     events, next_cursor = audit_log.list_events(audit_session, workspace_id=workspace_id, filters=filters, page=page)
-    return Page(items=[audit_event_public(event) for event in events], next_cursor=next_cursor)
+    return Page(items=[AuditEventPublic.of(event) for event in events], next_cursor=next_cursor)
 
 
 @router.get("/activity", responses=error_responses(401, 403, 404, 422, 503))

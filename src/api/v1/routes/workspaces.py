@@ -2,55 +2,42 @@
 
 from fastapi import APIRouter, Response, status
 
-from src.api.dependencies import (
-    CurrentUser,
-    PageParams,
-    SessionDep,
-    WorkspaceForAdmin,
-    WorkspaceForMember,
-    WorkspaceForOwner,
-)
+from src.api.dependencies import CallerWorkspace, CurrentUser, PageParams, SessionDep
 from src.api.errors import error_responses
 from src.api.v1.schemas.workspaces import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from src.core.pagination import Page
 from src.services import workspaces
-from src.services.workspaces import Membership
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"])
-
-
-def workspace_public(membership: Membership) -> WorkspacePublic:
-    workspace = membership.workspace
-    return WorkspacePublic(id=workspace.id, name=workspace.name, created_at=workspace.created_at, role=membership.role)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 401, 422))
 def create_workspace(body: WorkspaceCreate, user: CurrentUser, session: SessionDep) -> WorkspacePublic:
     """Create a workspace; the caller becomes its owner."""
-    return workspace_public(workspaces.create_workspace(session, owner_id=user.id, name=body.name))
+    return WorkspacePublic.of(workspaces.create_workspace(session, owner_id=user.id, name=body.name))
 
 
 @router.get("", responses=error_responses(401, 422))
 def list_workspaces(user: CurrentUser, page: PageParams, session: SessionDep) -> Page[WorkspacePublic]:
     """The caller's workspaces, oldest first."""
     items, next_cursor = workspaces.list_workspaces(session, user_id=user.id, page=page)
-    return Page(items=[workspace_public(item) for item in items], next_cursor=next_cursor)
+    return Page(items=[WorkspacePublic.of(item) for item in items], next_cursor=next_cursor)
 
 
 @router.get("/{workspace_id}", responses=error_responses(401, 404, 422))
-async def read_workspace(membership: WorkspaceForMember) -> WorkspacePublic:
-    return workspace_public(membership)
+async def read_workspace(access: CallerWorkspace) -> WorkspacePublic:
+    return WorkspacePublic.of(access)
 
 
 @router.patch("/{workspace_id}", responses=error_responses(400, 401, 403, 404, 422))
-def rename_workspace(body: WorkspaceUpdate, membership: WorkspaceForAdmin, session: SessionDep) -> WorkspacePublic:
+def rename_workspace(body: WorkspaceUpdate, access: CallerWorkspace, session: SessionDep) -> WorkspacePublic:
     """Rename the workspace; admins and owners."""
-    workspaces.rename_workspace(session, membership, name=body.name)
-    return workspace_public(membership)
+    workspaces.rename_workspace(session, access, name=body.name)
+    return WorkspacePublic.of(access)
 
 
 @router.delete("/{workspace_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 422))
-def delete_workspace(membership: WorkspaceForOwner, session: SessionDep) -> Response:
+def delete_workspace(access: CallerWorkspace, session: SessionDep) -> Response:
     """Delete the workspace with its memberships; owners only."""
-    workspaces.delete_workspace(session, membership)
+    workspaces.delete_workspace(session, access)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from src.api.v1.models.audit_event import AuditEvent
+
 
 class Actor(BaseModel):
     type: str
@@ -29,6 +31,20 @@ class AuditEventPublic(BaseModel):
     target: EventTarget
     context: dict[str, Any]
     metadata: dict[str, Any] = Field(description="what changed: before and after values, the role given, ...")
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> "AuditEventPublic":
+        return cls(
+            id=event.id,
+            occurred_at=event.occurred_at,
+            action=event.action,
+            outcome=event.outcome,
+            actor=Actor(type=event.actor_type, id=event.actor_id),
+            workspace_id=event.workspace_id,
+            target=EventTarget(type=event.target_type, id=event.target_id),
+            context=event.context,
+            metadata=event.details,
+        )
 
 
 class ActivityCountPublic(BaseModel):

@@ -5,8 +5,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from src.api.v1.models.workspace_member import Role
+from src.api.v1.models.user import User
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.api.v1.schemas.fields import Email, WorkspaceName
+from src.services.workspaces import WorkspaceAccess
 
 
 class WorkspaceCreate(BaseModel):
@@ -28,6 +30,11 @@ class WorkspacePublic(BaseModel):
     name: str
     created_at: datetime
     role: Role
+
+    @classmethod
+    def of(cls, access: WorkspaceAccess) -> "WorkspacePublic":
+        workspace = access.workspace
+        return cls(id=workspace.id, name=workspace.name, created_at=workspace.created_at, role=access.role)
 
 
 class MemberCreate(BaseModel):
@@ -61,3 +68,16 @@ class MemberPublic(BaseModel):
     full_name: str
     role: Role
     joined_at: datetime
+
+    @classmethod
+    def of(cls, membership: WorkspaceMember, user: User) -> "MemberPublic":
+        return cls(
+            user_id=user.id,
+            email=user.email,
+            username=user.username,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            full_name=user.full_name,
+            role=membership.role,
+            joined_at=membership.created_at,
+        )

@@ -1,0 +1,161 @@
+"""Members of a workspace: listing, adding, changing roles, removing and leaving.
+
+Admins and owners manage members; only owners grant or take away the owner role,
+or remove an owner; anyone may leave; a workspace always keeps at least one owner.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from src.api.v1.models.user import User
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from src.core.errors import Conflict, NotFound
+from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from src.core.text import fold
+from src.services.audit_log import Target
+from src.services.workspaces import WorkspaceAccess, record, require_role
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+
+
+class LastOwner(Conflict):
+    code = "last_owner"
+
+
+@dataclass(frozen=True)
+class MemberWithUser:
+    """One member of a workspace: the membership row, with the user behind it."""
+
+    membership: WorkspaceMember
+    user: User
+
+
+def list_members(
+    session: Session, *, workspace_id: uuid.UUID, page: PageRequest
+) -> tuple[list[MemberWithUser], str | None]:
+    """The workspace's members in the order they joined, and the cursor of the next page."""
+    statement = (
+        select(WorkspaceMember, User)
+        .join(User, col(User.id) == WorkspaceMember.user_id)
+        .where(WorkspaceMember.workspace_id == workspace_id)
+    )
+    statement = keyset_statement(
+        statement, page, created_at=col(WorkspaceMember.created_at), id_=col(WorkspaceMember.user_id)
+    )
+    rows, next_cursor = split_page(
+        session.exec(statement).all(), page, lambda row: Cursor(row[0].created_at, row[0].user_id)
+    )
+    return [MemberWithUser(membership=membership, user=user) for membership, user in rows], next_cursor
+
+
+def add_member(
+    session: Session, actor: WorkspaceAccess, *, role: Role, user_id: uuid.UUID | None = None, email: str | None = None
+) -> MemberWithUser:
+    """Add the user with this id or email; admins may add members and admins, owners also owners."""
+    require_role(actor, Role.OWNER if role == Role.OWNER else Role.ADMIN)
+    user = _find_user(session, user_id=user_id, email=email)
+    if _membership_row(session, workspace_id=actor.workspace.id, user_id=user.id) is not None:
+        raise AlreadyMember(f"{user.username} is already a member of this workspace")
+    membership = WorkspaceMember(workspace_id=actor.workspace.id, user_id=user.id, role=role)
+    session.add(membership)
+    try:
+        session.flush()
+    except IntegrityError:
+        # Added by a concurrent request between the check above and this insert.
+        raise AlreadyMember(f"{user.username} is already a member of this workspace") from None
+    record(session, actor, "workspace.member_added", Target("user", user.id), {"role": role})
+    return MemberWithUser(membership=membership, user=user)
+
+
+def _find_user(session: Session, *, user_id: uuid.UUID | None, email: str | None) -> User:
+    if user_id is not None:
+        user = session.get(User, user_id)
+    elif email is not None:
+        user = session.exec(select(User).where(User.email == fold(email))).first()
+    else:
+        raise ValueError("pass user_id or email")
+    if user is None or not user.is_active:
+        raise UserNotFound(f"no active user with {'id ' + str(user_id) if user_id else 'email ' + repr(email)}")
+    return user
+
+
+def change_role(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID, role: Role) -> MemberWithUser:
+    """Give a member another role; owners only when the owner role is granted or taken away."""
+    require_role(actor, Role.ADMIN)
+    member = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id)
+    target = member.membership
+    if Role.OWNER in (role, target.role):
+        require_role(actor, Role.OWNER)
+    if target.role == Role.OWNER and role != Role.OWNER:
+        _ensure_another_owner(session, workspace_id=actor.workspace.id, user_id=user_id)
+    record(
+        session,
+        actor,
+        "workspace.member_role_changed",
+        Target("user", user_id),
+        {"before": {"role": target.role}, "after": {"role": role}},
+    )
+    target.role = role
+    session.add(target)
+    session.flush()
+    return member
+
+
+def remove_member(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID) -> None:
+    """Remove a member, or leave when it is the actor; admins remove others, only owners remove owners."""
+    leaving = user_id == actor.user_id
+    if not leaving:
+        require_role(actor, Role.ADMIN)
+    target = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id).membership
+    if target.role == Role.OWNER:
+        if not leaving:
+            require_role(actor, Role.OWNER)
+        _ensure_another_owner(session, workspace_id=actor.workspace.id, user_id=user_id)
+    record(session, actor, "workspace.member_removed", Target("user", user_id), {"role": target.role, "left": leaving})
+    session.delete(target)
+    session.flush()
+
+
+def _membership_row(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceMember | None:
+    return session.get(WorkspaceMember, (workspace_id, user_id))
+
+
+def _get_member(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID) -> MemberWithUser:
+    row = session.exec(
+        select(WorkspaceMember, User)
+        .join(User, col(User.id) == WorkspaceMember.user_id)
+        .where(WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id)
+        # Locked until the request's commit (PostgreSQL): a concurrent change or removal of the same member
+        # waits, then finds it gone (404) instead of acting twice.
+        .with_for_update(of=WorkspaceMember)
+    ).first()
+    if row is None:
+        raise MemberNotFound(f"user {user_id} is not a member of this workspace")
+    membership, user = row
+    membership.role = Role(membership.role)
+    return MemberWithUser(membership=membership, user=user)
+
+
+def _ensure_another_owner(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    # FOR UPDATE (PostgreSQL) makes two owners demoting each other at once take turns,
+    # so the second one sees the first one's change and is refused.
+    owners = session.exec(
+        select(WorkspaceMember.user_id)
+        .where(WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.role == Role.OWNER)
+        .with_for_update()
+    ).all()
+    if not set(owners) - {user_id}:
+        raise LastOwner("a workspace needs at least one owner; make someone else owner first")
