@@ -29,6 +29,9 @@ def new_request_id() -> str:
 
 
 logger = logging.getLogger("src.requests")
+# Orchestrators call the probes every few seconds: a line for each would drown the rest, and costs a probe
+# a third of its time. Their failures are logged, and every call is counted (src/core/metrics.py).
+QUIET_ROUTES = frozenset({"/health", "/ready"})
 
 
 @dataclass
@@ -113,9 +116,11 @@ def route_template(scope: Scope) -> str | None:
 
 
 def record_request(scope: Scope, context: RequestContext, status: int, seconds: float) -> None:
-    """The request's log line and metrics."""
+    """The request's metrics and log line; a probe that answered well is counted, not logged."""
     route = route_template(scope)
     observe_request(scope["method"], route, status, seconds)
+    if route in QUIET_ROUTES and status < 400:
+        return
     fields = {
         "request_id": context.request_id,
         "method": scope["method"],

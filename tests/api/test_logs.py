@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from src.core.config import Settings, get_settings
 from src.core.logs import HANDLER_NAME, JsonFormatter, TextFormatter
+from src.core.schema_versions import script_directory
 from tests.api.conftest import PASSWORD, MakeUser, create_test_app, join_test_transactions, logged_in
 
 
@@ -79,6 +80,16 @@ def test_failed_and_unknown_requests_are_logged_too(json_client: LoggedClient) -
         (None, 404, None),
     ]
     assert PASSWORD not in json.dumps(lines)
+
+
+def test_probes_are_logged_only_when_they_fail(json_client: LoggedClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    json_client.get("/health")
+    assert json_client.request_lines() == []
+
+    json_client.app.state.schema_scripts = script_directory()  # type: ignore[attr-defined]  # set by the lifespan
+    monkeypatch.setattr(get_settings(), "core_database_url", "postgresql://app:pw@127.0.0.1:1/app")
+    json_client.get("/ready")
+    assert [(line["route"], line["status"]) for line in json_client.request_lines()] == [("/ready", 503)]
 
 
 def test_text_lines_carry_the_same_fields() -> None:
