@@ -60,7 +60,6 @@ def create_app() -> FastAPI:
         max_bytes=settings.max_request_body_bytes,
         timeout_seconds=settings.request_body_timeout_seconds,
     )
-    app.add_middleware(RequestContextMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -69,9 +68,11 @@ def create_app() -> FastAPI:
             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
             expose_headers=[REQUEST_ID_HEADER],
         )
-    # Added last, so it runs first: nothing else sees a request for a host the service does not answer to.
+    # Nothing but the request's log line and metrics sees a request for a host the service does not answer to.
     if settings.allowed_hosts and "*" not in settings.allowed_hosts:
         app.add_middleware(AllowedHostsMiddleware, allowed=settings.allowed_hosts)
+    # Outermost: every answer, a refused host's included, carries the request id and is logged and counted.
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)

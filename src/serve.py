@@ -20,7 +20,8 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
-from src.core.cli import fail, invalid_settings
+# Nothing of src is imported at the top: prometheus-client, which src imports, decides on its first import
+# whether values go to PROMETHEUS_MULTIPROC_DIR, and metrics_folder() sets that first.
 
 PROTOCOL = "src.core.http_protocol:LimitedHttpToolsProtocol"
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -46,6 +47,7 @@ def metrics_folder() -> Iterator[None]:
     """
     given = os.environ.get(METRICS_FOLDER_VARIABLE)
     if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
         for stale in Path(given).glob("*.db"):
             stale.unlink()
         yield
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(host: str, port: int) -> int:
+    from src.core.cli import fail, invalid_settings
+
     try:
         # Imported here so that invalid settings are reported in one line too.
         from src.core.config import get_settings, usable_cores

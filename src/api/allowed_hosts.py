@@ -1,8 +1,9 @@
 """Requests are answered only for the host names the service is reached by (ALLOWED_HOSTS).
 
 A forged Host header would otherwise reach every URL the app builds from the
-request, such as the Location of a redirect. The probes are answered whatever the
-Host: an orchestrator calls them by the instance's own address, and they build no URL.
+request, such as the Location of a redirect. The probes and the metrics are
+answered whatever the Host: orchestrators and scrapers call each instance by its
+own address, and these build no URL.
 """
 
 from starlette.requests import Request
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from src.api.errors import handle_error
 from src.core.errors import AppError
 
-PROBES = frozenset({"/health", "/ready"})
+ANY_HOST_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 
 class InvalidHost(AppError):
@@ -39,7 +40,7 @@ class AllowedHostsMiddleware:
         return name in self.names or (bool(self.suffixes) and name.endswith(self.suffixes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PROBES:
+        if scope["type"] != "http" or scope["path"] in ANY_HOST_PATHS:
             await self.app(scope, receive, send)
             return
         host = next((value for name, value in scope["headers"] if name == b"host"), b"").decode("latin-1")

@@ -7,6 +7,7 @@ python -m src.audit_jobs prune --days N   delete audit events older than N days
 import argparse
 import asyncio
 import sys
+from contextlib import suppress
 
 from src.api.v1.models import load_models
 from src.core.cli import fail, run_command
@@ -33,9 +34,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"deleted {deleted} audit event(s) older than {args.days} day(s)")
     elif args.loop:
         configure_logging(settings.effective_log_format, settings.log_level)
-        asyncio.run(
-            relay_forever(interval=settings.audit_relay_interval_seconds, batch_size=settings.audit_relay_batch_size)
-        )
+        interval, batch_size = settings.audit_relay_interval_seconds, settings.audit_relay_batch_size
+        with suppress(KeyboardInterrupt):  # Ctrl-C is how a relay run by hand stops
+            asyncio.run(relay_forever(interval=interval, batch_size=batch_size))
     else:
         delivered = relay_pending(batch_size=settings.audit_relay_batch_size)
         print(f"delivered {delivered} audit event(s)")
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.command == "prune" and not args.days.isdigit():
         return fail("DAYS must be a whole number of days: make audit-prune DAYS=90")
-    return run_command(lambda: run(args))
+    return run_command(lambda: run(args), doing=f"audit {args.command}")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ def run_command(
     reported: tuple[type[Exception], ...] = (),
     describe: Callable[[Exception], str] = str,
     verbose: bool = False,
+    doing: str = "",
 ) -> int:
     """Run a command; invalid settings, a database that does not answer and the ``reported`` errors end it with
-    one line (``describe``'d, the error's ``exit_code`` or 1), and ``verbose`` adds the traceback.
+    one line (``describe``'d, the error's ``exit_code`` or 1, after ``doing`` when given), and ``verbose`` adds
+    the traceback.
     """
     expected: tuple[type[Exception], ...] = (DBAPIError, *reported)
     try:
@@ -41,7 +43,7 @@ def run_command(
         if verbose:
             traceback.print_exception(error.__cause__ or error)
         message = database_error_reason(error) if isinstance(error, DBAPIError) else describe(error)
-        return fail(message, getattr(error, "exit_code", 1))
+        return fail(f"{doing}: {message}" if doing else message, getattr(error, "exit_code", 1))
     except BrokenPipeError:  # the reader went away (piped to head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -103,16 +103,19 @@ def unique_violation_columns(error: DBAPIError, table: Table) -> set[str]:
 
 
 def create_database_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for a database URL; SQLite files get their folder created on demand."""
+    """Create an engine for a database URL; SQLite files get their folder created on demand.
+
+    Errors leave the statement's parameters out: they hold emails and password hashes, and errors are logged.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # A writer waits for the write lock as long as a request waits for a connection.
         connect_args = {"check_same_thread": False, "timeout": get_settings().db_pool_timeout}
-        return create_engine(url, connect_args=connect_args, **kwargs)
+        return create_engine(url, connect_args=connect_args, hide_parameters=True, **kwargs)
     # Fail fast on an unreachable server instead of waiting for the OS timeout.
-    engine = create_engine(url, connect_args={"connect_timeout": 5}, **kwargs)
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, hide_parameters=True, **kwargs)
     event.listen(engine, "checkout", _discard_if_closed_by_server)
     return engine
 

@@ -7,14 +7,19 @@ process.
 """
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from sqlalchemy import Engine, event
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+if os.environ.get(MULTIPROCESS_DIR):
+    # prometheus-client writes there as soon as a metric without labels is defined, below.
+    Path(os.environ[MULTIPROCESS_DIR]).mkdir(parents=True, exist_ok=True)
 # This process's metrics, when there is no multiprocess folder.
 PROCESS_REGISTRY = CollectorRegistry()
 
@@ -75,11 +80,34 @@ def multiprocess_dir() -> str | None:
 
 def collected_registry() -> CollectorRegistry:
     """What a scrape reports of what the processes recorded."""
-    if multiprocess_dir() is None:
+    folder = multiprocess_dir()
+    if folder is None:
         return PROCESS_REGISTRY
+    forget_dead_processes(folder)
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     return registry
+
+
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
+
+
+def forget_dead_processes(folder: str) -> None:
+    """A worker that died without shutting down (killed, crashed) leaves its live gauges: they stop counting."""
+    for path in Path(folder).iterdir():
+        match = _LIVE_GAUGE_FILE.fullmatch(path.name)
+        if match and not _alive(int(match[1])):
+            mark_process_dead(int(match[1]), folder)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def forget_this_process() -> None:

@@ -5,7 +5,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
 
+from src.api.allowed_hosts import AllowedHostsMiddleware
 from src.core.config import get_settings
 from src.main import create_app
 from tests.api.conftest import create_test_app
@@ -116,11 +119,15 @@ def test_only_allowed_hosts_are_answered(monkeypatch: pytest.MonkeyPatch, host: 
         assert not host or host not in response.text
 
 
-def test_the_probes_answer_whatever_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(get_settings(), "allowed_hosts", ["api.example.com"])
-    client = TestClient(create_test_app())
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics"])
+def test_the_probes_and_the_metrics_answer_whatever_the_host(path: str) -> None:
+    async def answered(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("answered")(scope, receive, send)
 
-    assert client.get("/health", headers={"Host": "10.1.2.3:8000"}).status_code == 200
+    client = TestClient(AllowedHostsMiddleware(answered, allowed=["api.example.com"]))
+
+    assert client.get(path, headers={"Host": "10.1.2.3:8000"}).text == "answered"
+    assert client.get("/api/v1/users/me", headers={"Host": "10.1.2.3:8000"}).status_code == 400
 
 
 def test_a_refused_host_is_echoed_nowhere_not_even_in_a_redirect(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -204,6 +204,9 @@ def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
                 time.sleep(0.1)
         assert response.status_code == 200
         assert "server" not in response.headers
+        # One worker: its metrics are read from the folder make serve made, like several workers' would be.
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'http_requests_total{method="GET",route="/health",status="200"}' in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, insert, text
 
 from src.core.config import PROJECT_ROOT, get_settings
+from src.core.metrics import forget_dead_processes
 from src.core.timestamps import utcnow
 from src.main import create_app
 from src.services.audit_relay import OUTBOX
@@ -68,6 +70,17 @@ def test_a_scrape_counts_requests_by_route_and_reads_the_databases(migrated_data
     assert value(after, "audit_relay_lag_seconds") > 0
 
 
+def test_the_live_gauges_of_a_dead_worker_stop_counting(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for pid in (dead.pid, os.getpid()):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+
+    forget_dead_processes(str(tmp_path))
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [f"gauge_livesum_{os.getpid()}.db"]
+
+
 def test_metrics_can_be_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(get_settings(), "metrics_enabled", False)
 
@@ -109,8 +122,8 @@ def test_two_workers_deliver_every_event_once_and_report_together(migrated_datab
                     assert server.poll() is None, "make serve exited"
                 assert time.monotonic() < deadline, "the relay did not deliver every event in time"
                 time.sleep(0.2)
-            for _ in range(20):
-                client.get("/health")
+            for _ in range(20):  # each on a new connection, so that both workers answer some
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
             # New connections each time, so that both workers answer some of the scrapes.
             scrapes = [scrape(httpx.get(f"http://127.0.0.1:{port}/metrics").text) for _ in range(4)]
     finally:
