@@ -91,6 +91,13 @@ def test_sign_up_with_an_invalid_field_is_422_naming_it(
     assert stored_user(session, SIGN_UP["username"]) is None
 
 
+def test_sign_up_with_an_unknown_field_is_422(client: TestClient) -> None:
+    response = client.post("/api/v1/users", json=SIGN_UP | {"is_active": False})
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["type"] == "extra_forbidden"
+
+
 def test_validation_errors_never_echo_the_password(client: TestClient) -> None:
     response = client.post("/api/v1/users", json=SIGN_UP | {"password": "sh0rt!", "email": "nope"})
 

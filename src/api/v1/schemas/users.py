@@ -6,19 +6,22 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from src.api.v1.models.user import UserBase
 from src.api.v1.schemas.fields import Email, Password, PersonName, Username
 
 
-class UserCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserCreate(UserBase):
+    """The fields every user has, as a client may give them, and the password."""
+
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]  # SQLModel types it as its own dict
 
     email: Email
     username: Username = Field(
         description="3-32 lowercase letters, digits, '.', '_' or '-'; starts with a letter or digit"
     )
-    password: Password
     first_name: PersonName
     last_name: PersonName
+    password: Password
 
 
 class UserUpdate(BaseModel):
@@ -38,14 +41,10 @@ class UserUpdate(BaseModel):
         return self
 
 
-class UserPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class UserPublic(UserBase):
+    """A user as clients see them: the fields every user has, and what the service adds."""
 
     id: uuid.UUID
-    email: str
-    username: str
-    first_name: str
-    last_name: str
     full_name: str
     is_active: bool
     created_at: datetime

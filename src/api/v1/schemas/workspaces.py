@@ -6,28 +6,26 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from src.api.v1.models.user import User
+from src.api.v1.models.workspace import WorkspaceBase
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.api.v1.schemas.fields import Email, WorkspaceName
 from src.services.workspaces import WorkspaceAccess
 
 
-class WorkspaceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WorkspaceCreate(WorkspaceBase):
+    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]  # SQLModel types it as its own dict
 
     name: WorkspaceName
 
 
-class WorkspaceUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: WorkspaceName
+class WorkspaceUpdate(WorkspaceCreate):
+    """A new name."""
 
 
-class WorkspacePublic(BaseModel):
+class WorkspacePublic(WorkspaceBase):
     """A workspace and the caller's role in it."""
 
     id: uuid.UUID
-    name: str
     created_at: datetime
     role: Role
 
