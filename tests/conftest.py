@@ -15,6 +15,7 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,7 +133,16 @@ def drop_postgres_databases(admin: Engine, urls: DatabaseUrls) -> None:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+# The one dialect parameter: every test that runs on both dialects is parametrized by it.
+DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def sqlite_urls(folder: Path) -> DatabaseUrls:
+    """A URL per named database: SQLite files in ``folder``."""
+    return {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
+
+
+@pytest.fixture(params=DIALECTS)
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -167,8 +177,7 @@ def database_urls(
 ) -> DatabaseUrls:
     """Empty databases, one per named database, on the test's dialect."""
     if dialect == "sqlite":
-        folder = tmp_path_factory.mktemp("sqlite")
-        return {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
+        return sqlite_urls(tmp_path_factory.mktemp("sqlite"))
     urls: DatabaseUrls = request.getfixturevalue("postgres_databases")
     for url in urls.values():
         empty_postgres_database(url)

@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from src.core.config import PROJECT_ROOT
-from tests.conftest import free_port
+from tests.conftest import free_port, sqlite_urls
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
 RUNTIME = [Requirement(line) for line in PYPROJECT["dependencies"]]
@@ -76,11 +76,8 @@ def test_the_service_lock_alone_migrates_and_serves(tmp_path: Path) -> None:
     python = str(venv / "bin" / "python")
     install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.lock"]
     subprocess.run(install, cwd=PROJECT_ROOT, check=True, timeout=300)
-    env = os.environ | {
-        "SETTINGS_FILE": os.devnull,
-        "CORE_DATABASE_URL": f"sqlite:///{tmp_path}/core.db",
-        "AUDIT_DATABASE_URL": f"sqlite:///{tmp_path}/audit.db",
-    }
+    env = os.environ | {"SETTINGS_FILE": os.devnull}
+    env |= {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
     migrated = subprocess.run(
         [python, "-m", "src.migrate", "upgrade"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )

@@ -15,6 +15,7 @@ from sqlmodel import Session
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES
+from tests.conftest import sqlite_urls
 
 COPIED = [
     "src",
@@ -142,10 +143,10 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
 
     # Written in batch mode, so a revision made on either database runs on SQLite.
     assert 'with op.batch_alter_table("users", schema=None) as batch_op:' in revision
-    sqlite_urls = {name: f"sqlite:///{project.root / name}.db" for name in database_urls}
-    project.env.update({f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls.items()})
+    on_sqlite = sqlite_urls(project.root)
+    project.env.update({f"{name.upper()}_DATABASE_URL": url for name, url in on_sqlite.items()})
     project.ok("migrate-upgrade")
-    assert "nickname" in columns(sqlite_urls["core"], "users")
+    assert "nickname" in columns(on_sqlite["core"], "users")
 
 
 @sqlite_only  # the revisions themselves run on both dialects in tests/migrations

@@ -28,19 +28,18 @@ from src.core.security import create_access_token
 from src.core.sessions import RequestSessions
 from src.main import create_app
 from src.services import users, workspaces
-from tests.conftest import DatabaseUrls, create_postgres_databases, drop_postgres_databases
+from tests.conftest import DIALECTS, create_postgres_databases, drop_postgres_databases, sqlite_urls
 
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="session", params=DIALECTS)
 def migrated_engines(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Engine]]:
     """An engine per named database, brought to head by the real migrations, once per dialect."""
     if request.param == "sqlite":
-        folder = tmp_path_factory.mktemp("api")
-        urls: DatabaseUrls = {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
+        urls = sqlite_urls(tmp_path_factory.mktemp("api"))
     else:
         admin = request.getfixturevalue("postgres_admin")
         urls = create_postgres_databases(admin)

@@ -23,7 +23,8 @@ from tests.conftest import UNREACHABLE_URL, DatabaseUrls
 
 
 @pytest.fixture
-def client(migrated_databases: DatabaseUrls) -> Iterator[TestClient]:
+def served_client(migrated_databases: DatabaseUrls) -> Iterator[TestClient]:
+    """The app as it runs, with its lifespan and engines: events cross from the core outbox to audit for real."""
     with TestClient(create_app(), headers={"User-Agent": "audit-test/1.0"}) as client:
         yield client
 
@@ -68,11 +69,11 @@ def walkthrough(client: TestClient) -> tuple[str, dict[str, str]]:
     return workspace, ada
 
 
-def test_walkthrough_shows_its_events_after_the_relay(client: TestClient) -> None:
-    workspace, ada = walkthrough(client)
+def test_walkthrough_shows_its_events_after_the_relay(served_client: TestClient) -> None:
+    workspace, ada = walkthrough(served_client)
 
     relay_pending(batch_size=100)
-    page = client.get(f"/api/v1/workspaces/{workspace}/audit-events", headers=ada).json()
+    page = served_client.get(f"/api/v1/workspaces/{workspace}/audit-events", headers=ada).json()
 
     assert [item["action"] for item in page["items"]] == [
         "workspace.member_removed",
@@ -96,10 +97,10 @@ def test_walkthrough_shows_its_events_after_the_relay(client: TestClient) -> Non
     assert outbox() == []
 
 
-def test_failed_login_is_recorded_although_the_request_fails(client: TestClient) -> None:
-    ada = sign_up(client, "ada")
+def test_failed_login_is_recorded_although_the_request_fails(served_client: TestClient) -> None:
+    ada = sign_up(served_client, "ada")
 
-    response = client.post(
+    response = served_client.post(
         "/api/v1/auth/token", data={"username": "ada", "password": "wrong"}, headers={"X-Request-ID": "req-42"}
     )
 
@@ -117,29 +118,31 @@ def test_failed_login_is_recorded_although_the_request_fails(client: TestClient)
     assert failed.context == {"request_id": "req-42", "ip": "testclient", "user_agent": "audit-test/1.0"}
 
 
-def test_a_change_that_fails_leaves_no_event(client: TestClient) -> None:
-    sign_up(client, "ada")
-    bob = sign_up(client, "bob")
-    ada = logged_in(client, "ada")
-    workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
+def test_a_change_that_fails_leaves_no_event(served_client: TestClient) -> None:
+    sign_up(served_client, "ada")
+    bob = sign_up(served_client, "bob")
+    ada = logged_in(served_client, "ada")
+    workspace = served_client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
     members = f"/api/v1/workspaces/{workspace}/members"
-    assert client.post(members, json={"user_id": bob}, headers=ada).status_code == 201
+    assert served_client.post(members, json={"user_id": bob}, headers=ada).status_code == 201
 
-    again = client.post(members, json={"user_id": bob}, headers=ada)
+    again = served_client.post(members, json={"user_id": bob}, headers=ada)
 
     assert again.status_code == 409
     assert [event.action for event in outbox()].count("workspace.member_added") == 1
 
 
-def test_password_change_and_role_change_record_before_and_after(client: TestClient) -> None:
-    sign_up(client, "ada")
-    bob = sign_up(client, "bob")
-    ada = logged_in(client, "ada")
-    workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
-    client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada)
+def test_password_change_and_role_change_record_before_and_after(served_client: TestClient) -> None:
+    sign_up(served_client, "ada")
+    bob = sign_up(served_client, "bob")
+    ada = logged_in(served_client, "ada")
+    workspace = served_client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
+    served_client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada)
 
-    client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
-    client.patch("/api/v1/users/me", json={"password": "a new password 1", "current_password": PASSWORD}, headers=ada)
+    served_client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
+    served_client.patch(
+        "/api/v1/users/me", json={"password": "a new password 1", "current_password": PASSWORD}, headers=ada
+    )
 
     role_change, password_change = outbox()[-2:]
     assert role_change.action == "workspace.member_role_changed"

@@ -24,7 +24,7 @@ from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
-from tests.conftest import free_port, server_in_thread
+from tests.conftest import free_port, server_in_thread, sqlite_urls
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -32,8 +32,8 @@ TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Address]:
-    for database in DATABASES.values():
-        monkeypatch.setattr(get_settings(), database.url_setting, f"sqlite:///{tmp_path / database.name}.db")
+    for name, url in sqlite_urls(tmp_path).items():
+        monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
     monkeypatch.setattr(get_settings(), "request_header_timeout_seconds", 0.5)
     monkeypatch.setattr(get_settings(), "request_body_timeout_seconds", 0.5)
     monkeypatch.setattr(get_settings(), "max_request_header_bytes", 4096)
@@ -189,7 +189,7 @@ def test_bad_worker_counts_are_refused(given: str, message: str, monkeypatch: py
 
 def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
     port = free_port()
-    env = os.environ | {f"{name.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / name}.db" for name in DATABASES}
+    env = os.environ | {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
     process = subprocess.Popen(
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE
     )
@@ -217,7 +217,7 @@ def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
 
 def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     env = os.environ | {"WEB_CONCURRENCY": "2"}
-    env |= {f"{name.upper()}_DATABASE_URL": f"sqlite:///{tmp_path / name}.db" for name in DATABASES}
+    env |= {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
 
     result = subprocess.run(
         [sys.executable, "-m", "src.serve"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=30
