@@ -238,23 +238,6 @@ def test_create_without_msg_says_how_to_call_it(project: Project) -> None:
 
 
 @sqlite_only
-def test_unknown_db_is_one_clear_line(project: Project) -> None:
-    for target in ("migrate-upgrade", "migrate-create MSG=x", "migrate-status"):
-        assert (
-            project.fails(*target.split(), "DB=reports")
-            == "error: unknown database 'reports'; choose one of: core, audit"
-        )
-
-
-@sqlite_only
-def test_rollback_without_db_is_refused_when_databases_differ(project: Project) -> None:
-    project.ok("migrate-upgrade")
-    project.ok("migrate-rollback", "DB=audit")
-
-    assert "roll back one with DB=core or DB=audit" in project.fails("migrate-rollback")
-
-
-@sqlite_only
 def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
     project.ok("migrate-upgrade")
     project.add_model_file("gadget.py", PLAIN_SQLMODEL_TABLE)
@@ -262,15 +245,6 @@ def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
     error = project.fails("migrate-create", "MSG=Add gadgets")
     assert error.startswith("error: table class Gadget is defined on plain SQLModel")
     assert "subclass CoreModel or AuditModel" in error
-
-
-@sqlite_only
-def test_unreachable_database_is_one_line_with_the_password_masked(project: Project) -> None:
-    project.env["CORE_DATABASE_URL"] = "postgresql://app:hunter2@127.0.0.1:1/app"
-
-    error = project.fails("migrate-upgrade")
-    assert error.startswith("error: core: cannot use postgresql+psycopg2://app:***@127.0.0.1:1/app: ")
-    assert "hunter2" not in error
 
 
 @sqlite_only

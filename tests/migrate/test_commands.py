@@ -108,6 +108,13 @@ def test_a_password_with_url_characters_is_never_printed(configured_databases, m
         assert password not in out + err, target
 
 
+@pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("command", [["upgrade"], ["create", "--message", "x"], ["status"], ["rollback"]])
+def test_an_unknown_db_is_one_clear_line(configured_databases, capsys, command: list[str]) -> None:
+    assert main([*command, "--db", "reports"]) == 1
+    assert capsys.readouterr().err == "error: unknown database 'reports'; choose one of: core, audit\n"
+
+
 def test_rollback_steps_every_database_back_when_they_agree(configured_databases) -> None:
     commands.upgrade(None)
 
