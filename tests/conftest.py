@@ -142,6 +142,12 @@ def sqlite_urls(folder: Path) -> DatabaseUrls:
     return {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
 
 
+def point_settings_at(urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's settings (and so the migrations) use these databases until ``monkeypatch`` undoes it."""
+    for name, url in urls.items():
+        monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
+
+
 @pytest.fixture(params=DIALECTS)
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -187,8 +193,7 @@ def database_urls(
 @pytest.fixture
 def configured_databases(database_urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> Iterator[DatabaseUrls]:
     """Point the app's settings (and so the migrations) at the test's databases."""
-    for name, url in database_urls.items():
-        monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
+    point_settings_at(database_urls, monkeypatch)
     yield database_urls
     dispose_engines()
 

@@ -21,14 +21,13 @@ from sqlmodel import Session
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
-from src.core.config import get_settings
-from src.core.databases import DATABASES, create_app_engine
+from src.core.databases import create_app_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import create_access_token
 from src.core.sessions import RequestSessions
 from src.main import create_app
 from src.services import users, workspaces
-from tests.conftest import DIALECTS, create_postgres_databases, drop_postgres_databases, sqlite_urls
+from tests.conftest import DIALECTS, create_postgres_databases, drop_postgres_databases, point_settings_at, sqlite_urls
 
 PASSWORD = "correct horse battery"
 
@@ -44,8 +43,7 @@ def migrated_engines(
         admin = request.getfixturevalue("postgres_admin")
         urls = create_postgres_databases(admin)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, url in urls.items():
-            monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
+        point_settings_at(urls, monkeypatch)
         command.upgrade(alembic_config(), "head")
     # The app's own kind of engine; on SQLite its real transactions let the test's rollback cover everything.
     engines = {name: create_app_engine(url) for name, url in urls.items()}

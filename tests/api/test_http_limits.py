@@ -20,11 +20,10 @@ import pytest
 import uvicorn
 
 from src.core.config import PROJECT_ROOT, get_settings
-from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
-from tests.conftest import free_port, server_in_thread, sqlite_urls
+from tests.conftest import free_port, point_settings_at, server_in_thread, sqlite_urls
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -32,8 +31,7 @@ TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Address]:
-    for name, url in sqlite_urls(tmp_path).items():
-        monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
+    point_settings_at(sqlite_urls(tmp_path), monkeypatch)
     monkeypatch.setattr(get_settings(), "request_header_timeout_seconds", 0.5)
     monkeypatch.setattr(get_settings(), "request_body_timeout_seconds", 0.5)
     monkeypatch.setattr(get_settings(), "max_request_header_bytes", 4096)
