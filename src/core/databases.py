@@ -19,7 +19,6 @@ from sqlalchemy.sql.schema import ColumnCollectionConstraint
 from sqlmodel import SQLModel
 
 from src.core.config import get_settings
-from src.core.metrics import watch_pool
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -190,8 +189,6 @@ def _engine(name: str, *, pooled: bool) -> Engine:
     key = (get_database(name).url, pooled)
     if key not in _engines:
         _engines[key] = create_app_engine(key[0], pooled=pooled)
-        if pooled:
-            watch_pool(_engines[key], name)
     return _engines[key]
 
 

@@ -36,7 +36,7 @@ from sqlmodel import Session
 
 from src.core.databases import READS_ONLY, get_engine
 from src.core.errors import AppError
-from src.core.metrics import waiting_for
+from src.core.metrics import waiting_for, watch_pool
 
 # Worker threads left over for requests that need no database (/health) when every admitted request runs one.
 SPARE_WORKER_THREADS = 8
@@ -67,6 +67,7 @@ class RequestSessions:
     @classmethod
     def for_database(cls, name: str) -> "RequestSessions":
         engine = get_engine(name)
+        watch_pool(engine, name)
         reader = engine.execution_options(**{READS_ONLY: True})
         return cls(
             lambda reads_only: Session(reader if reads_only else engine), capacity=pool_capacity(engine), database=name
