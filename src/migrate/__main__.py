@@ -9,7 +9,6 @@ from src.api.v1.models import UnassignedModelError
 from src.core.cli import run_command
 from src.core.databases import UnknownDatabaseError
 from src.core.migration_lock import MigrationLockTimeout
-from src.migrate import commands, lint, merge, rollback, status
 from src.migrate.errors import MigrateError, RevisionFailed
 
 COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "merge", "sql", "lint")
@@ -27,21 +26,36 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Each command imports only its own module: `make migrate-status` starts about as fast as `alembic current`.
     db = args.db or None
     match args.command:
-        case "create":
-            commands.create(args.message, db)
-        case "merge":
-            merge.merge(args.message)
-        case "sql":
-            commands.sql(db, args.out or None, args.start or None)
         case "status":
+            from src.migrate import status
+
             status.status(db)
         case "rollback":
+            from src.migrate import rollback
+
             rollback.rollback(db)
+        case "merge":
+            from src.migrate import merge
+
+            merge.merge(args.message)
         case "lint":
+            from src.migrate import lint
+
             lint.lint(db)
+        case "create":
+            from src.migrate import commands
+
+            commands.create(args.message, db)
+        case "sql":
+            from src.migrate import commands
+
+            commands.sql(db, args.out or None, args.start or None)
         case _:
+            from src.migrate import commands
+
             getattr(commands, args.command)(db)
     return 0
 
