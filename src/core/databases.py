@@ -166,11 +166,12 @@ def create_app_engine(url: str, *, pooled: bool = True) -> Engine:
     is_sqlite = make_url(url).get_backend_name() == "sqlite"
     options: dict[str, Any] = {"poolclass": NullPool}
     if pooled:
+        settings = get_settings()
         options = {
             "poolclass": QueuePool,
-            "pool_size": get_settings().db_pool_size,
-            "max_overflow": get_settings().db_max_overflow,
-            "pool_timeout": get_settings().db_pool_timeout,
+            "pool_size": settings.db_pool_size,
+            "max_overflow": settings.db_max_overflow,
+            "pool_timeout": settings.db_pool_timeout,
         }
     engine = create_database_engine(url, **options)
     if is_sqlite:

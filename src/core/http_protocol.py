@@ -62,10 +62,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         self._header_count += 1
-        if self._header_bytes > get_settings().max_request_header_bytes:
+        settings = get_settings()
+        if self._header_bytes > settings.max_request_header_bytes:
             self._refuse(self._too_many_bytes())
-        if self._header_count > get_settings().max_request_headers:
-            self._refuse(f"the request has over {get_settings().max_request_headers} headers (MAX_REQUEST_HEADERS)")
+        if self._header_count > settings.max_request_headers:
+            self._refuse(f"the request has over {settings.max_request_headers} headers (MAX_REQUEST_HEADERS)")
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:

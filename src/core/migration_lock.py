@@ -59,14 +59,15 @@ def prepare_migration_connection(connection: Connection, database_name: str, *, 
     """
     if connection.dialect.name != "postgresql":
         return
+    settings = get_settings()
     connection.execute(
         text(
             "SELECT set_config('lock_timeout', :lock_timeout, false),"
             " set_config('statement_timeout', :statement_timeout, false)"
         ),
         {
-            "lock_timeout": _milliseconds(get_settings().migration_lock_timeout_seconds),
-            "statement_timeout": _milliseconds(get_settings().migration_statement_timeout_seconds),
+            "lock_timeout": _milliseconds(settings.migration_lock_timeout_seconds),
+            "statement_timeout": _milliseconds(settings.migration_statement_timeout_seconds),
         },
     )
     # So that pg_stat_activity (and a second migration waiting here) can tell who holds the lock.

@@ -122,30 +122,32 @@ class AccessToken:
 
 
 def create_access_token(user_id: uuid.UUID, *, password_hash: str, now: datetime | None = None) -> AccessToken:
+    settings = get_settings()
     issued_at = now or utcnow()
-    lifetime = timedelta(minutes=get_settings().access_token_expire_minutes)
+    lifetime = timedelta(minutes=settings.access_token_expire_minutes)
     expires_at = issued_at + lifetime
     claims = {
         "sub": str(user_id),
-        "iss": get_settings().jwt_issuer,
-        "aud": get_settings().jwt_audience,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
         "iat": issued_at,
         "exp": expires_at,
         "pwd": password_stamp(password_hash),
     }
-    token = jwt.encode(claims, get_settings().secret_key, algorithm=JWT_ALGORITHM)
+    token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
     return AccessToken(token=token, expires_at=expires_at, expires_in=int(lifetime.total_seconds()))
 
 
 def decode_access_token(token: str) -> TokenClaims:
     """The user id and password stamp of a valid token; ``InvalidToken`` for anything else."""
+    settings = get_settings()
     try:
         claims = jwt.decode(
             token,
-            get_settings().secret_key,
+            settings.secret_key,
             algorithms=[JWT_ALGORITHM],
-            audience=get_settings().jwt_audience,
-            issuer=get_settings().jwt_issuer,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
         )
         return TokenClaims(user_id=uuid.UUID(str(claims["sub"])), password_stamp=str(claims["pwd"]))

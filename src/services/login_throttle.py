@@ -44,11 +44,12 @@ class Lockout:
 def limits_for(login: str, user_id: uuid.UUID | None) -> tuple[Limit, ...]:
     # A login naming no user is kept as a digest: it may be anything, a mistyped password included.
     account = f"account:{user_id}" if user_id else f"login:{sha256(fold(login.strip()).encode()).hexdigest()}"
-    limits = [Limit("account", account, get_settings().login_failures_per_account)]
+    settings = get_settings()
+    limits = [Limit("account", account, settings.login_failures_per_account)]
     request = current_request_context()
     if request and request.ip:
         address = f"address:{client_network(request.ip)}"[:KEY_LENGTH]
-        limits.append(Limit("address", address, get_settings().login_failures_per_address))
+        limits.append(Limit("address", address, settings.login_failures_per_address))
     return tuple(limits)
 
 
@@ -66,7 +67,8 @@ def lockout_seconds(failures: int, max_failures: int) -> float:
     if failures < max_failures:
         return 0.0
     doublings = min(failures - max_failures, 32)
-    return min(get_settings().login_lockout_seconds * (1 << doublings), get_settings().login_failure_window_seconds)
+    settings = get_settings()
+    return min(settings.login_lockout_seconds * (1 << doublings), settings.login_failure_window_seconds)
 
 
 def _locked_until(row: LoginFailure, max_failures: int) -> datetime:
