@@ -155,14 +155,19 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def for_development(self) -> bool:
+        """local and test: example secrets, any host and text logs are allowed there, and nowhere else."""
+        return self.environment in ("local", "test")
+
+    @property
     def effective_log_format(self) -> Literal["text", "json"]:
         if self.log_format is not None:
             return self.log_format
-        return "text" if self.environment in ("local", "test") else "json"
+        return "text" if self.for_development else "json"
 
     @model_validator(mode="after")
     def _refuse_weak_secret_outside_local(self) -> "Settings":
-        if self.environment in ("local", "test"):
+        if self.for_development:
             return self
         if self.secret_key == EXAMPLE_SECRET_KEY:
             raise ValueError(f"SECRET_KEY is the example key; set a real one for ENVIRONMENT={self.environment}")
@@ -172,7 +177,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_allowed_hosts_outside_local(self) -> "Settings":
-        if self.environment not in ("local", "test") and not self.allowed_hosts:
+        if not self.for_development and not self.allowed_hosts:
             raise ValueError(
                 'ALLOWED_HOSTS must list the host names clients use, e.g. ["api.example.com"] (["*"] for any), '
                 f"for ENVIRONMENT={self.environment}"
