@@ -1,10 +1,11 @@
 """The application factory: routers, error handling and the lifespan."""
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from src.api import health, metrics
@@ -12,7 +13,7 @@ from src.api.allowed_hosts import AllowedHostsMiddleware
 from src.api.body_limit import BodyLimitMiddleware
 from src.api.errors import register_error_handler
 from src.api.v1.models import load_models
-from src.api.v1.router import router as v1_router
+from src.api.v1.router import routers as v1_routers
 from src.core.config import get_settings
 from src.core.databases import dispose_engines
 from src.core.logs import configure_logging
@@ -41,7 +42,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         relay = asyncio.create_task(
             relay_forever(interval=settings.audit_relay_interval_seconds, batch_size=settings.audit_relay_batch_size)
         )
+    # What startup made lives as long as the app: full collections, which under load took tens of
+    # milliseconds each, need not walk it again while the app serves.
+    gc.freeze()
     yield
+    gc.unfreeze()
     if relay is not None:
         relay.cancel()
         with suppress(asyncio.CancelledError):
@@ -73,11 +78,21 @@ def create_app() -> FastAPI:
         app.add_middleware(AllowedHostsMiddleware, allowed=settings.allowed_hosts)
     # Outermost: every answer, a refused host's included, carries the request id and is logged and counted.
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(health.router)
+    add_routes(app, health.router)
     if settings.metrics_enabled:
-        app.include_router(metrics.router)
-    app.include_router(v1_router)
+        add_routes(app, metrics.router)
+    for router in v1_routers:
+        add_routes(app, router)
     return app
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """The router's routes become the app's own.
+
+    ``include_router`` keeps a router as a branch that is matched route by route, through every level, on each
+    request: that cost a small request a third of its time. The app's own routes are one pattern each.
+    """
+    app.router.routes.extend(router.routes)
 
 
 app = create_app()

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
+from src.api.v1 import API_PREFIX
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import Role
 from src.core.errors import Unauthorized
@@ -23,7 +24,7 @@ from src.core.sessions import RequestSessions
 from src.services import users, workspaces
 from src.services.workspaces import WorkspaceAccess
 
-TOKEN_URL = "/api/v1/auth/token"
+TOKEN_URL = f"{API_PREFIX}/auth/token"
 # Requests that change nothing: their transactions need no write lock.
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 

@@ -9,11 +9,12 @@ from pydantic import AfterValidator
 
 from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
 from src.api.errors import error_responses
+from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
 from src.core.pagination import Page
 from src.services import audit_log
 
-router = APIRouter(prefix="/workspaces/{workspace_id}", tags=["audit"])
+router = APIRouter(prefix=API_PREFIX + "/workspaces/{workspace_id}", tags=["audit"])
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -6,11 +6,12 @@ import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 
 from src.api.errors import error_responses
+from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import Token
 from src.core.sessions import RequestSessions
 from src.services import users
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 
 
 @router.post("/token", responses=error_responses(400, 401, 422, 429))

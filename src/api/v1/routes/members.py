@@ -6,11 +6,12 @@ from fastapi import APIRouter, Response, status
 
 from src.api.dependencies import CallerWorkspace, PageParams, SessionDep
 from src.api.errors import error_responses
+from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
 from src.core.pagination import Page
 from src.services import members
 
-router = APIRouter(prefix="/workspaces/{workspace_id}/members", tags=["members"])
+router = APIRouter(prefix=API_PREFIX + "/workspaces/{workspace_id}/members", tags=["members"])
 
 
 @router.get("", responses=error_responses(401, 404, 422))

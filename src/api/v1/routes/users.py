@@ -4,10 +4,11 @@ from fastapi import APIRouter, status
 
 from src.api.dependencies import CurrentUser, SessionDep
 from src.api.errors import error_responses
+from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
 from src.services import users
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409, 422))

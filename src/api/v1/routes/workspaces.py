@@ -4,11 +4,12 @@ from fastapi import APIRouter, Response, status
 
 from src.api.dependencies import CallerWorkspace, CurrentUser, PageParams, SessionDep
 from src.api.errors import error_responses
+from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.workspaces import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from src.core.pagination import Page
 from src.services import workspaces
 
-router = APIRouter(prefix="/workspaces", tags=["workspaces"])
+router = APIRouter(prefix=f"{API_PREFIX}/workspaces", tags=["workspaces"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 401, 422))
