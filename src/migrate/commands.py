@@ -15,6 +15,7 @@ from src.migrate.errors import MigrateError, load_scripts, reporting_errors
 from src.migrate.lint import LINT_ADVICE, lint_file
 from src.migrate.revisions import (
     noting_what_was_done,
+    plain_connection,
     read_known_states,
     read_state,
     refuse_pending,
@@ -68,7 +69,8 @@ def check(db: str | None) -> None:
         if pending:
             failures.append(f"{database.name}: {len(pending)} revision(s) not applied; run make migrate-upgrade first")
             continue
-        changes = model_changes(database)
+        with plain_connection(database) as connection:
+            changes = model_changes(connection, database)
         if changes:
             failures.append(f"{database.name}: models differ from migrations: {', '.join(changes)}")
         else:

@@ -6,12 +6,13 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 
 from src.api.v1.models import load_models
 from src.core.databases import Database, mask_url
-from src.core.schema_versions import COMPARE_OPTIONS, SchemaState, show_revisions
+from src.core.schema_versions import COMPARE_OPTIONS, SchemaState, read_schema_state, show_revisions
 from src.migrate.errors import MigrateError, load_scripts
-from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, plain_connection, read_state, require_one_head, selected
+from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, plain_connection, require_one_head, selected
 
 
 def describe_change(diff: Any) -> str:
@@ -21,19 +22,18 @@ def describe_change(diff: Any) -> str:
     return f"{op} {'.'.join(str(name) for name in names[:2] if name)}"
 
 
-def model_changes(database: Database) -> list[str]:
+def model_changes(connection: Connection, database: Database) -> list[str]:
     """What the models have that the database's schema lacks, or the other way round.
 
-    Compared on a connection of its own, with the options env.py gives autogenerate, but without
-    running env.py: no migration lock to wait for, and no second pass over the revision files.
+    Compared with the options env.py gives autogenerate, but without running env.py: no migration
+    lock to wait for, and no second pass over the revision files.
     """
     load_models()
-    with plain_connection(database) as connection:
-        context = MigrationContext.configure(connection, opts=dict(COMPARE_OPTIONS))
-        return [describe_change(diff) for diff in compare_metadata(context, database.metadata)]
+    context = MigrationContext.configure(connection, opts=dict(COMPARE_OPTIONS))
+    return [describe_change(diff) for diff in compare_metadata(context, database.metadata)]
 
 
-def describe_state(database: Database, state: SchemaState) -> str:
+def describe_state(connection: Connection, database: Database, state: SchemaState) -> str:
     """The MODELS column: how the schema compares with the models, or why it cannot be compared yet."""
     if state.status == "unknown_revision":
         return "unknown revision: migrated by newer code, or a revision file is missing"
@@ -43,21 +43,23 @@ def describe_state(database: Database, state: SchemaState) -> str:
         return "branches applied without their merge revision; make migrate-upgrade joins them"
     if state.pending:
         return "upgrade pending"
-    changes = model_changes(database)
+    changes = model_changes(connection, database)
     return f"differ: {', '.join(changes)}" if changes else "match"
 
 
 def database_row(
     database: Database, scripts: ScriptDirectory, heads: tuple[str, ...]
 ) -> tuple[tuple[str, ...], SchemaState | None, str | None]:
-    """The database's row, its state, and why it could not be read (state None)."""
+    """The database's row, its state, and why it could not be read (state None); one connection for all of it."""
     url, head = mask_url(database.url), show_revisions(heads)
     try:
-        state = read_state(database, scripts)
+        with plain_connection(database) as connection:
+            state = read_schema_state(connection, scripts)
+            merged = len(heads) == 1
+            models = describe_state(connection, database, state) if merged else "not compared: the heads are not merged"
     except MigrateError as error:
         return (database.name, url, "unreachable", head, "?", "?"), None, str(error)
     pending = "?" if state.unknown else str(len(state.pending))
-    models = "not compared: the heads are not merged" if len(heads) > 1 else describe_state(database, state)
     return (database.name, url, show_revisions(state.current), head, pending, models), state, None
 
 
