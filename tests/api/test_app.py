@@ -1,0 +1,32 @@
+"""The application as it serves: how its routes are held, and what its lifespan does to the collector."""
+
+import gc
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from starlette.routing import Route
+
+from src.api.v1 import API_PREFIX
+from src.core.config import get_settings
+from src.main import create_app
+from tests.conftest import UNREACHABLE_URL
+
+
+def test_every_route_is_one_of_the_apps_own() -> None:
+    # An included router is matched route by route through each of its levels on every request.
+    routes = create_app().router.routes
+
+    assert all(type(route) in (APIRoute, Route) for route in routes)
+    assert f"{API_PREFIX}/users/me" in {route.path for route in routes if isinstance(route, APIRoute)}
+
+
+def test_what_startup_made_is_left_out_of_collections_while_the_app_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "core_database_url", UNREACHABLE_URL)
+    monkeypatch.setattr(get_settings(), "audit_relay_enabled", False)
+
+    with TestClient(create_app()) as client:
+        assert client.get("/health").status_code == 200
+        assert gc.get_freeze_count() > 0
+
+    assert gc.get_freeze_count() == 0
