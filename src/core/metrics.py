@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -117,9 +118,17 @@ def forget_this_process() -> None:
 
 
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
-    labels = (method, route or "unmatched", str(status))
-    REQUESTS.labels(*labels).inc()
-    REQUEST_SECONDS.labels(*labels).observe(seconds)
+    count, duration = _request_metrics(method, route or "unmatched", status)
+    count.inc()
+    duration.observe(seconds)
+
+
+@cache
+def _request_metrics(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The counter and histogram of one method, route template and status, looked up once: on a probe,
+    looking them up cost more than counting. Few such triples exist (routes are templates)."""
+    labels = (method, route, str(status))
+    return REQUESTS.labels(*labels), REQUEST_SECONDS.labels(*labels)
 
 
 def watch_pool(engine: Engine, database: str) -> None:
