@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from bench.environment import ROOT, fresh_databases, production_env, running_server
-from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk
+from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk, wait_until_closed
 from src.serve import PROTOCOL
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -74,8 +74,10 @@ def app_rows(base: str, ping: str, token: str, workspaces: list[str]) -> list[Ro
     def measure(
         name: str, url: str, load: Load, connections: int, ceiling: Measured | None, warm_up: bool = True
     ) -> Row:
+        wait_until_closed(url)
         if warm_up:  # not for log-ins: the server would still be hashing the warm-up's passwords
             run_wrk(url, load, connections=connections, seconds=WARMUP_SECONDS, core=CLIENT_CORE)
+            wait_until_closed(url)
         measured = run_wrk(url, load, connections=connections, seconds=SECONDS, core=CLIENT_CORE)
         ratio = measured.per_second / ceiling.per_second if ceiling else 1.0
         row = Row(name, connections, measured, ratio)

@@ -4,8 +4,10 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPORT_SCRIPT = Path(__file__).with_name("report.lua")
 
@@ -87,3 +89,33 @@ def result_of(process: subprocess.Popen[str]) -> Measured:
 
 def run_wrk(base: str, load: Load, *, connections: int, seconds: int, core: int | None) -> Measured:
     return result_of(start_wrk(base, load, connections=connections, seconds=seconds, core=core))
+
+
+# /proc/net/tcp states of a connection the server has not finished closing: established, SYN received,
+# FIN wait 1 and 2, close wait, last ACK, closing. (Listening and TIME_WAIT sockets hold no client.)
+OPEN_STATES = frozenset({"01", "03", "04", "05", "08", "09", "0B"})
+
+
+def server_connections(port: int) -> int:
+    """Connections to ``port`` on this machine that the server side has not closed yet."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                local, _, state = line.split()[1:4]
+                count += int(local.rpartition(":")[2], 16) == port and state in OPEN_STATES
+    return count
+
+
+def wait_until_closed(base: str, timeout: float = 30) -> None:
+    """Until the server has closed the connections of the previous run.
+
+    wrk closes its connections when it stops; a server still busy with their last requests closes its side
+    later. A run started before that reuses client ports the server still holds open, and those connections
+    wait for TCP to retry the handshake (a second or more), which would show in the next row's p99.
+    """
+    port = urlsplit(base).port
+    deadline = time.monotonic() + timeout
+    while port and server_connections(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
