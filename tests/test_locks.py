@@ -72,10 +72,11 @@ def test_locks_carry_hashes_and_no_package_index(lock: str) -> None:
 
 def test_the_service_lock_alone_migrates_and_serves(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # No pip of its own and no bytecode written ahead: this pip installs into it, in a quarter of the time.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    install = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.lock"]
-    subprocess.run(install, cwd=PROJECT_ROOT, check=True, timeout=300)
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--no-compile", "-r", "requirements.lock"], cwd=PROJECT_ROOT, check=True, timeout=300)
     env = os.environ | {"SETTINGS_FILE": os.devnull}
     env |= {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
     migrated = subprocess.run(

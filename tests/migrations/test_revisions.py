@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
-from src.migrate.revisions import read_state
+from src.migrate.revisions import plain_connection, read_state
 from src.migrate.status import model_changes
 
 VERSIONS = sorted((Path(__file__).parents[2] / "migrations" / "versions").glob("*.py"))
@@ -58,7 +58,8 @@ def test_each_database_upgrades_and_downgrades_one_revision_at_a_time(configured
 def test_models_match_migrations_for_each_database(configured_databases, name: str) -> None:
     command.upgrade(alembic_config(db=name), "head")
 
-    assert model_changes(DATABASES[name]) == []
+    with plain_connection(DATABASES[name]) as connection:
+        assert model_changes(connection, DATABASES[name]) == []
 
 
 def test_guide_data_migration_fills_full_name_from_existing_rows(configured_databases) -> None:
