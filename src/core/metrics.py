@@ -117,8 +117,12 @@ def forget_this_process() -> None:
         mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
 
+# Any other method a client sends is counted as "other": each label value is a series kept for good.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
-    count, duration = _request_metrics(method, route or "unmatched", status)
+    count, duration = _request_metrics(method if method in METHODS else "other", route or "unmatched", status)
     count.inc()
     duration.observe(seconds)
 
@@ -126,7 +130,7 @@ def observe_request(method: str, route: str | None, status: int, seconds: float)
 @cache
 def _request_metrics(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     """The counter and histogram of one method, route template and status, looked up once: on a probe,
-    looking them up cost more than counting. Few such triples exist (routes are templates)."""
+    looking them up cost more than counting. Few such triples exist (known methods, route templates)."""
     labels = (method, route, str(status))
     return REQUESTS.labels(*labels), REQUEST_SECONDS.labels(*labels)
 

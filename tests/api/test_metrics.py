@@ -49,6 +49,8 @@ def test_a_scrape_counts_requests_by_route_and_reads_the_databases(migrated_data
             client.get("/api/v1/users/me", headers={"Authorization": "Bearer nonsense"})
         for _ in range(get_settings().login_failures_per_account + 1):
             client.post("/api/v1/auth/token", data={"username": "ada", "password": "wrong password"})
+        for method in ("BREW", "WHEN"):
+            client.request(method, "/api/v1/users/me")
         response = client.get("/metrics")
     after = scrape(response.text)
 
@@ -59,6 +61,7 @@ def test_a_scrape_counts_requests_by_route_and_reads_the_databases(migrated_data
     assert grew("http_requests_total", method="GET", route="/api/v1/users/me", status="401") == 3
     assert grew("http_requests_total", method="POST", route="/api/v1/users", status="201") == 1
     assert grew("http_request_duration_seconds_count", method="GET", route="/api/v1/users/me", status="401") == 3
+    assert grew("http_requests_total", method="other", route="/api/v1/users/me", status="405") == 2
     assert grew("login_throttled_attempts_total", limit="account") == 1
     assert value(after, "http_requests_in_progress") == 1  # the scrape itself
     assert value(after, "db_pool_connections_in_use", database="core") == 0
