@@ -1,4 +1,4 @@
-"""The application factory: routers, error handling and the lifespan."""
+"""The application factory: routes, error handling and the lifespan."""
 
 import asyncio
 import gc
