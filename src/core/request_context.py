@@ -100,19 +100,10 @@ class RequestContextMiddleware:
 def route_template(scope: Scope) -> str | None:
     """The matched route as declared, e.g. /api/v1/workspaces/{workspace_id}; None when no route matched.
 
-    A route of an included router knows its path without the router's prefix: the prefix is what the
-    request's path has in front of the route's path filled in with the request's parameters.
+    Every route is the app's own (src/main.py), so its path is the whole template.
     """
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    if template is None:
-        return None
-    try:
-        filled = template.format(**scope.get("path_params", {}))
-    except (KeyError, IndexError, ValueError):
-        return str(template)
-    path: str = scope["path"]
-    return path.removesuffix(filled) + template if path.endswith(filled) else str(template)
+    template: str | None = getattr(scope.get("route"), "path", None)
+    return template
 
 
 def record_request(scope: Scope, context: RequestContext, status: int, seconds: float) -> None:
