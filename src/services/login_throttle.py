@@ -104,7 +104,7 @@ def count_failure(session: Session, limits: tuple[Limit, ...]) -> None:
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for limit in limits:
         # The row exists before it is locked, so two first failures at once do not clash on the key.
-        session.execute(
+        session.exec(
             insert(LoginFailure)
             .values(key=limit.key, failures=0, last_failure_at=now)
             .on_conflict_do_nothing(index_elements=["key"])
@@ -115,7 +115,7 @@ def count_failure(session: Session, limits: tuple[Limit, ...]) -> None:
         session.add(row)
     # Counters are forgotten at the latest a window after a lockout of at most a window: older rows go.
     stale = now - timedelta(seconds=2 * get_settings().login_failure_window_seconds)
-    session.execute(delete(LoginFailure).where(col(LoginFailure.last_failure_at) < stale))
+    session.exec(delete(LoginFailure).where(col(LoginFailure.last_failure_at) < stale))
     session.flush()
 
 
@@ -126,4 +126,4 @@ def clear_account(session: Session, limits: tuple[Limit, ...]) -> None:
     moment finds the row it has just made sure of.
     """
     keys = [limit.key for limit in limits if limit.kind == "account"]
-    session.execute(update(LoginFailure).where(col(LoginFailure.key).in_(keys)).values(failures=0))
+    session.exec(update(LoginFailure).where(col(LoginFailure.key).in_(keys)).values(failures=0))
