@@ -50,6 +50,8 @@ class Gadget(SQLModel, table=True):
 
 # Targets whose behaviour does not depend on the dialect run on SQLite only, to keep the suite fast.
 sqlite_only = pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
+# Databases brought to head in process before the test, when its subject is what the next make calls do.
+at_head = pytest.mark.usefixtures("migrated_databases")
 
 
 @dataclass
@@ -150,8 +152,8 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
 
 
 @sqlite_only  # the revisions themselves run on both dialects in tests/migrations
+@at_head
 def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, database_urls: dict[str, str]) -> None:
-    project.ok("migrate-upgrade")
     project.add_model_file("audit_note.py", AUDIT_NOTE_MODEL)
 
     created = project.ok("migrate-create", "MSG=Add audit notes", "DB=audit")
@@ -169,10 +171,10 @@ def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, data
 
 
 @sqlite_only
+@at_head
 def test_two_branches_are_merged_linted_upgraded_and_rolled_back_as_the_readme_says(
     project: Project, database_urls: dict[str, str]
 ) -> None:
-    project.ok("migrate-upgrade")
     base = project.ok("migrate-status").splitlines()[1].split()[2]
     project.add_to_user_model(NEW_USER_COLUMN)
     ours = project.root / project.ok("migrate-create", "MSG=Add nickname").split()[1]
@@ -205,8 +207,8 @@ def test_two_branches_are_merged_linted_upgraded_and_rolled_back_as_the_readme_s
 
 
 @sqlite_only
+@at_head
 def test_create_prints_the_lint_findings_of_the_revision_it_wrote(project: Project) -> None:
-    project.ok("migrate-upgrade")
     project.add_to_user_model('    plan: str = Field(default="free", max_length=20)\n')
 
     created, finding, advice = project.ok("migrate-create", "MSG=Add users.plan").splitlines()
@@ -221,8 +223,8 @@ def test_create_prints_the_lint_findings_of_the_revision_it_wrote(project: Proje
 
 
 @sqlite_only
+@at_head
 def test_create_without_changes_writes_nothing_and_fails(project: Project) -> None:
-    project.ok("migrate-upgrade")
     before = project.versions()
 
     assert (
@@ -238,8 +240,8 @@ def test_create_without_msg_says_how_to_call_it(project: Project) -> None:
 
 
 @sqlite_only
+@at_head
 def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
-    project.ok("migrate-upgrade")
     project.add_model_file("gadget.py", PLAIN_SQLMODEL_TABLE)
 
     error = project.fails("migrate-create", "MSG=Add gadgets")
@@ -248,8 +250,8 @@ def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
 
 
 @sqlite_only
+@at_head
 def test_revision_written_before_a_database_existed_still_runs(project: Project) -> None:
-    project.ok("migrate-upgrade")
     project.add_to_user_model(NEW_USER_COLUMN)
     path = project.root / project.ok("migrate-create", "MSG=Add nickname").split()[1]
     # As if written when only core existed: no audit functions at all.
@@ -274,8 +276,8 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
 
 
 @sqlite_only
+@at_head
 def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str, str]) -> None:
-    project.ok("migrate-upgrade")
     engine = create_engine(database_urls["core"])
     with Session(engine) as session:
         session.add(OutboxEvent(action="workspace.created", outcome="success", actor_type="user"))
