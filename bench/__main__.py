@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import httpx
 
 from bench.environment import ROOT, fresh_databases, production_env, running_server
-from bench.wrk import Load, Measured, ensure_wrk, pinned, result_of, run_wrk, start_wrk, wait_until_closed
+from bench.wrk import Load, Measured, Server, ensure_wrk, pinned, result_of, run_wrk, start_wrk
 from src.serve import PROTOCOL
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
@@ -43,16 +43,16 @@ class Row:
 
 
 @contextmanager
-def serve(app: str, env: dict[str, str]) -> Iterator[str]:
-    """One production-like uvicorn worker on the server core; its base URL once it answers."""
+def serve(app: str, env: dict[str, str]) -> Iterator[Server]:
+    """One production-like uvicorn worker on the server core, once it answers."""
 
     def command(port: int) -> list[str]:
         uvicorn = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--workers", "1", "--loop", "uvloop"]
         return pinned(SERVER_CORE, [*uvicorn, "--http", PROTOCOL, "--no-access-log", "--log-level", "warning"])
 
     log_name = f"bench-{app.partition(':')[0].replace('.', '-')}"
-    with running_server(command, env, log_name=log_name, probe="/docs") as (base, _):
-        yield base
+    with running_server(command, env, log_name=log_name, probe="/docs") as (base, process):
+        yield Server(base, process.pid)  # taskset becomes uvicorn: the same process
 
 
 def seed(base: str) -> tuple[str, list[str]]:
@@ -70,15 +70,12 @@ def seed(base: str) -> tuple[str, list[str]]:
     return token, ids
 
 
-def app_rows(base: str, ping: str, token: str, workspaces: list[str]) -> list[Row]:
-    def measure(
-        name: str, url: str, load: Load, connections: int, ceiling: Measured | None, warm_up: bool = True
-    ) -> Row:
-        wait_until_closed(url)
-        if warm_up:  # not for log-ins: the server would still be hashing the warm-up's passwords
-            run_wrk(url, load, connections=connections, seconds=WARMUP_SECONDS, core=CLIENT_CORE)
-            wait_until_closed(url)
-        measured = run_wrk(url, load, connections=connections, seconds=SECONDS, core=CLIENT_CORE)
+def app_rows(app: Server, ping: Server, token: str, workspaces: list[str]) -> list[Row]:
+    def measure(name: str, server: Server, load: Load, connections: int, ceiling: Measured | None) -> Row:
+        server.settle()
+        run_wrk(server.base, load, connections=connections, seconds=WARMUP_SECONDS, core=CLIENT_CORE)
+        server.settle()
+        measured = run_wrk(server.base, load, connections=connections, seconds=SECONDS, core=CLIENT_CORE)
         ratio = measured.per_second / ceiling.per_second if ceiling else 1.0
         row = Row(name, connections, measured, ratio)
         print(format_row(row), flush=True)
@@ -104,15 +101,16 @@ def app_rows(base: str, ping: str, token: str, workspaces: list[str]) -> list[Ro
     for connections in (64, 256):
         ceiling = measure("GET /ping (bare FastAPI)", ping, Load(("/ping",)), connections, None)
         rows.append(ceiling)
-        rows += [measure(name, base, load, connections, ceiling.measured) for name, load in loads.items()]
+        rows += [measure(name, app, load, connections, ceiling.measured) for name, load in loads.items()]
     log_in = Load(
         (f"{api}/auth/token",),
         method="POST",
         body=f"username=bench&password={PASSWORD.replace(' ', '+').replace(',', '%2C')}",
         content_type="application/x-www-form-urlencoded",
     )
-    rows.append(measure("POST /auth/token", base, log_in, 16, rows[0].measured, warm_up=False))
-    rows.append(reads_during_log_ins(base, token, log_in))
+    rows.append(measure("POST /auth/token", app, log_in, 16, rows[0].measured))
+    app.settle()
+    rows.append(reads_during_log_ins(app.base, token, log_in))
     return rows
 
 
@@ -150,13 +148,15 @@ print(delivered / (time.perf_counter() - start))
     return float(out.stdout.strip())
 
 
-def median_seconds(command: list[str], env: dict[str, str], runs: int = 5) -> float:
-    times = []
+def median_seconds(commands: list[list[str]], env: dict[str, str], runs: int = 5) -> list[float]:
+    """Each command's median wall time over ``runs``, the commands taken in turn so that drift hits each alike."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for command, taken in zip(commands, times, strict=True):
+            start = time.perf_counter()
+            subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+            taken.append(time.perf_counter() - start)
+    return [statistics.median(taken) for taken in times]
 
 
 def format_row(row: Row) -> str:
@@ -206,14 +206,15 @@ def main() -> int:
             f"{'ROW':36} {'CONN':>5} {'REQ/S':>8} {'P50 MS':>8} {'P99 MS':>8} {'NON-2XX':>7} {'ERRORS':>6}"
             f" {'STALLS':>6} {'RATIO':>6}"
         )
-        with serve("bench.ping:app", env) as ping, serve("src.main:app", env) as base:
-            token, workspaces = seed(base)
-            rows = app_rows(base, ping, token, workspaces)
+        with serve("bench.ping:app", env) as ping, serve("src.main:app", env) as app:
+            token, workspaces = seed(app.base)
+            rows = app_rows(app, ping, token, workspaces)
         relay = time_relay({**env, "AUDIT_RELAY_ENABLED": "false"})
-        status = median_seconds([sys.executable, "-m", "src.migrate", "status"], env)
-        current = median_seconds([sys.executable, "-m", "alembic", "current"], env)
+        status, current = median_seconds(
+            [[sys.executable, "-m", "src.migrate", "status"], [sys.executable, "-m", "alembic", "current"]], env
+        )
     print(f"audit relay: {relay:,.0f} events/s over {RELAY_EVENTS:,} events")
-    print(f"make migrate-status: {status:.2f} s, alembic current: {current:.2f} s (median of 5)")
+    print(f"make migrate-status: {status:.2f} s, alembic current: {current:.2f} s (medians of 5 runs, in turn)")
     report = {
         "dialect": dialect,
         "seconds_per_row": SECONDS,

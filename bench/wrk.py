@@ -119,3 +119,36 @@ def wait_until_closed(base: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while port and server_connections(port) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time, user and system, that process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_idle(pid: int, timeout: float = 60) -> None:
+    """Until the server has worked through the requests of the previous run.
+
+    wrk stops with requests still queued in the server: their clients are gone, but the server answers them
+    anyway. A run started sooner shares the server's core with that backlog, which takes a slow route at 256
+    connections about a second: fewer requests per second, and no response at all in the run's first second.
+    """
+    deadline = time.monotonic() + timeout
+    used = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        used, before = cpu_seconds(pid), used
+        if used - before < 0.02:  # a fifth of a core at most: idle, but for the audit relay's polling
+            return
+
+
+@dataclass(frozen=True)
+class Server:
+    base: str
+    pid: int
+
+    def settle(self) -> None:
+        """Until the previous run has left no connection and no request behind."""
+        wait_until_closed(self.base)
+        wait_until_idle(self.pid)
