@@ -43,7 +43,7 @@ serve: install ## Serve as in production on HOST:PORT: no reload, WEB_CONCURRENC
 	@$(PY) -m src.serve --host $(HOST) --port $(PORT)
 
 # Tests write compiled modules even under PYTHONDONTWRITEBYTECODE: without them each worker, and each
-# make call or server a test starts, compiles the project and the test plugins again (a third of the run).
+# make call or server a test starts, compiles the project and the test plugins again (a fifth more CPU).
 TEST_ENV := PYTHONDONTWRITEBYTECODE= SETTINGS_FILE=config/test.env
 
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
