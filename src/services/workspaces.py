@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
 
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
@@ -43,18 +44,23 @@ def create_workspace(session: Session, *, owner_id: uuid.UUID, name: str) -> Wor
     session.flush()
     session.add(WorkspaceMember(workspace_id=workspace.id, user_id=owner_id, role=Role.OWNER))
     session.flush()
-    membership = WorkspaceAccess(workspace=workspace, user_id=owner_id, role=Role.OWNER)
-    record(session, membership, "workspace.created", Target("workspace", workspace.id), {"name": name})
-    return membership
+    access = WorkspaceAccess(workspace=workspace, user_id=owner_id, role=Role.OWNER)
+    record(session, access, "workspace.created", Target("workspace", workspace.id), {"name": name})
+    return access
+
+
+def _workspaces_of(user_id: uuid.UUID) -> Select[Workspace, str]:
+    """The workspaces the user is a member of, each with the user's role."""
+    return (
+        select(Workspace, WorkspaceMember.role)
+        .join(WorkspaceMember, col(WorkspaceMember.workspace_id) == Workspace.id)
+        .where(WorkspaceMember.user_id == user_id)
+    )
 
 
 def get_access(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceAccess:
     """The workspace as the user may act on it; ``WorkspaceNotFound`` to anyone who is not a member."""
-    row = session.exec(
-        select(Workspace, WorkspaceMember.role)
-        .join(WorkspaceMember, col(WorkspaceMember.workspace_id) == Workspace.id)
-        .where(Workspace.id == workspace_id, WorkspaceMember.user_id == user_id)
-    ).first()
+    row = session.exec(_workspaces_of(user_id).where(Workspace.id == workspace_id)).first()
     if row is None:
         raise WorkspaceNotFound(f"workspace {workspace_id} not found")
     workspace, role = row
@@ -78,12 +84,9 @@ def list_workspaces(
     session: Session, *, user_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[WorkspaceAccess], str | None]:
     """The user's workspaces, oldest first, and the cursor of the next page."""
-    statement = (
-        select(Workspace, WorkspaceMember.role)
-        .join(WorkspaceMember, col(WorkspaceMember.workspace_id) == Workspace.id)
-        .where(WorkspaceMember.user_id == user_id)
+    statement = keyset_statement(
+        _workspaces_of(user_id), page, created_at=col(Workspace.created_at), id_=col(Workspace.id)
     )
-    statement = keyset_statement(statement, page, created_at=col(Workspace.created_at), id_=col(Workspace.id))
     rows, next_cursor = split_page(
         session.exec(statement).all(), page, lambda row: Cursor(row[0].created_at, row[0].id)
     )
