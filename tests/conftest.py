@@ -148,6 +148,11 @@ def point_settings_at(urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, url)
 
 
+def url_variables(urls: DatabaseUrls) -> dict[str, str]:
+    """The environment variables that point a process's settings (a server, a make call) at these databases."""
+    return {DATABASES[name].url_setting.upper(): url for name, url in urls.items()}
+
+
 @pytest.fixture(params=DIALECTS)
 def dialect(request: pytest.FixtureRequest) -> str:
     return str(request.param)

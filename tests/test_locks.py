@@ -14,7 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from src.core.config import PROJECT_ROOT
-from tests.conftest import free_port, sqlite_urls
+from tests.conftest import free_port, sqlite_urls, url_variables
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
 RUNTIME = [Requirement(line) for line in PYPROJECT["dependencies"]]
@@ -78,7 +78,7 @@ def test_the_service_lock_alone_migrates_and_serves(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--no-compile", "-r", "requirements.lock"], cwd=PROJECT_ROOT, check=True, timeout=300)
     env = os.environ | {"SETTINGS_FILE": os.devnull}
-    env |= {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
+    env |= url_variables(sqlite_urls(tmp_path))
     migrated = subprocess.run(
         [python, "-m", "src.migrate", "upgrade"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
     )

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES
-from tests.conftest import sqlite_urls
+from tests.conftest import sqlite_urls, url_variables
 
 COPIED = [
     "src",
@@ -107,7 +107,7 @@ def project(tmp_path: Path, database_urls: dict[str, str]) -> Project:
     # As a user's own call, not a sub-make of `make test`.
     env = {name: value for name, value in os.environ.items() if name not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     env["SETTINGS_FILE"] = "config/test.env"
-    env.update({f"{name.upper()}_DATABASE_URL": url for name, url in database_urls.items()})
+    env.update(url_variables(database_urls))
     return Project(root, env)
 
 
@@ -146,7 +146,7 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
     # Written in batch mode, so a revision made on either database runs on SQLite.
     assert 'with op.batch_alter_table("users", schema=None) as batch_op:' in revision
     on_sqlite = sqlite_urls(project.root)
-    project.env.update({f"{name.upper()}_DATABASE_URL": url for name, url in on_sqlite.items()})
+    project.env.update(url_variables(on_sqlite))
     project.ok("migrate-upgrade")
     assert "nickname" in columns(on_sqlite["core"], "users")
 

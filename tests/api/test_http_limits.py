@@ -23,7 +23,7 @@ from src.core.config import PROJECT_ROOT, get_settings
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
-from tests.conftest import free_port, point_settings_at, server_in_thread, sqlite_urls
+from tests.conftest import free_port, point_settings_at, server_in_thread, sqlite_urls, url_variables
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -187,7 +187,7 @@ def test_bad_worker_counts_are_refused(given: str, message: str, monkeypatch: py
 
 def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
     port = free_port()
-    env = os.environ | {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
+    env = os.environ | url_variables(sqlite_urls(tmp_path))
     process = subprocess.Popen(
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE
     )
@@ -215,7 +215,7 @@ def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
 
 def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     env = os.environ | {"WEB_CONCURRENCY": "2"}
-    env |= {f"{name.upper()}_DATABASE_URL": url for name, url in sqlite_urls(tmp_path).items()}
+    env |= url_variables(sqlite_urls(tmp_path))
 
     result = subprocess.run(
         [sys.executable, "-m", "src.serve"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=30

@@ -19,7 +19,7 @@ from src.core.timestamps import utcnow
 from src.main import create_app
 from src.services.audit_relay import OUTBOX
 from tests.api.conftest import PASSWORD
-from tests.conftest import DatabaseUrls, free_port
+from tests.conftest import DatabaseUrls, free_port, url_variables
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -107,8 +107,7 @@ def test_two_workers_deliver_every_event_once_and_report_together(migrated_datab
         "AUDIT_RELAY_ENABLED": "true",
         "AUDIT_RELAY_INTERVAL_SECONDS": "0.2",
         "AUDIT_RELAY_BATCH_SIZE": "50",
-        "CORE_DATABASE_URL": migrated_databases["core"],
-        "AUDIT_DATABASE_URL": migrated_databases["audit"],
+        **url_variables(migrated_databases),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.DEVNULL

@@ -16,6 +16,7 @@ from src.migrate import commands, rollback, status
 from src.migrate.__main__ import main
 from src.migrate.errors import MigrateError
 from src.migrate.revisions import read_state
+from tests.conftest import url_variables
 from tests.core.test_config import SPECIAL_PASSWORDS
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
@@ -154,7 +155,7 @@ def test_history_with_db_lists_only_revisions_touching_that_database(capsys: pyt
 @pytest.mark.postgres
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
 def test_concurrent_upgrades_apply_each_revision_once(configured_databases) -> None:
-    env = {**os.environ, **{f"{name.upper()}_DATABASE_URL": url for name, url in configured_databases.items()}}
+    env = os.environ | url_variables(configured_databases)
     upgrade = [sys.executable, "-m", "src.migrate", "upgrade"]
 
     runs = [

@@ -24,6 +24,7 @@ from src.core.migration_lock import (
 )
 from src.core.schema_versions import alembic_config, current_heads, script_directory
 from src.migrate.__main__ import main
+from tests.conftest import url_variables
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)]
 
@@ -256,7 +257,7 @@ def test_a_second_upgrade_says_who_holds_the_lock_and_exits_2_after_the_wait_tim
 ) -> None:
     env = {
         **os.environ,
-        **{f"{name.upper()}_DATABASE_URL": url for name, url in configured_databases.items()},
+        **url_variables(configured_databases),
         "MIGRATION_WAIT_TIMEOUT_SECONDS": "2",
     }
     with core.connect() as holder:
