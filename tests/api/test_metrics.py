@@ -124,9 +124,9 @@ def test_two_workers_deliver_every_event_once_and_report_together(migrated_datab
                     assert server.poll() is None, "make serve exited"
                 assert time.monotonic() < deadline, "the relay did not deliver every event in time"
                 time.sleep(0.2)
-            for _ in range(20):  # each on a new connection, so that both workers answer some
+            # A new connection for each request, so that both workers answer some of the probes and the scrapes.
+            for _ in range(20):
                 httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
-            # New connections each time, so that both workers answer some of the scrapes.
             scrapes = [scrape(httpx.get(f"http://127.0.0.1:{port}/metrics").text) for _ in range(4)]
     finally:
         server.terminate()
