@@ -70,12 +70,12 @@ def serve(host: str, port: int) -> int:
     from src.core.cli import fail, invalid_settings
 
     try:
-        # Imported here so that invalid settings are reported in one line too.
         from src.core.config import get_settings, usable_cores
         from src.core.databases import DATABASES
         from src.core.logs import configure_logging
 
-        configure_logging(get_settings().effective_log_format, get_settings().log_level)
+        settings = get_settings()
+        configure_logging(settings.effective_log_format, settings.log_level)
         sqlite = any(database.url.startswith("sqlite") for database in DATABASES.values())
         workers = worker_count(sqlite=sqlite, cores=usable_cores())
     except ValidationError as error:
@@ -92,7 +92,7 @@ def serve(host: str, port: int) -> int:
         access_log=False,
         server_header=False,
         proxy_headers=True,
-        forwarded_allow_ips=get_settings().forwarded_allow_ips,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,  # configured above, and by the app in each worker (src/core/logs.py)
     )
