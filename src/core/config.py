@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SECRET_KEY = "example-secret-key-change-me-before-any-deploy"
@@ -63,6 +65,20 @@ def normalize_database_url(url: str) -> str:
     return f"{scheme}://{user}{colon}{password}{at}{location}"
 
 
+def _database_identity(url: str) -> tuple[object, ...] | None:
+    """What tells two URLs of one database apart from two databases: server and name, or the SQLite file."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        return (backend, Path(parsed.database).resolve())
+    return (backend, (parsed.host or "localhost").lower(), parsed.port or 5432, parsed.database)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file_encoding="utf-8",
@@ -92,10 +108,17 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=30.0, gt=0)
 
     # Migrations on PostgreSQL (src/core/migration_lock.py), set on the migration's own connection only.
-    # lock_timeout: a revision waiting this long for a table lock gives up, so reads stop queueing behind it.
-    migration_lock_timeout_seconds: float = Field(default=10.0, ge=0)
-    # statement_timeout: the longest one migration statement (a backfill, an index build) may run.
+    # lock_timeout of one attempt: reads and writes queue behind a revision waiting for a table lock this long at
+    # most; it then gives up, is rolled back and, after a pause, tried again (src/migrate/lock_retries.py).
+    migration_lock_timeout_seconds: float = Field(default=0.1, ge=0)
+    migration_lock_attempts: int = Field(default=10, ge=1)
+    # The pause after the first failed attempt; each further pause doubles, up to a minute.
+    migration_lock_retry_pause_seconds: float = Field(default=1.0, ge=0)
+    # statement_timeout: the longest one migration statement (an index build, a batch) may run.
     migration_statement_timeout_seconds: float = Field(default=3600.0, ge=0)
+    # op.backfill (src/migrate/backfill.py): rows per batch, each batch its own transaction, and the pause between.
+    migration_backfill_batch_size: int = Field(default=1000, ge=1)
+    migration_backfill_pause_seconds: float = Field(default=0.05, ge=0)
     # How long an upgrade waits for another process's migration to finish; then it fails, retry later.
     migration_wait_timeout_seconds: float = Field(default=300.0, ge=0)
 
@@ -182,6 +205,38 @@ class Settings(BaseSettings):
                 'ALLOWED_HOSTS must list the host names clients use, e.g. ["api.example.com"] (["*"] for any), '
                 f"for ENVIRONMENT={self.environment}"
             )
+        return self
+
+    def database_urls(self) -> dict[str, str]:
+        """Every ``*_database_url`` setting by field name."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name.endswith(DATABASE_URL_SUFFIX)}
+
+    @model_validator(mode="after")
+    def _require_database_urls_outside_local(self) -> "Settings":
+        # The defaults are SQLite files on the server's own disk: a deploy that forgot one would keep its data there.
+        unset = [name.upper() for name in self.database_urls() if name not in self.model_fields_set]
+        if not self.for_development and unset:
+            raise ValueError(
+                f"{' and '.join(unset)} must be set for ENVIRONMENT={self.environment}: outside local and test no"
+                " database defaults to a SQLite file under var/"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_one_database_under_two_names(self) -> "Settings":
+        # They would share one alembic_version table: the second database would look migrated and have no tables.
+        seen: dict[tuple[object, ...], str] = {}
+        for name, url in self.database_urls().items():
+            identity = _database_identity(url)
+            if identity is None:
+                continue
+            if identity in seen:
+                shown = make_url(url).render_as_string(hide_password=True)
+                raise ValueError(
+                    f"{seen[identity].upper()} and {name.upper()} point at the same database ({shown});"
+                    " give each its own database"
+                )
+            seen[identity] = name
         return self
 
     @model_validator(mode="after")

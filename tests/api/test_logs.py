@@ -108,7 +108,13 @@ def test_the_log_format_follows_the_environment_unless_set() -> None:
     def log_format(**values: object) -> str:
         return Settings.model_validate(values).effective_log_format
 
-    production = {"environment": "production", "secret_key": "x" * 40, "allowed_hosts": ["api.example.com"]}
+    production = {
+        "environment": "production",
+        "secret_key": "x" * 40,
+        "allowed_hosts": ["api.example.com"],
+        "core_database_url": "postgresql://app@db/app_core",
+        "audit_database_url": "postgresql://app@db/app_audit",
+    }
     assert log_format(environment="local") == "text"
     assert log_format(**production) == "json"
     assert log_format(**production, log_format="text") == "text"

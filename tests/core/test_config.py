@@ -108,21 +108,70 @@ def test_example_secret_key_is_refused_outside_local_and_test(
     monkeypatch: pytest.MonkeyPatch, environment: str
 ) -> None:
     with pytest.raises(ValidationError, match="SECRET_KEY is the example key"):
-        settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY=EXAMPLE_SECRET_KEY)
+        settings_from(monkeypatch, **PRODUCTION | {"ENVIRONMENT": environment, "SECRET_KEY": EXAMPLE_SECRET_KEY})
 
 
 def test_short_secret_key_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValidationError, match="at least 32 characters"):
-        settings_from(monkeypatch, ENVIRONMENT="production", SECRET_KEY="hunter2")
+        settings_from(monkeypatch, **PRODUCTION | {"SECRET_KEY": "hunter2"})
+
+
+PRODUCTION = {
+    "ENVIRONMENT": "production",
+    "SECRET_KEY": "x" * 64,
+    "ALLOWED_HOSTS": '["api.example.com"]',
+    "CORE_DATABASE_URL": "postgresql://app:pw@db.internal/app_core",
+    "AUDIT_DATABASE_URL": "postgresql://app:pw@db.internal/app_audit",
+}
 
 
 def test_real_secret_key_is_accepted_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = settings_from(
-        monkeypatch, ENVIRONMENT="production", SECRET_KEY="x" * 64, ALLOWED_HOSTS='["api.example.com"]'
-    )
+    settings = settings_from(monkeypatch, **PRODUCTION)
 
     assert settings.environment == "production"
     assert settings.allowed_hosts == ["api.example.com"]
+
+
+@pytest.mark.parametrize("unset", ["CORE_DATABASE_URL", "AUDIT_DATABASE_URL"])
+def test_every_database_url_is_required_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, unset: str) -> None:
+    env = {name: value for name, value in PRODUCTION.items() if name != unset}
+
+    with pytest.raises(ValidationError, match=f"{unset} must be set for ENVIRONMENT=production: outside local and"):
+        settings_from(monkeypatch, **env)
+
+
+def test_the_database_url_alias_counts_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {name: value for name, value in PRODUCTION.items() if name != "CORE_DATABASE_URL"}
+
+    settings = settings_from(monkeypatch, **env, DATABASE_URL="postgres://app:pw@db.internal/app_core")
+
+    assert settings.core_database_url == "postgresql+psycopg2://app:pw@db.internal/app_core"
+
+
+@pytest.mark.parametrize(
+    ("core", "audit"),
+    [
+        ("postgresql://app:pw@db.internal/app", "postgres://other:secret@DB.internal:5432/app"),
+        ("sqlite:///var/shared.db", f"sqlite:///{Path.cwd()}/var/shared.db"),
+    ],
+)
+def test_two_databases_at_one_url_are_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch, core: str, audit: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings_from(monkeypatch, CORE_DATABASE_URL=core, AUDIT_DATABASE_URL=audit)
+
+    assert "CORE_DATABASE_URL and AUDIT_DATABASE_URL point at the same database" in str(refused.value)
+    assert "secret" not in str(refused.value)
+
+
+def test_two_databases_on_one_server_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from(monkeypatch, **PRODUCTION)
+
+    assert settings.database_urls() == {
+        "core_database_url": "postgresql+psycopg2://app:pw@db.internal/app_core",
+        "audit_database_url": "postgresql+psycopg2://app:pw@db.internal/app_audit",
+    }
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
