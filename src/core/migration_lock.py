@@ -18,6 +18,7 @@ from src.core.config import get_settings
 # Any fixed number shared by every process that migrates: one upgrade at a time, per database.
 MIGRATION_LOCK_ID = 0x616C656D
 POLL_INTERVAL_SECONDS = 0.5
+CLIENT_CHECK_INTERVAL_SECONDS = 1
 
 LOCK_NOT_AVAILABLE = "55P03"
 QUERY_CANCELED = "57014"
@@ -59,17 +60,10 @@ def prepare_migration_connection(connection: Connection, database_name: str, *, 
     """
     if connection.dialect.name != "postgresql":
         return
-    settings = get_settings()
-    connection.execute(
-        text(
-            "SELECT set_config('lock_timeout', :lock_timeout, false),"
-            " set_config('statement_timeout', :statement_timeout, false)"
-        ),
-        {
-            "lock_timeout": _milliseconds(settings.migration_lock_timeout_seconds),
-            "statement_timeout": _milliseconds(settings.migration_statement_timeout_seconds),
-        },
-    )
+    version = connection.dialect.server_version_info
+    settings = session_settings(client_check=version is not None and int(version[0]) >= 14)
+    calls = ", ".join(f"set_config('{name}', :{name}, false)" for name in settings)
+    connection.execute(text(f"SELECT {calls}"), settings)
     # So that pg_stat_activity (and a second migration waiting here) can tell who holds the lock.
     connection.execute(
         text("SELECT set_config('application_name', :name, false) WHERE current_setting('application_name') = ''"),
@@ -78,6 +72,21 @@ def prepare_migration_connection(connection: Connection, database_name: str, *, 
     connection.commit()
     if lock:
         _take_migration_lock(connection, database_name)
+
+
+def session_settings(*, client_check: bool) -> dict[str, str]:
+    """The PostgreSQL settings of a migration's session, online and in make migrate-sql's output alike
+    (``client_check`` where the server has client_connection_check_interval, PostgreSQL 14 and newer)."""
+    settings = get_settings()
+    values = {
+        "lock_timeout": _milliseconds(settings.migration_lock_timeout_seconds),
+        "statement_timeout": _milliseconds(settings.migration_statement_timeout_seconds),
+    }
+    if client_check:
+        # The server checks the client is still there while a statement runs: a killed migration's backend stops
+        # within a second, releasing its locks, instead of running its statement to the end.
+        values["client_connection_check_interval"] = _milliseconds(CLIENT_CHECK_INTERVAL_SECONDS)
+    return values
 
 
 def _milliseconds(seconds: float) -> str:
@@ -144,11 +153,14 @@ def timeout_reason(error: DBAPIError) -> str | None:
     message = str(error.orig)
     locked = _locked_object(error)
     if code == LOCK_NOT_AVAILABLE:
-        return (
-            f"waited {_seconds(get_settings().migration_lock_timeout_seconds)} for a lock"
-            f"{f' on {locked}' if locked else ''}"
-            " (lock_timeout; MIGRATION_LOCK_TIMEOUT_SECONDS): a transaction kept it"
-        )
+        waited = f"waited {_seconds(get_settings().migration_lock_timeout_seconds)}"
+        if concurrent_index(error.statement or "", verb="(?:CREATE|DROP)"):
+            return (
+                f"{waited} for older transactions to end (lock_timeout; MIGRATION_LOCK_TIMEOUT_SECONDS): an index"
+                " built or dropped concurrently waits for every transaction of the database that began before it,"
+                " whatever table that transaction uses"
+            )
+        return f"{waited} for a lock{f' on {locked}' if locked else ''} (lock_timeout; MIGRATION_LOCK_TIMEOUT_SECONDS)"
     # The same code is used for a cancel by pg_cancel_backend, which is no timeout.
     if code == QUERY_CANCELED and "statement timeout" in message:
         return (
@@ -159,12 +171,33 @@ def timeout_reason(error: DBAPIError) -> str | None:
     return None
 
 
+def concurrent_index(statement: str, *, verb: str = "CREATE") -> str | None:
+    """The index a ``CREATE INDEX CONCURRENTLY`` statement (or another ``verb``) names, unquoted; None for others."""
+    found = re.match(
+        rf"{verb}\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?({_NAME})",
+        _strip_comments(statement),
+        re.IGNORECASE,
+    )
+    return _unquote(found.group(1)) if found else None
+
+
+def locked_tables(error: DBAPIError) -> list[str]:
+    """The tables whose lock a failing statement wanted, when they can be told (a foreign key names two)."""
+    kind, names = _locked_objects(error)
+    return names if kind == "table" else []
+
+
 def _locked_object(error: DBAPIError) -> str | None:
     """What the failing statement locks, e.g. 'table users' or 'table members or users'; None when it cannot be told."""
+    kind, names = _locked_objects(error)
+    return f"{kind} {' or '.join(names)}" if names else None
+
+
+def _locked_objects(error: DBAPIError) -> tuple[str, list[str]]:
     context = getattr(getattr(error.orig, "diag", None), "context", None) or ""
     in_relation = _CONTEXT_RELATION.search(context)
     if in_relation:
-        return f"table {in_relation.group(1)}"
+        return "table", [in_relation.group(1)]
     statement = _strip_comments(error.statement or "")
     # A foreign key locks the table it references too; a new table is the only one nobody else can hold.
     referenced = [_unquote(name) for name in _REFERENCED_TABLE.findall(statement)]
@@ -175,8 +208,7 @@ def _locked_object(error: DBAPIError) -> str | None:
         if found:
             names, kind = [_unquote(found.group(1))], object_kind
             break
-    names += [name for name in referenced if name not in names]
-    return f"{kind} {' or '.join(names)}" if names else None
+    return kind, names + [name for name in referenced if name not in names]
 
 
 def _strip_comments(statement: str) -> str:

@@ -1,5 +1,6 @@
 """Failures of the migrate commands, told in one line that names the database and the revision that failed."""
 
+import ast
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,16 @@ class SeveralHeadsError(MigrateError):
 
 
 class RevisionFailed(MigrateError):
-    """A revision file raised; its traceback is printed on request."""
+    """A revision file raised; its traceback is printed on request.
+
+    Told as ``where: reason; advice``: which database and revision, what stopped it, and what to do.
+    """
+
+    def __init__(self, where: str, reason: str, advice: str = "") -> None:
+        super().__init__(f"{where}: {reason}" + (f"; {advice}" if advice else ""))
+        self.where = where
+        self.reason = reason
+        self.advice = advice
 
 
 @dataclass(frozen=True)
@@ -41,9 +51,23 @@ class FailedRevision:
         return f"revision {self.revision} ({project_path(self.path)}:{self.line})"
 
     @property
-    def leaves_its_transaction(self) -> bool:
-        """Whether it runs statements in autocommit_block, which no rollback undoes."""
-        return "autocommit_block" in self.path.read_text()
+    def had_committed(self) -> bool:
+        """Whether the function that failed had left its transaction before the failing line (autocommit_block and
+        op.backfill commit what came before them): no rollback undoes that."""
+        tree = ast.parse(self.path.read_text())
+        failed = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef) and node.lineno <= self.line <= (node.end_lineno or node.lineno)
+        ]
+        return any(
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("autocommit_block", "backfill")
+            and node.lineno <= self.line
+            for function in failed
+            for node in ast.walk(function)
+        )
 
 
 def failed_revision(tb: TracebackType | None, versions: Path) -> FailedRevision | None:
@@ -73,7 +97,7 @@ def load_scripts() -> ScriptDirectory:
         revision = failed_revision(error.__traceback__, versions_folder())
         if revision is None:
             raise
-        raise RevisionFailed(f"{revision} cannot be loaded: {type(error).__name__}: {error}") from error
+        raise RevisionFailed(f"{revision} cannot be loaded", f"{type(error).__name__}: {error}") from error
     return scripts
 
 
@@ -82,13 +106,15 @@ def revision_failure(database: Database, revision: FailedRevision, error: Except
     reason = timed_out or (
         database_error_reason(error) if isinstance(error, DBAPIError) else f"{type(error).__name__}: {error}"
     )
-    if revision.leaves_its_transaction:
+    if revision.had_committed:
         return RevisionFailed(
-            f"{database.name}: {revision} failed: {reason}; what its autocommit_block did before that stays"
-            " (an INVALID index, say): check the database and clean up before retrying"
+            f"{database.name}: {revision} failed",
+            reason,
+            "what it committed before that stays (a backfill continues after its last batch when run again):"
+            " check the database before retrying",
         )
-    safe = "; retrying is safe" if timed_out else ""
-    return RevisionFailed(f"{database.name}: {revision} failed and its transaction was rolled back: {reason}{safe}")
+    safe = "retrying is safe" if timed_out else ""
+    return RevisionFailed(f"{database.name}: {revision} failed and its transaction was rolled back", reason, safe)
 
 
 @contextmanager
