@@ -11,7 +11,7 @@ FUZZ_EXAMPLES ?= 300
 MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-rollback \
+.PHONY: help install lock dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-post-deploy migrate-rollback \
 	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench
 
 help: ## List the targets
@@ -36,7 +36,7 @@ lock: install ## Pin pyproject.toml's dependencies: requirements.lock (the servi
 	@$(LOCK) --extra dev --constraint requirements.lock --output-file requirements-dev.lock pyproject.toml
 	@echo "wrote requirements.lock and requirements-dev.lock; make install applies them"
 
-dev-server: install migrate-upgrade ## Migrate, then serve with reload on HOST:PORT (default 127.0.0.1:8000)
+dev-server: install migrate-post-deploy ## Migrate (post-deploy revisions too), then serve with reload on HOST:PORT (default 127.0.0.1:8000)
 	$(PY) -m uvicorn src.main:app --reload --host $(HOST) --port $(PORT)
 
 serve: install ## Serve as in production on HOST:PORT: no reload, WEB_CONCURRENCY workers, request limits
@@ -58,14 +58,17 @@ lint: install ## ruff (lint and format check), mypy and migrate-lint
 	@$(PY) -m mypy src tests bench
 	@$(MIGRATE) lint
 
-migrate-create: install ## Autogenerate a revision: MSG="..." [DB=]
-	@$(MIGRATE) create --message "$(MSG)" --db "$(DB)"
+migrate-create: install ## Autogenerate a revision: MSG="..." [DB=] [POST_DEPLOY=1: applied after the deploy]
+	@$(MIGRATE) create --message "$(MSG)" --db "$(DB)" $(if $(filter 1,$(POST_DEPLOY)),--post-deploy)
 
 migrate-merge: install ## Write the revision that joins two branches' heads [MSG="..."]
 	@$(MIGRATE) merge --message "$(MSG)"
 
-migrate-upgrade: install ## Bring all databases (or DB=) to head
+migrate-upgrade: install ## Before a deploy: bring all databases (or DB=) to head, post-deploy revisions aside
 	@$(MIGRATE) upgrade --db "$(DB)"
+
+migrate-post-deploy: install ## Once the new code serves everywhere: apply the post-deploy revisions too [DB=]
+	@$(MIGRATE) upgrade --post-deploy --db "$(DB)"
 
 migrate-rollback: install ## Step back one revision (all databases only when at the same revision) [DB=]
 	@$(MIGRATE) rollback --db "$(DB)"

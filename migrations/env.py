@@ -27,8 +27,9 @@ from src.core.databases import (
     create_database_engine,
     get_database,
 )
-from src.core.migration_lock import prepare_migration_connection
+from src.core.migration_lock import prepare_migration_connection, session_settings
 from src.core.schema_versions import COMPARE_OPTIONS, current_heads, different_revisions_message
+from src.migrate.backfill import clear_progress  # also registers op.backfill for the revisions
 
 config = context.config
 if config.config_file_name is not None:
@@ -73,6 +74,7 @@ def configure(name: str, **options: Any) -> None:
         upgrade_token=f"{name}_upgrades",
         downgrade_token=f"{name}_downgrades",
         render_item=render_item,
+        database_name=name,
         **COMPARE_OPTIONS,
         **options,
     )
@@ -98,6 +100,10 @@ def run_migrations_offline() -> None:
         url = DATABASES[name].url
         with sql_output(name, out) as buffer:
             configure(name, url=url, output_buffer=buffer, literal_binds=True, render_as_batch=url.startswith("sqlite"))
+            if url.startswith("postgresql"):
+                # The timeouts an online upgrade runs with, for whoever applies this SQL.
+                for setting, value in session_settings(client_check=False).items():
+                    context.execute(f"SET {setting} = '{value}'")
             with context.begin_transaction():
                 context.run_migrations(engine_name=name)
 
@@ -154,10 +160,11 @@ def run_migrations_online() -> None:
                 render_as_batch=True,
                 transaction_per_migration=True,
                 process_revision_directives=skip_empty_revision,
+                on_version_apply=[clear_progress],
             )
             # Read under the lock, so callers can tell what this run itself changed.
             before = tuple(sorted(context.get_context().get_current_heads()))
-            config.attributes.setdefault("revisions_before", {})[name] = before
+            config.attributes.setdefault("revisions_before", {}).setdefault(name, before)
             with context.begin_transaction():
                 context.run_migrations(engine_name=name)
         engine.dispose()

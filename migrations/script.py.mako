@@ -19,6 +19,10 @@ revision: str = ${repr(up_revision)}
 down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+% if config.attributes.get("post_deploy"):
+# Applied by make migrate-post-deploy, once the code that no longer needs the old schema serves everywhere.
+post_deploy = True
+% endif
 
 
 def upgrade(engine_name: str) -> None:

@@ -8,6 +8,7 @@ skipped, unless REQUIRE_POSTGRES=1, where that is a failure.
 import logging
 import os
 import re
+import shutil
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from textwrap import dedent
 from typing import Any
 
 import pytest
@@ -25,7 +27,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from src.core.config import get_settings, normalize_database_url
+from src.core import schema_versions
+from src.core.config import PROJECT_ROOT, get_settings, normalize_database_url
 from src.core.databases import DATABASES, dispose_engines
 from src.core.schema_versions import alembic_config
 
@@ -208,3 +211,61 @@ def migrated_databases(configured_databases: DatabaseUrls) -> DatabaseUrls:
     """The test's databases brought to head by the real migrations."""
     command.upgrade(alembic_config(), "head")
     return configured_databases
+
+
+REVISION = '''"""{message}"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{revision}"
+down_revision = {down!r}
+{marker}
+
+def upgrade(engine_name: str) -> None:
+    step = globals().get(f"upgrade_{{engine_name}}")
+    if step is not None:
+        step()
+
+
+def downgrade(engine_name: str) -> None:
+    step = globals().get(f"downgrade_{{engine_name}}")
+    if step is not None:
+        step()
+{body}'''
+
+
+class Versions:
+    """A copy of migrations/ that the migrate commands and the app use instead of the project's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / "migrations" / "versions"
+
+    def write(
+        self,
+        name: str,
+        *,
+        message: str,
+        revision: str,
+        down: str | tuple[str, ...],
+        body: str,
+        post_deploy: bool = False,
+    ) -> Path:
+        """A revision file whose body (its upgrade_<db> and downgrade_<db> functions) is ``body``."""
+        path = self.folder / name
+        marker = "post_deploy = True\n" if post_deploy else ""
+        text = REVISION.format(message=message, revision=revision, down=down, marker=marker, body=dedent(body))
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def versions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Versions:
+    for name in ("migrations", "alembic.ini", "pyproject.toml"):
+        source = PROJECT_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, tmp_path / name)
+    monkeypatch.setattr(schema_versions, "ALEMBIC_INI", tmp_path / "alembic.ini")
+    return Versions(tmp_path)

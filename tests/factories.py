@@ -6,6 +6,7 @@ from datetime import timedelta
 from sqlmodel import Session, select
 
 from src.api.v1.models.outbox_event import OutboxEvent
+from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import WorkspaceMember
 from src.core.databases import get_engine
 from src.core.timestamps import utcnow
@@ -37,3 +38,21 @@ def roles_in(session: Session, workspace_id: uuid.UUID) -> dict[uuid.UUID, str]:
         select(WorkspaceMember.user_id, WorkspaceMember.role).where(WorkspaceMember.workspace_id == workspace_id)
     )
     return {user_id: role for user_id, role in rows}
+
+
+USERS = User.metadata.tables[User.__tablename__]
+
+
+def user_row(username: str, **overrides: object) -> dict[str, object]:
+    """A users row as the migrations' table holds it, for ``insert(USERS)``; keywords override its columns."""
+    return {
+        "id": uuid.uuid4(),
+        "email": f"{username}@example.com",
+        "username": username,
+        "first_name": "A",
+        "last_name": "B",
+        "full_name": "A B",
+        "hashed_password": "x",
+        "is_active": True,
+        "created_at": utcnow(),
+    } | overrides

@@ -36,10 +36,12 @@ def upgrade_core() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("full_name", sa.String(length=201), nullable=True))
 
-    # Data migration, in SQL that both PostgreSQL and SQLite understand.
-    op.get_bind().execute(
-        sa.text("UPDATE users SET full_name = first_name || ' ' || last_name"),
-    )  # migrate-lint: allow raw-sql -- reviewed; users was empty: shipped with the table, before any code wrote to it
+    # Data migration in batches by id, each batch its own short transaction on PostgreSQL (README: Backfills).
+    op.backfill(
+        "users",
+        "full_name = first_name || ' ' || last_name",
+        where="full_name IS NULL",
+    )  # migrate-lint: allow operations-before-autocommit -- users was empty: shipped with the table, no code wrote yet
 
     # Then make the column non-nullable.
     with op.batch_alter_table("users", schema=None) as batch_op:

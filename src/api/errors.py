@@ -6,6 +6,7 @@ the same shape, so a client never sees a stack trace or a second format.
 """
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,12 +14,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from src.core.databases import database_error_reason
+from src.core.databases import DATABASES, constraint_violation, database_error_reason
 from src.core.errors import AppError
+from src.services.readiness import check_database
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +54,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (
             503,
             ErrorResponse,
-            "A database the endpoint needs is unreachable (database_unavailable), or its schema is older than"
-            " this version of the service (schema_behind); try again later",
+            "A database the endpoint needs is unreachable (database_unavailable), or its schema is older"
+            " (schema_behind) or newer (schema_ahead) than this version of the service; try again later",
         ),
     ]
 }
@@ -89,15 +92,35 @@ def _validation_detail(fields: list[FieldError]) -> str:
     return f"{where}: {first.message}{more}" if where else f"{first.message}{more}"
 
 
-# A column or table the models use is missing: this code was deployed before its migrations ran.
-_SQLITE_SCHEMA_BEHIND = ("no such column", "no such table")
-_POSTGRES_SCHEMA_BEHIND = {"42703", "42P01"}  # undefined_column, undefined_table
+# A column or table the models use is missing: the schema is older (or newer) than this code.
+_SQLITE_SCHEMA_MISMATCH = re.compile(r"no such (?:column|table)|table \S+ has no column named ")
+_POSTGRES_SCHEMA_MISMATCH = {"42703", "42P01"}  # undefined_column, undefined_table
 
 
-def is_schema_behind(error: DBAPIError) -> bool:
-    if getattr(error.orig, "pgcode", None) in _POSTGRES_SCHEMA_BEHIND:
+def is_schema_mismatch(error: DBAPIError) -> bool:
+    if getattr(error.orig, "pgcode", None) in _POSTGRES_SCHEMA_MISMATCH:
         return True
-    return isinstance(error, OperationalError) and str(error.orig).startswith(_SQLITE_SCHEMA_BEHIND)
+    return isinstance(error, OperationalError) and _SQLITE_SCHEMA_MISMATCH.match(str(error.orig)) is not None
+
+
+async def _schema_mismatch(request: Request, error: DBAPIError) -> JSONResponse:
+    """A table or column this code uses is missing: the schema is older than the code, or newer (a rolling deploy
+    replaced the code's schema, or the code was rolled back without it)."""
+    scripts = request.app.state.schema_scripts
+    ahead = await run_in_threadpool(
+        lambda: [name for name in DATABASES if check_database(name, scripts).status == "unknown_revision"]
+    )
+    if ahead:
+        logger.warning("database schema ahead of the code (%s): %s", ", ".join(ahead), database_error_reason(error))
+        detail = (
+            "the database schema is newer than this version of the service; try again: a deploy is replacing it"
+        )
+        return _json(503, ErrorResponse(error="schema_ahead", detail=detail))
+    logger.warning("database schema behind the code: %s", database_error_reason(error))
+    detail = (
+        "the database schema is older than this version of the service; try again once the deploy's migrations have run"
+    )
+    return _json(503, ErrorResponse(error="schema_behind", detail=detail))
 
 
 def _json_body_sent_as_other_type(request: Request, error: RequestValidationError) -> bool:
@@ -127,13 +150,13 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         ]
         body = ValidationErrorResponse(error="validation_error", detail=_validation_detail(fields), fields=fields)
         return _json(422, body)
-    if isinstance(error, DBAPIError) and is_schema_behind(error):
-        logger.warning("database schema behind the code: %s", database_error_reason(error))
-        detail = (
-            "the database schema is older than this version of the service;"
-            " try again once the deploy's migrations have run"
-        )
-        return _json(503, ErrorResponse(error="schema_behind", detail=detail))
+    if isinstance(error, DBAPIError) and is_schema_mismatch(error):
+        return await _schema_mismatch(request, error)
+    if isinstance(error, IntegrityError):
+        violated = constraint_violation(error)
+        logger.warning("database refused a change: %s", violated)
+        detail = f"the database refused the change: it violates {violated}"
+        return _json(409, ErrorResponse(error="constraint_violation", detail=detail))
     if isinstance(error, OperationalError | PoolTimeout):
         # The database is down, unreachable or saturated: the client may retry; the server log names the cause.
         reason = database_error_reason(error) if isinstance(error, OperationalError) else str(error)
@@ -156,6 +179,7 @@ def register_error_handler(app: FastAPI) -> None:
         StarletteHTTPException,
         OperationalError,
         ProgrammingError,
+        IntegrityError,
         PoolTimeout,
         Exception,
     ):

@@ -5,6 +5,7 @@ Makefile's DB= check and the tests all read it. Adding a database is one base
 class, one entry here and one URL setting.
 """
 
+import re
 import select
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,36 @@ def unique_violation_columns(error: DBAPIError, table: Table) -> set[str]:
         named = message.removeprefix("UNIQUE constraint failed: ").split(", ")
         return {name.partition(".")[2] for name in named if name.startswith(f"{table.name}.")}
     return set()
+
+
+# PostgreSQL's integrity error classes, and what each names.
+_VIOLATIONS = {
+    "23502": "the not-null constraint",
+    "23503": "the foreign key",
+    "23505": "the unique constraint",
+    "23514": "the check constraint",
+    "23P01": "the exclusion constraint",
+}
+_SQLITE_VIOLATION = re.compile(r"(NOT NULL|UNIQUE|CHECK|FOREIGN KEY) constraint failed(?:: (.+))?")
+
+
+def constraint_violation(error: DBAPIError) -> str:
+    """What an integrity error violates, by name: 'the not-null constraint on users.nickname', 'the unique
+    constraint uq_users_email', 'the check constraint ck_users_age'."""
+    diag = getattr(error.orig, "diag", None)
+    kind = _VIOLATIONS.get(getattr(error.orig, "pgcode", None) or "")
+    if diag is not None and kind:
+        if diag.constraint_name:
+            return f"{kind} {diag.constraint_name} of {diag.table_name}"
+        return f"{kind} on {diag.table_name}.{diag.column_name}"
+    found = _SQLITE_VIOLATION.match(str(error.orig))
+    if found is None:
+        return "a constraint"
+    kind, named = found.group(1).lower().replace("not null", "not-null"), found.group(2)
+    if kind == "foreign key" or not named:
+        return f"a {kind} constraint"
+    # SQLite names the columns of a not-null or unique constraint, and a check constraint by its name.
+    return f"the {kind} constraint {'' if kind == 'check' else 'on '}{named}"
 
 
 def create_database_engine(url: str, **kwargs: Any) -> Engine:

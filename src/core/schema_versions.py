@@ -7,14 +7,14 @@ from typing import Literal
 
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection
 
 from src.core.config import PROJECT_ROOT
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
-SchemaStatus = Literal["at_head", "not_migrated", "behind", "unknown_revision"]
+SchemaStatus = Literal["at_head", "not_migrated", "behind", "post_deploy_pending", "unknown_revision"]
 # How the models are compared with a schema, by autogenerate in env.py and by make migrate-status alike.
 COMPARE_OPTIONS = {"compare_type": True}
 
@@ -43,6 +43,9 @@ class SchemaState:
     heads: tuple[str, ...]  # of the code; several until a merge revision joins them
     pending: tuple[str, ...]  # revisions of the code not applied, oldest first
     unknown: tuple[str, ...]  # recorded revisions with no file here: newer code ran, or a file was deleted
+    # Pending post-deploy revisions and the pending ones after them: make migrate-upgrade leaves them for
+    # make migrate-post-deploy, once the new code serves everywhere. Oldest first.
+    post_deploy: tuple[str, ...] = ()
 
     @property
     def status(self) -> SchemaStatus:
@@ -50,7 +53,19 @@ class SchemaState:
             return "unknown_revision"
         if not self.current:
             return "not_migrated"
+        if self.pending and self.pending == self.post_deploy:
+            return "post_deploy_pending"
         return "behind" if self.pending else "at_head"
+
+    @property
+    def before_deploy(self) -> tuple[str, ...]:
+        """The pending revisions make migrate-upgrade applies, oldest first."""
+        return tuple(revision for revision in self.pending if revision not in self.post_deploy)
+
+
+def is_post_deploy(script: Script) -> bool:
+    """A revision marked ``post_deploy = True``: the contract step, applied once no instance runs the old code."""
+    return getattr(script.module, "post_deploy", False) is True
 
 
 def ancestry(scripts: ScriptDirectory, revisions: tuple[str, ...]) -> set[str]:
@@ -74,8 +89,14 @@ def schema_state(scripts: ScriptDirectory, current: tuple[str, ...]) -> SchemaSt
     unknown = tuple(revision for revision in current if revision not in oldest_first)
     heads = tuple(sorted(scripts.get_heads()))
     applied = ancestry(scripts, current) if not unknown else set()
-    pending = tuple(revision for revision in oldest_first if revision not in applied)
-    return SchemaState(current=current, heads=heads, pending=() if unknown else pending, unknown=unknown)
+    pending = () if unknown else tuple(revision for revision in oldest_first if revision not in applied)
+    waiting: list[str] = []
+    for revision in pending:
+        script = scripts.get_revision(revision)
+        assert script is not None
+        if is_post_deploy(script) or any(parent in waiting for parent in script._all_down_revisions):
+            waiting.append(revision)
+    return SchemaState(current=current, heads=heads, pending=pending, unknown=unknown, post_deploy=tuple(waiting))
 
 
 def read_schema_state(connection: Connection, scripts: ScriptDirectory) -> SchemaState:

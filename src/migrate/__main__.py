@@ -21,6 +21,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--message", default="", help="create, merge: the revision's message")
     parser.add_argument("--out", default="", help="sql: write <db>.sql files into this folder")
     parser.add_argument("--from", dest="start", default="", help="sql: start from this revision")
+    parser.add_argument(
+        "--post-deploy", action="store_true", help="upgrade: post-deploy revisions too; create: a post-deploy revision"
+    )
     parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
     return parser.parse_args(argv)
 
@@ -48,11 +51,15 @@ def run(args: argparse.Namespace) -> int:
         case "create":
             from src.migrate import commands
 
-            commands.create(args.message, db)
+            commands.create(args.message, db, post_deploy=args.post_deploy)
         case "sql":
             from src.migrate import commands
 
             commands.sql(db, args.out or None, args.start or None)
+        case "upgrade":
+            from src.migrate import commands
+
+            commands.upgrade(db, post_deploy=args.post_deploy)
         case _:
             from src.migrate import commands
 

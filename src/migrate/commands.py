@@ -2,17 +2,22 @@
 named database, or on the one given as DB=."""
 
 import io
+import sys
 from contextlib import redirect_stdout
+from functools import partial
 from pathlib import Path
 
 from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from src.core.config import project_path
-from src.core.databases import DATABASES, get_database
-from src.core.schema_versions import alembic_config, show_revisions
+from src.core.databases import DATABASES, Database, get_database
+from src.core.schema_versions import alembic_config, ancestry, show_revisions
 from src.migrate.errors import MigrateError, load_scripts, reporting_errors
 from src.migrate.lint import LINT_ADVICE, lint_file
+from src.migrate.lock_retries import with_lock_retries
 from src.migrate.revisions import (
     noting_what_was_done,
     plain_connection,
@@ -26,22 +31,95 @@ from src.migrate.revisions import (
 from src.migrate.status import model_changes
 
 
-def upgrade(db: str | None) -> None:
-    """Bring every database (or DB=) to head, one database at a time, saying what each did."""
+def upgrade(db: str | None, *, post_deploy: bool = False) -> None:
+    """Bring every database (or DB=) to head, one database at a time, saying what each did; post-deploy
+    revisions, and those after them, wait for ``post_deploy`` (make migrate-post-deploy)."""
     scripts = load_scripts()
     databases = selected(db)
-    read_known_states(databases, scripts)
+    states = read_known_states(databases, scripts)
     require_one_head(scripts)
+    plans = {name: state.pending if post_deploy else state.before_deploy for name, state in states.items()}
+    refuse_risky_revisions(scripts, databases, plans)
     for database in databases:
         config = alembic_config(db=database.name)
-        with noting_what_was_done(databases, database, "upgraded"), reporting_errors(database):
-            command.upgrade(config, "head")
-        before = config.attributes["revisions_before"][database.name]
-        after = read_state(database, scripts).current
-        if before == after:
-            print(f"{database.name}: already at head {show_revisions(after)}")
+        waits = states[database.name].post_deploy and not post_deploy
+        targets = newest(scripts, plans[database.name]) if waits else ["head"]
+        with noting_what_was_done(databases, database, "upgraded"):
+            for target in targets:
+                with_lock_retries(database, partial(_upgrade_to, database, config, target))
+        # Read by env.py under the migration lock: what another process migrated meanwhile is not this run's doing.
+        before = config.attributes.get("revisions_before", {}).get(database.name, states[database.name].current)
+        after = read_state(database, scripts)
+        if before != after.current:
+            done = f"upgraded {show_revisions(before)} -> {show_revisions(after.current)}"
         else:
-            print(f"{database.name}: upgraded {show_revisions(before)} -> {show_revisions(after)}")
+            done = f"{'at' if after.post_deploy else 'already at head'} {show_revisions(after.current)}"
+        if after.post_deploy:
+            done += f"; {waiting_for_post_deploy(scripts, after.post_deploy)}"
+        print(f"{database.name}: {done}")
+
+
+def _upgrade_to(database: Database, config: Config, target: str) -> None:
+    with reporting_errors(database):
+        command.upgrade(config, target)
+
+
+def newest(scripts: ScriptDirectory, revisions: tuple[str, ...]) -> list[str]:
+    """The revisions none of the others descends from: upgrading to each applies them all."""
+    return [
+        revision
+        for revision in revisions
+        if not any(revision in ancestry(scripts, (other,)) for other in revisions if other != revision)
+    ]
+
+
+def revision_path(scripts: ScriptDirectory, revision: str) -> Path:
+    script = scripts.get_revision(revision)
+    assert script is not None
+    return Path(script.path)
+
+
+def waiting_for_post_deploy(scripts: ScriptDirectory, waiting: tuple[str, ...]) -> str:
+    first = scripts.get_revision(waiting[0])
+    assert first is not None
+    after = f" and {len(waiting) - 1} after it" if len(waiting) > 1 else ""
+    return (
+        f"post-deploy revision {first.revision} ({first.doc}){after} waits: run make migrate-post-deploy once the"
+        " new code serves everywhere"
+    )
+
+
+def refuse_risky_revisions(
+    scripts: ScriptDirectory, databases: list[Database], plans: dict[str, tuple[str, ...]]
+) -> None:
+    """Refuse, before migrating anything, revisions about to be applied whose lint findings are not accepted.
+
+    On SQLite they are applied after a warning: the files are a laptop's, with no live service on them.
+    """
+    findings = {
+        database.name: [
+            finding
+            for revision in plans[database.name]
+            for finding in lint_file(revision_path(scripts, revision), database.name)
+        ]
+        for database in databases
+    }
+    refused = [name for name, found in findings.items() if found and not DATABASES[name].url.startswith("sqlite")]
+    for found in findings.values():
+        for finding in found:
+            print(finding, file=sys.stderr)
+    if refused:
+        raise MigrateError(
+            f"{', '.join(refused)}: risky operations in revisions not applied yet (listed above); nothing was"
+            f" migrated: {LINT_ADVICE}"
+        )
+    warned = [name for name, found in findings.items() if found]
+    if warned:
+        print(
+            f"warning: {', '.join(warned)}: applying revisions with risky operations (listed above) to SQLite;"
+            " on PostgreSQL make migrate-upgrade refuses them until each is made safe or accepted",
+            file=sys.stderr,
+        )
 
 
 def history(db: str | None) -> None:
@@ -79,8 +157,9 @@ def check(db: str | None) -> None:
         raise MigrateError("; ".join(failures))
 
 
-def create(message: str, db: str | None) -> None:
-    """Autogenerate one revision from the models; refuse to write an empty one."""
+def create(message: str, db: str | None, *, post_deploy: bool = False) -> None:
+    """Autogenerate one revision from the models (a post-deploy one with ``post_deploy``); refuse to write an empty
+    one."""
     if not message.strip():
         raise MigrateError(
             f'MSG is required: make migrate-create MSG="Add user profile fields" [DB={"|".join(DATABASES)}]'
@@ -90,14 +169,17 @@ def create(message: str, db: str | None) -> None:
     states = read_known_states(databases, scripts)
     require_one_head(scripts)
     refuse_pending(databases, states)
+    config = alembic_config(db=db, autogenerate=True)
+    config.attributes["post_deploy"] = post_deploy  # read by script.py.mako
     with redirect_stdout(io.StringIO()):  # the post-write hooks announce themselves
-        script = command.revision(alembic_config(db=db, autogenerate=True), message=message, autogenerate=True)
+        script = command.revision(config, message=message, autogenerate=True)
     if not script:
         names = ", ".join(database.name for database in databases)
         raise MigrateError(f"no changes detected in {names}; no revision written")
     assert not isinstance(script, list)
     path = project_path(script.path)
-    print(f"created {path} (touches: {', '.join(touched_databases(script.path))})")
+    kind = "post-deploy revision " if post_deploy else ""
+    print(f"created {kind}{path} (touches: {', '.join(touched_databases(script.path))})")
     findings = lint_file(Path(script.path), db)
     for finding in findings:
         print(finding)

@@ -41,6 +41,8 @@ def describe_state(connection: Connection, database: Database, state: SchemaStat
         return "not migrated"
     if len(state.current) > 1:
         return "branches applied without their merge revision; make migrate-upgrade joins them"
+    if state.status == "post_deploy_pending":
+        return "post-deploy pending: make migrate-post-deploy once the new code serves everywhere"
     if state.pending:
         return "upgrade pending"
     changes = model_changes(connection, database)
@@ -60,6 +62,8 @@ def database_row(
     except MigrateError as error:
         return (database.name, url, "unreachable", head, "?", "?"), None, str(error)
     pending = "?" if state.unknown else str(len(state.pending))
+    if state.post_deploy:
+        pending += f" ({len(state.post_deploy)} post-deploy)"
     return (database.name, url, show_revisions(state.current), head, pending, models), state, None
 
 

@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from src.core.databases import unique_violation_columns
 from src.core.errors import Conflict, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
 from src.core.text import fold
@@ -73,8 +74,10 @@ def add_member(
     session.add(membership)
     try:
         session.flush()
-    except IntegrityError:
-        # Added by a concurrent request between the check above and this insert.
+    except IntegrityError as error:
+        # Added by a concurrent request between the check above and this insert; any other violation is its own.
+        if not unique_violation_columns(error, WorkspaceMember.metadata.tables[WorkspaceMember.__tablename__]):
+            raise
         raise AlreadyMember(f"{user.username} is already a member of this workspace") from None
     record(session, actor, "workspace.member_added", Target("user", user.id), {"role": role})
     return MemberWithUser(membership=membership, user=user)

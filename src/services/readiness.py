@@ -7,13 +7,15 @@ from alembic.script import ScriptDirectory
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
-from src.core.databases import DATABASES, database_error_reason, get_unpooled_engine
+from src.core.databases import DATABASES, READS_ONLY, database_error_reason, get_unpooled_engine
 from src.core.schema_versions import SchemaState, read_schema_state
 from src.services.audit_relay import outbox_backlog
 
 logger = logging.getLogger(__name__)
 
-DatabaseStatus = Literal["ok", "unreachable", "not_migrated", "behind", "unknown_revision", "unmerged_heads"]
+DatabaseStatus = Literal[
+    "ok", "unreachable", "not_migrated", "behind", "post_deploy_pending", "unknown_revision", "unmerged_heads"
+]
 
 
 class DatabaseReadiness(BaseModel):
@@ -60,7 +62,8 @@ def database_readiness(state: SchemaState) -> DatabaseReadiness:
 
 def check_database(name: str, scripts: ScriptDirectory) -> DatabaseReadiness:
     try:
-        with get_unpooled_engine(name).connect() as connection:
+        # Reading only: on SQLite it need not wait for a writer.
+        with get_unpooled_engine(name).execution_options(**{READS_ONLY: True}).connect() as connection:
             state = read_schema_state(connection, scripts)
     except DBAPIError as error:
         # Anyone may ask /ready: the driver's reason names hosts and ports, so it goes to the log only.
@@ -72,15 +75,16 @@ def check_database(name: str, scripts: ScriptDirectory) -> DatabaseReadiness:
 
 # A schema ahead of the code serves it: during a rolling deploy the new revisions are applied first, and they are
 # written so that the previous code keeps working (make migrate-lint); taking old instances out would stop the service.
-SERVING = {"ok", "unknown_revision"}
+# Post-deploy revisions wait for the new code to serve everywhere: it must be ready without them.
+SERVING = {"ok", "post_deploy_pending", "unknown_revision"}
 
 
 def check_readiness(scripts: ScriptDirectory) -> Readiness:
-    """Ready when every database is at this code's one head, or ahead of it; degraded (still serving) when only an
-    optional one is unreachable."""
+    """Ready when every database is at this code's one head (post-deploy revisions aside), or ahead of it;
+    degraded (still serving) when only optional ones are unreachable or not at head."""
     databases = {name: check_database(name, scripts) for name in DATABASES}
     problems = {name for name, database in databases.items() if database.status not in SERVING}
-    tolerated = {name for name in problems if databases[name].status == "unreachable" and not DATABASES[name].required}
+    tolerated = {name for name in problems if not DATABASES[name].required}
     status = "ready" if not problems else "degraded" if problems == tolerated else "not_ready"
     backlog = outbox_backlog() if databases["core"].status in SERVING else None
     return Readiness(status=status, databases=databases, audit_backlog=backlog)

@@ -54,10 +54,14 @@ def register_user(
     try:
         session.flush()
     except IntegrityError as error:
-        # A concurrent sign-up took the email or username between the check above and this insert.
-        if "username" in unique_violation_columns(error, User.metadata.tables[User.__tablename__]):
+        # A concurrent sign-up took the email or username between the check above and this insert; any other
+        # violation (a column a newer schema requires, say) is answered as what it is.
+        clashing = unique_violation_columns(error, User.metadata.tables[User.__tablename__])
+        if "username" in clashing:
             raise UsernameTaken(f"the username {username!r} is already taken") from None
-        raise EmailTaken(f"the email {email!r} is already registered") from None
+        if "email" in clashing:
+            raise EmailTaken(f"the email {email!r} is already registered") from None
+        raise
     record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))
     return user
 

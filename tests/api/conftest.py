@@ -22,7 +22,7 @@ from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.databases import create_app_engine
-from src.core.schema_versions import alembic_config
+from src.core.schema_versions import alembic_config, script_directory
 from src.core.security import create_access_token
 from src.core.sessions import RequestSessions
 from src.main import create_app
@@ -99,7 +99,9 @@ def create_test_app() -> FastAPI:
 @pytest.fixture(scope="session")
 def shared_app() -> FastAPI:
     # One app for the run: FastAPI prepares its routes on the first request, which is worth doing once.
-    return create_test_app()
+    app = create_test_app()
+    app.state.schema_scripts = script_directory()  # as the lifespan would
+    return app
 
 
 def join_test_transactions(app: FastAPI, *, core: Connection, audit: Connection) -> None:
@@ -109,9 +111,18 @@ def join_test_transactions(app: FastAPI, *, core: Connection, audit: Connection)
 
 
 @pytest.fixture
-def app(shared_app: FastAPI, connection: Connection, audit_connection: Connection) -> FastAPI:
-    """The real app whose request sessions join the test's transactions, without the lifespan's engines."""
+def app(
+    shared_app: FastAPI,
+    migrated_engines: dict[str, Engine],
+    connection: Connection,
+    audit_connection: Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> FastAPI:
+    """The real app whose request sessions join the test's transactions, without the lifespan's engines; what it
+    reads outside requests (/ready, the schema's revision) comes from the same databases."""
     join_test_transactions(shared_app, core=connection, audit=audit_connection)
+    urls = {name: engine.url.render_as_string(hide_password=False) for name, engine in migrated_engines.items()}
+    point_settings_at(urls, monkeypatch)
     return shared_app
 
 

@@ -57,14 +57,32 @@ def test_ready_when_every_database_is_at_head(migrated_databases: DatabaseUrls) 
 
 
 def test_not_ready_while_a_database_is_unmigrated(configured_databases: DatabaseUrls) -> None:
-    command.upgrade(alembic_config(db="core"), "head")
+    command.upgrade(alembic_config(db="audit"), "head")
 
     status, body = get("/ready")
 
     assert status == 503
     assert body["status"] == "not_ready"
+    assert body["databases"]["core"] == {"status": "not_migrated", "revisions": [], "heads": [HEAD], "detail": None}
+    assert body["databases"]["audit"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("audit_at", [None, PREVIOUS], ids=["unmigrated", "behind"])
+def test_degraded_while_the_optional_audit_database_is_not_at_head(
+    configured_databases: DatabaseUrls, audit_at: str | None
+) -> None:
+    # A new instance whose audit migrations have not run yet serves what needs core alone, as with audit unreachable.
+    command.upgrade(alembic_config(db="core"), "head")
+    if audit_at:
+        command.upgrade(alembic_config(db="audit"), audit_at)
+
+    status, body = get("/ready")
+
+    assert status == 200
+    assert body["status"] == "degraded"
     assert body["databases"]["core"]["status"] == "ok"
-    assert body["databases"]["audit"] == {"status": "not_migrated", "revisions": [], "heads": [HEAD], "detail": None}
+    assert body["databases"]["audit"]["status"] == ("behind" if audit_at else "not_migrated")
+    assert body["audit_backlog"] == 0
 
 
 def test_not_ready_while_a_database_is_behind_head(configured_databases: DatabaseUrls) -> None:

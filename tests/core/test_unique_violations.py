@@ -1,50 +1,48 @@
-"""A unique clash is told apart by the constraint the database names (PostgreSQL) or the columns (SQLite)."""
-
-import uuid
+"""Integrity errors told apart by the constraint the database names (PostgreSQL) or the columns (SQLite)."""
 
 import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from src.api.v1.models.user import User
-from src.core.databases import get_engine, unique_violation_columns
-from src.core.timestamps import utcnow
+from src.core.databases import constraint_violation, get_engine, unique_violation_columns
 from tests.conftest import DatabaseUrls
-
-USERS = User.metadata.tables[User.__tablename__]
-
-
-def user_row(email: str, username: str) -> dict[str, object]:
-    return {
-        "id": uuid.uuid4(),
-        "email": email,
-        "username": username,
-        "first_name": "A",
-        "last_name": "B",
-        "full_name": "A B",
-        "hashed_password": "x",
-        "is_active": True,
-        "created_at": utcnow(),
-    }
+from tests.factories import USERS, user_row
 
 
 @pytest.mark.parametrize(
     ("second", "columns"),
-    [(("ada@example.com", "other"), {"email"}), (("other@example.com", "ada"), {"username"})],
+    [(("other", "ada@example.com"), {"email"}), (("ada", "other@example.com"), {"username"})],
 )
 def test_the_clashing_column_is_named(
     migrated_databases: DatabaseUrls, second: tuple[str, str], columns: set[str]
 ) -> None:
     with get_engine("core").begin() as connection:
-        connection.execute(insert(USERS), user_row("ada@example.com", "ada"))
+        connection.execute(insert(USERS), user_row("ada"))
     with pytest.raises(IntegrityError) as clash, get_engine("core").begin() as connection:
-        connection.execute(insert(USERS), user_row(*second))
+        username, email = second
+        connection.execute(insert(USERS), user_row(username, email=email))
 
     assert unique_violation_columns(clash.value, USERS) == columns
 
 
 def test_an_error_that_is_no_unique_clash_names_no_column(migrated_databases: DatabaseUrls) -> None:
     with pytest.raises(IntegrityError) as clash, get_engine("core").begin() as connection:
-        connection.execute(insert(USERS), user_row("ada@example.com", "ada") | {"created_at": None})
+        connection.execute(insert(USERS), user_row("ada", created_at=None))
 
     assert unique_violation_columns(clash.value, USERS) == set()
+
+
+def test_a_violation_is_named_by_its_constraint(migrated_databases: DatabaseUrls, dialect: str) -> None:
+    with get_engine("core").begin() as connection:
+        connection.execute(insert(USERS), user_row("ada"))
+    with pytest.raises(IntegrityError) as clash, get_engine("core").begin() as connection:
+        connection.execute(insert(USERS), user_row("ada", email="other@example.com"))
+    with pytest.raises(IntegrityError) as missing, get_engine("core").begin() as connection:
+        connection.execute(insert(USERS), user_row("bob", created_at=None))
+
+    assert constraint_violation(clash.value) == (
+        "the unique constraint uq_users_username of users"
+        if dialect == "postgresql"
+        else "the unique constraint on users.username"
+    )
+    assert constraint_violation(missing.value) == "the not-null constraint on users.created_at"

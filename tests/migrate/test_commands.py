@@ -7,16 +7,17 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from sqlalchemy import Column, Integer, Table
 
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES, AuditModel
-from src.core.schema_versions import script_directory
+from src.core.schema_versions import alembic_config, script_directory
 from src.migrate import commands, rollback, status
 from src.migrate.__main__ import main
 from src.migrate.errors import MigrateError
 from src.migrate.revisions import read_state
-from tests.conftest import url_variables
+from tests.conftest import Versions, url_variables
 from tests.core.test_config import SPECIAL_PASSWORDS
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
@@ -192,3 +193,65 @@ def test_status_reads_an_sqlite_database_while_another_process_writes(configured
         writer.close()
 
     assert [row.split()[2] for row in capsys.readouterr().out.splitlines()[1:]] == [HEAD, HEAD]
+
+
+def test_upgrade_refuses_a_revision_with_unaccepted_findings_before_migrating_any_database(
+    versions: Versions, migrated_databases, dialect, capsys
+) -> None:
+    path = versions.write(
+        "2030_01_01_100000-f1f1f1f1f1f1_drop_users_nickname.py",
+        message="Drop users.full_name",
+        revision="f1f1f1f1f1f1",
+        down=HEAD,
+        body="""
+
+        def upgrade_audit() -> None:
+            op.create_table("audit_notes", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+        def upgrade_core() -> None:
+            op.drop_column("users", "full_name")
+        """,
+    )
+    line = next(number for number, text in enumerate(path.read_text().splitlines(), 1) if "drop_column" in text)
+
+    code = main(["upgrade"])
+
+    out, err = capsys.readouterr()
+    finding, *rest = err.splitlines()
+    assert finding.startswith(f"{path}:{line}: core: drop-column: drops column users.full_name; ")
+    if dialect == "postgresql":
+        assert code == 1
+        assert rest == [
+            "error: core: risky operations in revisions not applied yet (listed above); nothing was migrated: make"
+            " each safe as its line says, or accept it with # migrate-lint: allow RULE-ID -- reason on its line"
+        ]
+        assert out == ""
+        assert current("core") == current("audit") == HEAD
+    else:  # a laptop's files: applied after a warning
+        assert code == 0
+        assert rest == [
+            "warning: core: applying revisions with risky operations (listed above) to SQLite; on PostgreSQL make"
+            " migrate-upgrade refuses them until each is made safe or accepted"
+        ]
+        assert current("core") == current("audit") == "f1f1f1f1f1f1"
+
+
+def test_findings_of_revisions_already_applied_do_not_stop_an_upgrade(
+    versions: Versions, migrated_databases, capsys
+) -> None:
+    versions.write(
+        "2030_01_01_100000-f2f2f2f2f2f2_drop_users_nickname.py",
+        message="Drop users.full_name",
+        revision="f2f2f2f2f2f2",
+        down=HEAD,
+        body="""
+
+        def upgrade_core() -> None:
+            op.drop_column("users", "full_name")
+        """,
+    )
+    command.stamp(alembic_config(), "f2f2f2f2f2f2")  # applied before the lint knew the rule
+
+    assert main(["upgrade"]) == 0
+    assert capsys.readouterr().err == ""

@@ -16,6 +16,7 @@ HEADER = '''"""A revision written by a test."""
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision = "0123456789ab"
 down_revision = None
@@ -102,12 +103,184 @@ def found(path: Path, db: str | None = None) -> list[tuple[str, int, str]]:
         ("raw-sql", 'op.execute("UPDATE users SET age = 0")', "execute"),
         ("raw-sql", 'op.get_bind().execute(sa.text("UPDATE users SET age = 0"))', "execute"),
         ("raw-sql", 'bind = op.get_bind()\nbind.execute(sa.text("UPDATE users SET age = 0"))', "execute"),
+        ("raw-sql", 'op.get_context().connection.execute(sa.text("UPDATE users SET age = 0"))', "execute"),
+        ("raw-sql", 'conn = op.get_context().connection\nconn.exec_driver_sql("UPDATE users SET age = 0")', "exec_"),
+        (
+            "volatile-default",
+            'op.add_column("users", sa.Column("token", sa.Uuid(), server_default=sa.text("gen_random_uuid()")))',
+            "add_column",
+        ),
+        (
+            "volatile-default",
+            'op.add_column("users", sa.Column("seen", sa.DateTime(), server_default=sa.func.clock_timestamp()))',
+            "add_column",
+        ),
+        ("add-generated-column", 'op.add_column("users", sa.Column("n", sa.Integer(), sa.Identity()))', "add_column"),
+        (
+            "add-generated-column",
+            'op.add_column("users", sa.Column("n", sa.Integer(), sa.Computed("age * 2", persisted=True)))',
+            "add_column",
+        ),
+        ("add-generated-column", 'op.add_column("users", sa.Column("n", postgresql.BIGSERIAL()))', "add_column"),
+        ("create-primary-key", 'op.create_primary_key("pk_users", "users", ["id"])', "create_primary_key"),
+        ("drop-index-blocking", 'op.drop_index("ix_users_age", table_name="users")', "drop_index"),
+        (
+            "drop-index-blocking",
+            'with op.batch_alter_table("users") as batch_op:\n    batch_op.drop_index("ix_users_age")',
+            "drop_index",
+        ),
+        ("add-column-unique", 'op.add_column("users", sa.Column("code", sa.String(8), unique=True))', "add_column"),
+        (
+            "add-column-foreign-key",
+            'op.add_column("users", sa.Column("team_id", sa.Uuid(), sa.ForeignKey("teams.id")))',
+            "add_column",
+        ),
+        ("create-index-blocking", 'op.add_column("users", sa.Column("code", sa.String(8), index=True))', "add_column"),
+        ("drop-constraint", 'op.drop_constraint("uq_users_email", "users")', "drop_constraint"),
+        (
+            "exclusion-constraint",
+            'op.create_exclude_constraint("ex_users_span", "users", ("span", "&&"))',
+            "create_exclude_constraint",
+        ),
+        ("prefer-jsonb", 'op.add_column("users", sa.Column("settings", sa.JSON()))', "add_column"),
+        (
+            "batch-recreate",
+            'with op.batch_alter_table("users", recreate="always") as batch_op:\n    pass',
+            "batch_alter_table",
+        ),
     ],
 )
 def test_each_rule_reports_the_operation_line_and_database(tmp_path: Path, rule: str, body: str, operation: str):
     path = write_revision(tmp_path, audit=body)
 
     assert found(path) == [(rule, line_of(path, operation), "audit")]
+
+
+def test_a_json_column_with_a_jsonb_variant_is_not_reported(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        'op.add_column("users", sa.Column("settings", sa.JSON().with_variant(postgresql.JSONB(), "postgresql")))',
+    )
+
+    assert found(path) == []
+
+
+@pytest.mark.parametrize(
+    ("new", "existing"),
+    [
+        ("sa.Text()", "sa.String(length=200)"),
+        ("sa.String()", "sa.String(200)"),
+        ("sa.String(length=300)", "sa.VARCHAR(length=200)"),
+        ("sa.UnicodeText()", "sa.Text()"),
+    ],
+)
+def test_widening_a_varchar_is_no_type_change(tmp_path: Path, new: str, existing: str) -> None:
+    path = write_revision(tmp_path, f'op.alter_column("users", "bio", type_={new}, existing_type={existing})')
+
+    assert found(path) == []
+
+
+@pytest.mark.parametrize(
+    ("new", "existing"),
+    [
+        ("sa.String(length=100)", "sa.String(length=200)"),
+        ("sa.String(length=100)", "sa.Text()"),
+        ("sa.Integer()", "sa.String(length=200)"),
+        ("sa.Text()", None),
+    ],
+)
+def test_narrowing_or_other_type_changes_are_reported(tmp_path: Path, new: str, existing: str | None) -> None:
+    existing_type = f", existing_type={existing}" if existing else ""
+    path = write_revision(tmp_path, f'op.alter_column("users", "bio", type_={new}{existing_type})')
+
+    assert [rule for rule, _, _ in found(path)] == ["change-column-type"]
+
+
+def test_operations_in_a_function_of_the_file_are_followed(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, "drop_nickname()")
+    path.write_text(path.read_text() + '\n\ndef drop_nickname() -> None:\n    op.drop_column("users", "nickname")\n')
+
+    assert found(path) == [("drop-column", line_of(path, "op.drop_column"), "core")]
+
+
+def test_a_function_from_elsewhere_is_reported_unchecked(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, "add_columns(op)\nshared.fill(op)")
+    path.write_text(
+        path.read_text().replace("import sqlalchemy", "from src.x import add_columns, shared\nimport sqlalchemy")
+    )
+
+    assert found(path) == [
+        ("unchecked-code", line_of(path, "add_columns(op)"), "core"),
+        ("unchecked-code", line_of(path, "shared.fill(op)"), "core"),
+    ]
+    assert "calls add_columns() from src.x" in lint_file(path)[0].message
+
+
+def test_validating_in_the_transaction_that_added_the_constraint_is_reported(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        with op.batch_alter_table("users") as batch_op:
+            batch_op.create_check_constraint("age_set", "age IS NOT NULL", postgresql_not_valid=True)
+        op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_users_age_set")  # migrate-lint: allow raw-sql -- test
+        """,
+    )
+
+    assert found(path) == [("validate-in-same-transaction", line_of(path, "VALIDATE"), "core")]
+
+
+def test_validating_after_an_autocommit_block_is_another_transaction(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        op.create_check_constraint("age_set", "users", "age IS NOT NULL", postgresql_not_valid=True)
+        with op.get_context().autocommit_block():
+            op.execute("ALTER TABLE users VALIDATE CONSTRAINT ck_users_age_set")  # migrate-lint: allow raw-sql -- t
+        """,
+    )
+
+    assert [rule for rule, _, _ in found(path)] == ["operations-before-autocommit"]
+
+
+@pytest.mark.parametrize(
+    "commit",
+    ['op.backfill("users", "age = 0")', "with op.get_context().autocommit_block():\n    pass"],
+    ids=["backfill", "autocommit_block"],
+)
+def test_operations_before_a_commit_inside_the_revision_are_reported(tmp_path: Path, commit: str) -> None:
+    path = write_revision(
+        tmp_path,
+        f'op.add_column("users", sa.Column("age", sa.Integer(), nullable=True))\n{commit}',
+    )
+    reported = line_of(path, commit.splitlines()[0])
+
+    assert found(path) == [("operations-before-autocommit", reported, "core")]
+    assert f"commits the operations on line(s) {line_of(path, 'add_column')}" in lint_file(path)[0].message
+
+
+def test_operations_after_a_backfill_are_not_reported(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        op.backfill("users", "age = 0", where="age IS NULL")
+        op.create_check_constraint("age_set", "users", "age IS NOT NULL", postgresql_not_valid=True)
+        """,
+    )
+
+    assert found(path) == []
+
+
+def test_a_post_deploy_revision_may_drop_what_the_previous_code_used(tmp_path: Path) -> None:
+    body = """
+    op.drop_column("users", "nickname")
+    op.drop_table("notes")
+    op.drop_constraint("uq_users_email", "users")
+    op.create_index("ix_users_age", "users", ["age"])
+    """
+    path = write_revision(tmp_path, body)
+    path.write_text(path.read_text().replace("down_revision = None", "down_revision = None\npost_deploy = True"))
+
+    assert found(path) == [("create-index-blocking", line_of(path, "create_index"), "core")]
 
 
 def test_a_finding_says_what_why_and_the_safe_recipe_on_one_line(tmp_path: Path) -> None:
