@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 
 .DEFAULT_GOAL := help
 .PHONY: help install lock dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-post-deploy migrate-rollback \
-	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench
+	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -99,3 +99,6 @@ soak: install ## Mixed traffic on PostgreSQL for SOAK_SECONDS (90) with the audi
 
 bench: install ## wrk against the API served as in production, ratios to a bare FastAPI ping (BENCH_DB=sqlite, BENCH_OUT=)
 	@$(PY) -m bench
+
+drill: install ## Migrations on 300,000 PostgreSQL users with a reader and a writer: the worst wait of each (DRILL_ROWS=)
+	@$(PY) -m bench.drill
