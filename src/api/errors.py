@@ -112,9 +112,7 @@ async def _schema_mismatch(request: Request, error: DBAPIError) -> JSONResponse:
     )
     if ahead:
         logger.warning("database schema ahead of the code (%s): %s", ", ".join(ahead), database_error_reason(error))
-        detail = (
-            "the database schema is newer than this version of the service; try again: a deploy is replacing it"
-        )
+        detail = "the database schema is newer than this version of the service; try again: a deploy is replacing it"
         return _json(503, ErrorResponse(error="schema_ahead", detail=detail))
     logger.warning("database schema behind the code: %s", database_error_reason(error))
     detail = (

@@ -8,14 +8,13 @@ from functools import partial
 from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
 from src.core.config import project_path
 from src.core.databases import DATABASES, Database, get_database
 from src.core.schema_versions import alembic_config, ancestry, show_revisions
-from src.migrate.errors import MigrateError, load_scripts, reporting_errors
+from src.migrate.errors import MigrateError, load_scripts
 from src.migrate.lint import LINT_ADVICE, lint_file
 from src.migrate.lock_retries import with_lock_retries
 from src.migrate.revisions import (
@@ -46,7 +45,7 @@ def upgrade(db: str | None, *, post_deploy: bool = False) -> None:
         targets = newest(scripts, plans[database.name]) if waits else ["head"]
         with noting_what_was_done(databases, database, "upgraded"):
             for target in targets:
-                with_lock_retries(database, partial(_upgrade_to, database, config, target))
+                with_lock_retries(database, partial(command.upgrade, config, target))
         # Read by env.py under the migration lock: what another process migrated meanwhile is not this run's doing.
         before = config.attributes.get("revisions_before", {}).get(database.name, states[database.name].current)
         after = read_state(database, scripts)
@@ -57,11 +56,6 @@ def upgrade(db: str | None, *, post_deploy: bool = False) -> None:
         if after.post_deploy:
             done += f"; {waiting_for_post_deploy(scripts, after.post_deploy)}"
         print(f"{database.name}: {done}")
-
-
-def _upgrade_to(database: Database, config: Config, target: str) -> None:
-    with reporting_errors(database):
-        command.upgrade(config, target)
 
 
 def newest(scripts: ScriptDirectory, revisions: tuple[str, ...]) -> list[str]:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from src.core.config import get_settings
 from src.core.databases import Database, create_database_engine
 from src.core.migration_lock import LOCK_NOT_AVAILABLE, concurrent_index, locked_tables, prepare_migration_connection
-from src.migrate.errors import RevisionFailed
+from src.migrate.errors import RevisionFailed, reporting_errors
 
 DUPLICATE_TABLE = "42P07"  # also what CREATE INDEX says of an index that exists
 MAX_PAUSE_SECONDS = 60.0
@@ -40,14 +40,16 @@ def retry_pauses() -> Iterator[float]:
         pause = min(pause * 2, MAX_PAUSE_SECONDS)
 
 
-def with_lock_retries(database: Database, run: Callable[[], None]) -> None:
-    """Run one database's migration, ``run``, again while it fails waiting for a lock, up to the attempts allowed."""
+def with_lock_retries(database: Database, run: Callable[[], object]) -> None:
+    """Run one database's migration, ``run`` (an Alembic command), again while it fails waiting for a lock, up to
+    the attempts allowed; any failure is told in one line (``reporting_errors``)."""
     pauses = retry_pauses()
     attempts = get_settings().migration_lock_attempts
     attempt = 1
     while True:
         try:
-            run()
+            with reporting_errors(database):
+                run()
             return
         except RevisionFailed as failure:
             error = failure.__cause__
@@ -114,7 +116,8 @@ def _holders(database: Database, error: DBAPIError) -> str:
     if tables and not concurrent_index(error.statement or "", verb="(?:CREATE|DROP)"):
         query = (
             "SELECT pid, application_name, state, xact_start FROM pg_stat_activity WHERE pid IN"
-            " (SELECT pid FROM pg_locks WHERE granted AND relation = ANY(CAST(:tables AS regclass[])))"
+            " (SELECT pid FROM pg_locks WHERE granted AND relation = ANY(CAST(:tables AS regclass[]))"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
             " AND pid <> pg_backend_pid() ORDER BY xact_start NULLS LAST LIMIT :shown"
         )
         label = "held by"

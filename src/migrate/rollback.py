@@ -1,5 +1,6 @@
 """make migrate-rollback: one revision back, through merges and branches, per database or all alike."""
 
+from functools import partial
 from pathlib import Path
 
 from alembic import command
@@ -7,7 +8,8 @@ from alembic.script import ScriptDirectory
 
 from src.core.databases import Database
 from src.core.schema_versions import alembic_config, different_revisions_message, show_revisions
-from src.migrate.errors import MigrateError, load_scripts, reporting_errors
+from src.migrate.errors import MigrateError, load_scripts
+from src.migrate.lock_retries import with_lock_retries
 from src.migrate.revisions import noting_what_was_done, read_known_states, read_state, selected
 
 
@@ -40,7 +42,8 @@ def rollback(db: str | None) -> None:
         raise MigrateError(f"nothing to roll back: {', '.join(currents)} at base")
     target = step_back_target(scripts, current)
     for database in databases:
-        with noting_what_was_done(databases, database, "rolled back"), reporting_errors(database):
-            command.downgrade(alembic_config(db=database.name), target)
+        config = alembic_config(db=database.name)
+        with noting_what_was_done(databases, database, "rolled back"):
+            with_lock_retries(database, partial(command.downgrade, config, target))
         after = read_state(database, scripts).current
         print(f"{database.name}: rolled back {show_revisions(current)} -> {show_revisions(after)}")

@@ -124,11 +124,15 @@ def test_while_it_runs_the_table_is_not_locked_and_the_revision_holds_no_transac
             exclusive = writer.execute(
                 text(
                     "SELECT count(*) FROM pg_locks WHERE relation = 'users'::regclass"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     " AND mode IN ('AccessExclusiveLock', 'ExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock')"
                 )
             ).scalar()
             revision_state = writer.execute(
-                text("SELECT state FROM pg_stat_activity WHERE application_name = 'migrate core'")
+                text(
+                    "SELECT state FROM pg_stat_activity"
+                    " WHERE application_name = 'migrate core' AND datname = current_database()"
+                )
             ).scalar()
     finally:
         migration.join(timeout=30)

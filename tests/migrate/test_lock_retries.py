@@ -234,7 +234,10 @@ def test_a_killed_migration_stops_on_the_server_and_releases_its_locks(versions,
     )
     migration = subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env)
     try:
-        backend = wait_for(core, "SELECT pid FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'")
+        sleeping = (
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'SELECT pg_sleep(60)'"
+        )
+        backend = wait_for(core, sleeping)
         os.kill(migration.pid, signal.SIGKILL)
         started = time.monotonic()
         gone = wait_for(
