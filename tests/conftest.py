@@ -38,6 +38,8 @@ POSTGRES_URL = normalize_database_url(
 DatabaseUrls = dict[str, str]
 # Nothing listens on port 1: connecting fails at once.
 UNREACHABLE_URL = "postgresql://app:secret@127.0.0.1:1/app"
+# A database name no entry of DATABASES will ever have.
+UNKNOWN_DATABASE = "nosuchdb"
 
 
 # A bearer token (a JWT), a password hash, or a database URL's password: none may reach a log line.

@@ -135,12 +135,12 @@ def test_guide_workflow_for_a_new_user_column(project: Project, database_urls: d
     assert "core: upgraded" in project.ok("migrate-upgrade")
     assert "nickname" in columns(database_urls["core"], "users")
     status = project.ok("migrate-status").splitlines()
-    assert [row.split()[0] for row in status] == ["DATABASE", "core", "audit"]
+    assert [row.split()[0] for row in status] == ["DATABASE", *DATABASES]
     assert all(row.split()[-1] == "match" and row.split()[-2] == "0" for row in status[1:])
     assert "Add new column to user table  [core]" in project.ok("migrate-history").splitlines()[0]
 
     rolled_back = project.ok("migrate-rollback")
-    assert rolled_back.count("rolled back") == 2
+    assert rolled_back.count("rolled back") == len(DATABASES)
     assert "nickname" not in columns(database_urls["core"], "users")
 
     # Written in batch mode, so a revision made on either database runs on SQLite.
@@ -165,7 +165,7 @@ def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, data
     # The README's recipe: every database records the revision, core's step being empty.
     assert project.ok("migrate-upgrade").splitlines()[1].startswith("audit: upgraded")
     assert "audit_notes" in inspect(create_engine(database_urls["audit"])).get_table_names()
-    assert [row.split()[4] for row in project.ok("migrate-status").splitlines()[1:]] == ["0", "0"]
+    assert [row.split()[4] for row in project.ok("migrate-status").splitlines()[1:]] == ["0"] * len(DATABASES)
     assert "Add audit notes" in project.ok("migrate-history", "DB=audit")
     assert "Add audit notes" not in project.ok("migrate-history", "DB=core")
 
@@ -196,7 +196,7 @@ def test_two_branches_are_merged_linted_upgraded_and_rolled_back_as_the_readme_s
     assert merged.startswith("created migrations/versions/") and "merges " in merged
     revisions = len(list((project.root / "migrations" / "versions").glob("*.py")))
     assert project.ok("migrate-lint").endswith(f"no risky operations in {revisions} revision(s)\n")
-    assert project.ok("migrate-upgrade").count("upgraded") == 2
+    assert project.ok("migrate-upgrade").count("upgraded") == len(DATABASES)
     assert "nickname" in columns(database_urls["core"], "users")
 
     steps = [project.ok("migrate-rollback").splitlines()[0] for _ in range(3)]
@@ -222,6 +222,38 @@ def test_create_prints_the_lint_findings_of_the_revision_it_wrote(project: Proje
     assert advice.startswith("review the 1 risky operation(s) above before upgrading: ")
 
 
+@at_head
+def test_a_dropped_column_waits_in_a_post_deploy_revision_until_make_migrate_post_deploy(
+    project: Project, database_urls: dict[str, str]
+) -> None:
+    """The README's recipe for dropping a column: the field leaves the model, the column goes after the deploy."""
+    user = project.root / "src" / "api" / "v1" / "models" / "user.py"
+    user.write_text(user.read_text().replace("    full_name: str = Field(max_length=201)\n", ""))
+
+    created = project.ok("migrate-create", "MSG=Drop users.full_name", "POST_DEPLOY=1").splitlines()
+
+    assert created[0].startswith("created post-deploy revision migrations/versions/")
+    assert created[0].endswith("_drop_users_full_name.py (touches: core)")
+    assert len(created) == 1  # dropping it after the deploy is the contract step: nothing for the lint to report
+    revision_file = project.root / created[0].split()[3]
+    assert "\npost_deploy = True\n" in revision_file.read_text()
+    revision = revision_file.name.split("-")[1].split("_")[0]
+    upgraded = project.ok("migrate-upgrade").splitlines()
+    assert all(
+        line.endswith(
+            f"; post-deploy revision {revision} (Drop users.full_name) waits: run make migrate-post-deploy once the"
+            " new code serves everywhere"
+        )
+        for line in upgraded
+    )
+    assert "full_name" in columns(database_urls["core"], "users")
+    assert all(" (1 post-deploy) " in row for row in project.ok("migrate-status").splitlines()[1:])
+
+    assert project.ok("migrate-post-deploy").count(f"-> {revision}") == len(DATABASES)
+    assert "full_name" not in columns(database_urls["core"], "users")
+    assert project.ok("migrate-check").splitlines() == [f"{name}: models match migrations" for name in DATABASES]
+
+
 @sqlite_only
 @at_head
 def test_create_without_changes_writes_nothing_and_fails(project: Project) -> None:
@@ -229,7 +261,7 @@ def test_create_without_changes_writes_nothing_and_fails(project: Project) -> No
 
     assert (
         project.fails("migrate-create", "MSG=Nothing changed")
-        == "error: no changes detected in core, audit; no revision written"
+        == f"error: no changes detected in {', '.join(DATABASES)}; no revision written"
     )
     assert project.versions() == before
 
@@ -246,7 +278,8 @@ def test_table_on_plain_sqlmodel_is_refused_by_name(project: Project) -> None:
 
     error = project.fails("migrate-create", "MSG=Add gadgets")
     assert error.startswith("error: table class Gadget is defined on plain SQLModel")
-    assert "subclass CoreModel or AuditModel" in error
+    bases = " or ".join(database.base.__name__ for database in DATABASES.values())
+    assert f"subclass {bases} from src.core.databases" in error
 
 
 @sqlite_only
@@ -258,8 +291,8 @@ def test_revision_written_before_a_database_existed_still_runs(project: Project)
     path.write_text(path.read_text().split("\n\ndef upgrade_audit")[0] + "\n")
     assert "upgrade_audit" not in path.read_text()
 
-    assert project.ok("migrate-upgrade").count("upgraded") == 2
-    assert project.ok("migrate-rollback").count("rolled back") == 2
+    assert project.ok("migrate-upgrade").count("upgraded") == len(DATABASES)
+    assert project.ok("migrate-rollback").count("rolled back") == len(DATABASES)
 
 
 @sqlite_only
@@ -268,8 +301,8 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
     listed = {line.split()[0] for line in targets}
     declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
 
-    expected = {"dev-server", "test", "lint", "audit-relay", "audit-prune"}
-    commands = ("create", "merge", "upgrade", "rollback", "status", "history", "check", "sql", "lint")
+    expected = {"dev-server", "test", "lint", "audit-relay", "audit-prune", "bench", "drill"}
+    commands = ("create", "merge", "upgrade", "post-deploy", "rollback", "status", "history", "check", "sql", "lint")
     expected |= {f"migrate-{name}" for name in commands}
     assert listed == declared >= expected
     assert databases == f"DB= names one of: {', '.join(DATABASES)}"
@@ -290,49 +323,58 @@ def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str
     assert project.fails("audit-prune") == "error: DAYS must be a whole number of days: make audit-prune DAYS=90"
 
 
-REPORTS_MODEL = """import uuid
+# The recipe's test adds a database called "scratch": the README's own example, "reports", may already exist.
+SCRATCH_MODEL = """import uuid
 
 from sqlmodel import Field
 
-from src.core.databases import ReportsModel
+from src.core.databases import ScratchModel
 
 
-class Report(ReportsModel, table=True):
-    __tablename__ = "reports"
+class ScratchNote(ScratchModel, table=True):
+    __tablename__ = "scratch_notes"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     title: str = Field(max_length=200)
 """
 
 
+def add_database_entry(source: str, entry: str) -> str:
+    """databases.py with ``entry`` added as the last entry of DATABASES."""
+    head, opening, rest = source.partition("DATABASES: dict[str, Database] = {\n")
+    entries, closing, tail = rest.partition("}\n")
+    assert opening and closing, "DATABASES is no longer a dict literal: update this test's recipe"
+    return head + opening + entries + entry + closing + tail
+
+
 @sqlite_only
-def test_a_third_database_is_one_base_one_entry_and_one_setting(project: Project, tmp_path: Path) -> None:
-    """The README's recipe for a third database, followed literally: a base class, an entry, a URL setting."""
+def test_one_more_database_is_one_base_one_entry_and_one_setting(project: Project, tmp_path: Path) -> None:
+    """The README's recipe for a further database, followed literally: a base class, an entry, a URL setting."""
+    assert "scratch" not in DATABASES
     databases = project.root / "src" / "core" / "databases.py"
     base_class = (
-        "class ReportsModel(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):\n"
-        '    """Base of the tables in the reports database."""\n\n\n'
+        "class ScratchModel(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):\n"
+        '    """Base of the tables in the scratch database."""\n\n\n'
     )
-    audit_entry = '    "audit": Database("audit", AuditModel, "audit_database_url", required=False),\n'
-    reports_entry = '    "reports": Database("reports", ReportsModel, "reports_database_url"),\n'
+    scratch_entry = '    "scratch": Database("scratch", ScratchModel, "scratch_database_url"),\n'
     source = databases.read_text().replace(
         "@dataclass(frozen=True)\nclass Database:", base_class + "@dataclass(frozen=True)\nclass Database:"
     )
-    databases.write_text(source.replace(audit_entry, audit_entry + reports_entry))
+    databases.write_text(add_database_entry(source, scratch_entry))
     config = project.root / "src" / "core" / "config.py"
     audit_setting = '    audit_database_url: str = _sqlite_url("audit.db")\n'
-    reports_setting = '    reports_database_url: str = _sqlite_url("reports.db")\n'
-    config.write_text(config.read_text().replace(audit_setting, audit_setting + reports_setting))
-    project.add_model_file("report.py", REPORTS_MODEL)
-    reports_url = f"sqlite:///{tmp_path / 'reports.db'}"
-    project.env["REPORTS_DATABASE_URL"] = reports_url
+    scratch_setting = '    scratch_database_url: str = _sqlite_url("scratch.db")\n'
+    config.write_text(config.read_text().replace(audit_setting, audit_setting + scratch_setting))
+    project.add_model_file("scratch_note.py", SCRATCH_MODEL)
+    scratch_url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    project.env["SCRATCH_DATABASE_URL"] = scratch_url
 
     upgraded = project.ok("migrate-upgrade").splitlines()
-    created = project.ok("migrate-create", "MSG=Create reports schema", "DB=reports")
+    created = project.ok("migrate-create", "MSG=Create scratch schema", "DB=scratch")
     project.ok("migrate-upgrade")
 
-    assert [line.split(":")[0] for line in upgraded] == ["core", "audit", "reports"]
-    assert created.endswith("(touches: reports)\n")
-    assert "reports" in inspect(create_engine(reports_url)).get_table_names()
-    assert [row.split()[0] for row in project.ok("migrate-status").splitlines()[1:]] == ["core", "audit", "reports"]
-    assert project.ok("migrate-check").splitlines()[-1] == "reports: models match migrations"
+    assert [line.split(":")[0] for line in upgraded] == [*DATABASES, "scratch"]
+    assert created.endswith("(touches: scratch)\n")
+    assert "scratch_notes" in inspect(create_engine(scratch_url)).get_table_names()
+    assert [row.split()[0] for row in project.ok("migrate-status").splitlines()[1:]] == [*DATABASES, "scratch"]
+    assert project.ok("migrate-check").splitlines()[-1] == "scratch: models match migrations"

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
 from src.core.config import Settings, get_settings
+from src.core.databases import DATABASES
 from src.core.logs import HANDLER_NAME, JsonFormatter, TextFormatter
 from src.core.schema_versions import script_directory
 from tests.api.conftest import PASSWORD, MakeUser, create_test_app, join_test_transactions, logged_in
@@ -112,9 +113,7 @@ def test_the_log_format_follows_the_environment_unless_set() -> None:
         "environment": "production",
         "secret_key": "x" * 40,
         "allowed_hosts": ["api.example.com"],
-        "core_database_url": "postgresql://app@db/app_core",
-        "audit_database_url": "postgresql://app@db/app_audit",
-    }
+    } | {database.url_setting: f"postgresql://app@db/app_{name}" for name, database in DATABASES.items()}
     assert log_format(environment="local") == "text"
     assert log_format(**production) == "json"
     assert log_format(**production, log_format="text") == "text"

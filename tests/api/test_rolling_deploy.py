@@ -19,7 +19,7 @@ from tests.api.conftest import PASSWORD, logged_in
 from tests.conftest import DatabaseUrls, Versions, server_in_thread
 from tests.factories import USERS, user_row
 
-HEAD = script_directory().get_current_head()
+HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
 UNKNOWN = "0badc0ffee00"
 
 

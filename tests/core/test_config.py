@@ -8,10 +8,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from src.core.config import EXAMPLE_SECRET_KEY, PROJECT_ROOT, Settings
+from src.core.databases import DATABASES
+
+# The environment variable of each named database's URL setting: CORE_DATABASE_URL, AUDIT_DATABASE_URL, ...
+URL_VARIABLES = [database.url_setting.upper() for database in DATABASES.values()]
 
 
-def settings_from(monkeypatch: pytest.MonkeyPatch, env_file: Path | None = None, **env: str) -> Settings:
-    for name in ("CORE_DATABASE_URL", "DATABASE_URL", "AUDIT_DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"):
+def settings_from(monkeypatch: pytest.MonkeyPatch, env_file: Path | None = None, /, **env: str) -> Settings:
+    for name in (*URL_VARIABLES, "DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -120,8 +124,8 @@ PRODUCTION = {
     "ENVIRONMENT": "production",
     "SECRET_KEY": "x" * 64,
     "ALLOWED_HOSTS": '["api.example.com"]',
-    "CORE_DATABASE_URL": "postgresql://app:pw@db.internal/app_core",
-    "AUDIT_DATABASE_URL": "postgresql://app:pw@db.internal/app_audit",
+} | {
+    database.url_setting.upper(): f"postgresql://app:pw@db.internal/app_{name}" for name, database in DATABASES.items()
 }
 
 
@@ -132,7 +136,7 @@ def test_real_secret_key_is_accepted_in_production(monkeypatch: pytest.MonkeyPat
     assert settings.allowed_hosts == ["api.example.com"]
 
 
-@pytest.mark.parametrize("unset", ["CORE_DATABASE_URL", "AUDIT_DATABASE_URL"])
+@pytest.mark.parametrize("unset", URL_VARIABLES)
 def test_every_database_url_is_required_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, unset: str) -> None:
     env = {name: value for name, value in PRODUCTION.items() if name != unset}
 
@@ -165,12 +169,12 @@ def test_two_databases_at_one_url_are_refused_naming_both(
     assert "secret" not in str(refused.value)
 
 
-def test_two_databases_on_one_server_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_databases_on_one_server_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_from(monkeypatch, **PRODUCTION)
 
     assert settings.database_urls() == {
-        "core_database_url": "postgresql+psycopg2://app:pw@db.internal/app_core",
-        "audit_database_url": "postgresql+psycopg2://app:pw@db.internal/app_audit",
+        database.url_setting: f"postgresql+psycopg2://app:pw@db.internal/app_{name}"
+        for name, database in DATABASES.items()
     }
 
 

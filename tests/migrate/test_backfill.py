@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from alembic import command
@@ -19,7 +20,7 @@ from src.migrate.backfill import PROGRESS_TABLE
 from tests.conftest import Versions
 from tests.factories import USERS, user_row
 
-HEAD = script_directory().get_current_head()
+HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
 ADD_COLUMNS, BACKFILL = "d1d1d1d1d1d1", "d2d2d2d2d2d2"
 ROWS, BATCH = 35, 10
 # Rows in key order: the first user has the smallest id. user25 is in the third batch.
@@ -27,7 +28,7 @@ IDS = [uuid.UUID(int=number) for number in range(1, ROWS + 2)]
 
 
 @pytest.fixture
-def users_to_fill(versions: Versions, migrated_databases: dict[str, str], monkeypatch) -> Engine:
+def users_to_fill(versions: Versions, migrated_databases: dict[str, str], monkeypatch) -> Iterator[Engine]:
     """35 users, plus one whose nickname is already 'taken', and the revisions that add and fill nickname."""
     monkeypatch.setattr(get_settings(), "migration_backfill_batch_size", BATCH)
     monkeypatch.setattr(get_settings(), "migration_backfill_pause_seconds", 0)

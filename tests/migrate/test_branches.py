@@ -101,7 +101,7 @@ def test_several_heads_stop_every_command_with_the_merge_to_run(
     if command_name == "status":  # the table first, whatever state the databases are in
         assert [row.split()[2:6] for row in out.splitlines()[1:]] == [
             [HEAD, f"{BRANCH_A}+{BRANCH_B}", "2", "not"],
-        ] * 2
+        ] * len(DATABASES)
     else:
         assert out == ""
     assert err == (
@@ -109,7 +109,7 @@ def test_several_heads_stop_every_command_with_the_merge_to_run(
         ' two branches each added a revision. Join them with: make migrate-merge MSG="Merge ...", then make'
         " migrate-upgrade\n"
     )
-    assert current("core") == current("audit") == (HEAD,)
+    assert [current(name) for name in DATABASES] == [(HEAD,)] * len(DATABASES)
 
 
 def test_rollback_steps_back_from_a_branch_before_the_merge(branched: Versions, capsys) -> None:
@@ -139,13 +139,14 @@ def test_after_a_merge_upgrade_applies_both_branches_and_status_counts_them(bran
     code, out, _ = run(capsys, "status")
     assert code == 0
     rows = [line.split() for line in out.splitlines()[1:]]
-    assert [row[2:5] for row in rows] == [[HEAD, merged, "3"], [HEAD, merged, "3"]]
+    assert [row[2:5] for row in rows] == [[HEAD, merged, "3"]] * len(DATABASES)
 
     code, out, _ = run(capsys, "upgrade")
     assert code == 0
-    assert out == f"core: upgraded {HEAD} -> {merged}\naudit: upgraded {HEAD} -> {merged}\n"
+    assert out == "".join(f"{name}: upgraded {HEAD} -> {merged}\n" for name in DATABASES)
     assert has_nickname() and has_audit_notes()
-    assert [line.split()[2:5] for line in run(capsys, "status")[1].splitlines()[1:]] == [[merged, merged, "0"]] * 2
+    status = run(capsys, "status")[1].splitlines()[1:]
+    assert [line.split()[2:5] for line in status] == [[merged, merged, "0"]] * len(DATABASES)
 
 
 def test_rollback_steps_back_one_revision_at_a_time_through_the_merge(branched: Versions, capsys) -> None:
@@ -181,7 +182,7 @@ def test_branches_applied_without_a_merge_are_reported_then_joined_by_upgrade(br
     assert core.endswith("branches applied without their merge revision; make migrate-upgrade joins them")
 
     assert run(capsys, "upgrade")[1].splitlines()[0] == f"core: upgraded {BRANCH_A}+{BRANCH_B} -> {merged}"
-    assert current("core") == current("audit") == (merged,)
+    assert [current(name) for name in DATABASES] == [(merged,)] * len(DATABASES)
 
 
 def raw_alembic(*argv: str) -> str:
@@ -197,7 +198,8 @@ def test_raw_alembic_current_labels_every_database(branched: Versions, capsys) -
     merged = merge(capsys)
     command.upgrade(alembic_config(db="core"), "head")
 
-    assert raw_alembic("current") == f"core: {merged} (head) (mergepoint)\naudit: {HEAD} (branchpoint)\n"
+    labels = {name: f"{HEAD} (branchpoint)" for name in DATABASES} | {"core": f"{merged} (head) (mergepoint)"}
+    assert raw_alembic("current") == "".join(f"{name}: {label}\n" for name, label in labels.items())
 
 
 def test_raw_alembic_downgrade_refuses_databases_at_different_revisions(branched: Versions, capsys) -> None:
@@ -207,10 +209,10 @@ def test_raw_alembic_downgrade_refuses_databases_at_different_revisions(branched
     with pytest.raises(SystemExit):
         raw_alembic("downgrade", "-1")
 
-    assert (
-        f"databases are at different revisions (core at {merged}, audit at {HEAD}); roll back one with"
-        " -x db=core or -x db=audit\n"
-    ) in capsys.readouterr().err
+    at = {name: HEAD for name in DATABASES} | {"core": merged}
+    where = ", ".join(f"{name} at {revision}" for name, revision in at.items())
+    choices = " or ".join(f"-x db={name}" for name in DATABASES)
+    assert f"databases are at different revisions ({where}); roll back one with {choices}\n" in capsys.readouterr().err
     assert current("core") == (merged,)
 
 
@@ -302,15 +304,18 @@ def test_unknown_revision_is_reported_by_status_and_refused_by_the_others(migrat
 
     code, out, err = run(capsys, "status")
     assert code == 1
-    assert [row.split()[:5] for row in out.splitlines()[1:]] == [
-        ["core", DATABASES["core"].url, HEAD, HEAD, "0"],
-        ["audit", DATABASES["audit"].url, "feedfacecafe", HEAD, "?"],
-    ]
-    assert out.splitlines()[2].endswith("unknown revision: migrated by newer code, or a revision file is missing")
+    rows = out.splitlines()[1:]
+    expected = {name: [name, database.url, HEAD, HEAD, "0"] for name, database in DATABASES.items()}
+    expected["audit"] = ["audit", DATABASES["audit"].url, "feedfacecafe", HEAD, "?"]
+    assert [row.split()[:5] for row in rows] == list(expected.values())
+    audit = rows[list(DATABASES).index("audit")]
+    assert audit.endswith("unknown revision: migrated by newer code, or a revision file is missing")
     assert err == f"error: audit at feedfacecafe: not in migrations/versions: {UNKNOWN_REVISION_ADVICE}\n"
     for refused in (["upgrade"], ["rollback"], ["create", "--message", "Add x"], ["check"]):
         assert run(capsys, *refused) == (1, "", f"error: {reason}")
-    assert current("core") == (HEAD,)
+    assert {name: current(name) for name in DATABASES if name != "audit"} == {
+        name: (HEAD,) for name in DATABASES if name != "audit"
+    }
 
 
 def test_a_deleted_merge_revision_is_reported_as_unknown_not_as_heads_to_merge(branched: Versions, capsys) -> None:

@@ -17,7 +17,7 @@ from src.migrate import commands, rollback, status
 from src.migrate.__main__ import main
 from src.migrate.errors import MigrateError
 from src.migrate.revisions import read_state
-from tests.conftest import Versions, url_variables
+from tests.conftest import UNKNOWN_DATABASE, Versions, url_variables
 from tests.core.test_config import SPECIAL_PASSWORDS
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
@@ -42,15 +42,14 @@ def audit_drift() -> Iterator[Table]:
 def test_upgrade_brings_every_database_to_head(configured_databases, capsys) -> None:
     commands.upgrade(None)
 
-    assert capsys.readouterr().out.splitlines() == [f"core: upgraded base -> {HEAD}", f"audit: upgraded base -> {HEAD}"]
-    assert [current(name) for name in DATABASES] == [HEAD, HEAD]
+    assert capsys.readouterr().out.splitlines() == [f"{name}: upgraded base -> {HEAD}" for name in DATABASES]
+    assert [current(name) for name in DATABASES] == [HEAD] * len(DATABASES)
 
 
-def test_upgrade_with_db_leaves_the_other_database_alone(configured_databases) -> None:
+def test_upgrade_with_db_leaves_the_other_databases_alone(configured_databases) -> None:
     commands.upgrade("audit")
 
-    assert current("audit") == HEAD
-    assert current("core") is None
+    assert {name: current(name) for name in DATABASES} == dict.fromkeys(DATABASES) | {"audit": HEAD}
 
 
 def test_check_names_only_the_database_whose_models_drifted(configured_databases, audit_drift, capsys) -> None:
@@ -76,10 +75,12 @@ def test_status_shows_a_row_per_database_with_masked_url(configured_databases, a
 
     status.status(None)
 
-    header, core, audit = capsys.readouterr().out.splitlines()
+    header, *rows = capsys.readouterr().out.splitlines()
     assert header.split() == ["DATABASE", "URL", "CURRENT", "HEAD", "PENDING", "MODELS"]
-    assert core.split()[2:] == ["base", HEAD, str(len(REVISIONS)), "not", "migrated"]
-    assert audit.split()[2:] == [HEAD, HEAD, "0", "differ:", "add_table", "audit_notes"]
+    assert [row.split()[0] for row in rows] == list(DATABASES)
+    expected = {name: ["base", HEAD, str(len(REVISIONS)), "not", "migrated"] for name in DATABASES}
+    expected["audit"] = [HEAD, HEAD, "0", "differ:", "add_table", "audit_notes"]
+    assert [row.split()[2:] for row in rows] == list(expected.values())
 
 
 def test_status_masks_the_password_and_reports_an_unreachable_database(
@@ -113,8 +114,10 @@ def test_a_password_with_url_characters_is_never_printed(configured_databases, m
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("command", [["upgrade"], ["create", "--message", "x"], ["status"], ["rollback"]])
 def test_an_unknown_db_is_one_clear_line(configured_databases, capsys, command: list[str]) -> None:
-    assert main([*command, "--db", "reports"]) == 1
-    assert capsys.readouterr().err == "error: unknown database 'reports'; choose one of: core, audit\n"
+    assert main([*command, "--db", UNKNOWN_DATABASE]) == 1
+    assert capsys.readouterr().err == (
+        f"error: unknown database {UNKNOWN_DATABASE!r}; choose one of: {', '.join(DATABASES)}\n"
+    )
 
 
 def test_rollback_steps_every_database_back_when_they_agree(configured_databases) -> None:
@@ -122,17 +125,17 @@ def test_rollback_steps_every_database_back_when_they_agree(configured_databases
 
     rollback.rollback(None)
 
-    assert [current(name) for name in DATABASES] == [REVISIONS[-2]] * 2
+    assert [current(name) for name in DATABASES] == [REVISIONS[-2]] * len(DATABASES)
 
 
 def test_rollback_refuses_databases_at_different_revisions_and_changes_nothing(configured_databases) -> None:
     commands.upgrade(None)
     rollback.rollback("audit")
 
-    with pytest.raises(MigrateError, match=r"different revisions .*; roll back one with DB=core or DB=audit"):
+    choices = " or ".join(f"DB={name}" for name in DATABASES)
+    with pytest.raises(MigrateError, match=rf"different revisions .*; roll back one with {choices}$"):
         rollback.rollback(None)
-    assert current("core") == HEAD
-    assert current("audit") == REVISIONS[-2]
+    assert {name: current(name) for name in DATABASES} == dict.fromkeys(DATABASES, HEAD) | {"audit": REVISIONS[-2]}
 
 
 def test_rollback_at_base_says_there_is_nothing_to_do(configured_databases) -> None:
@@ -167,9 +170,9 @@ def test_concurrent_upgrades_apply_each_revision_once(configured_databases) -> N
 
     assert [code for _, _, code in results] == [0, 0, 0], results
     outputs = sorted(out for out, _, _ in results)
-    applied = f"core: upgraded base -> {HEAD}\naudit: upgraded base -> {HEAD}\n"
+    applied = "".join(f"{name}: upgraded base -> {HEAD}\n" for name in DATABASES)
     assert outputs.count(applied) == 1, outputs
-    assert [current(name) for name in DATABASES] == [HEAD, HEAD]
+    assert [current(name) for name in DATABASES] == [HEAD] * len(DATABASES)
 
 
 def test_offline_sql_is_written_per_database_and_announced(configured_databases, tmp_path, capsys) -> None:
@@ -192,7 +195,7 @@ def test_status_reads_an_sqlite_database_while_another_process_writes(configured
         writer.execute("ROLLBACK")
         writer.close()
 
-    assert [row.split()[2] for row in capsys.readouterr().out.splitlines()[1:]] == [HEAD, HEAD]
+    assert [row.split()[2] for row in capsys.readouterr().out.splitlines()[1:]] == [HEAD] * len(DATABASES)
 
 
 def test_upgrade_refuses_a_revision_with_unaccepted_findings_before_migrating_any_database(
@@ -227,14 +230,14 @@ def test_upgrade_refuses_a_revision_with_unaccepted_findings_before_migrating_an
             " each safe as its line says, or accept it with # migrate-lint: allow RULE-ID -- reason on its line"
         ]
         assert out == ""
-        assert current("core") == current("audit") == HEAD
+        assert [current(name) for name in DATABASES] == [HEAD] * len(DATABASES)
     else:  # a laptop's files: applied after a warning
         assert code == 0
         assert rest == [
             "warning: core: applying revisions with risky operations (listed above) to SQLite; on PostgreSQL make"
             " migrate-upgrade refuses them until each is made safe or accepted"
         ]
-        assert current("core") == current("audit") == "f1f1f1f1f1f1"
+        assert [current(name) for name in DATABASES] == ["f1f1f1f1f1f1"] * len(DATABASES)
 
 
 def test_findings_of_revisions_already_applied_do_not_stop_an_upgrade(

@@ -1,16 +1,18 @@
 """make migrate-lint: revision files read as syntax trees, one rule at a time."""
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from src.core.config import PROJECT_ROOT
-from src.core.databases import UnknownDatabaseError
+from src.core.databases import DATABASES, UnknownDatabaseError
 from src.migrate import lint
 from src.migrate.__main__ import main
 from src.migrate.errors import MigrateError
 from src.migrate.lint import Finding, lint_file, lint_paths, lint_versions
+from tests.conftest import UNKNOWN_DATABASE
 
 HEADER = '''"""A revision written by a test."""
 
@@ -465,8 +467,9 @@ def test_db_restricts_the_findings_to_one_database(tmp_path: Path) -> None:
 
 
 def test_an_unknown_db_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(UnknownDatabaseError, match=r"^unknown database 'reports'; choose one of: core, audit$"):
-        lint_paths([write_revision(tmp_path)], "reports")
+    message = f"unknown database {UNKNOWN_DATABASE!r}; choose one of: {', '.join(DATABASES)}"
+    with pytest.raises(UnknownDatabaseError, match=f"^{re.escape(message)}$"):
+        lint_paths([write_revision(tmp_path)], UNKNOWN_DATABASE)
 
 
 def test_a_file_that_is_not_python_is_one_clear_error(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from tests.factories import USERS, user_row
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)]
 
-HEAD = script_directory().get_current_head()
+HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
 ALTERS_USERS = "1462966ae260"  # Add users.full_name: ALTER TABLE users, which needs ACCESS EXCLUSIVE
 _script = script_directory().get_revision(ALTERS_USERS)
 assert _script is not None and isinstance(_script.down_revision, str)
