@@ -30,12 +30,13 @@ from sqlalchemy.exc import OperationalError
 from src.core import schema_versions
 from src.core.config import PROJECT_ROOT, get_settings, normalize_database_url
 from src.core.databases import DATABASES, dispose_engines
-from src.core.schema_versions import alembic_config
+from src.core.schema_versions import alembic_config, script_directory
 
 POSTGRES_URL = normalize_database_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 )
 DatabaseUrls = dict[str, str]
+HEAD = next(script_directory().walk_revisions()).revision  # the project's head: revisions are walked newest first
 # Nothing listens on port 1: connecting fails at once.
 UNREACHABLE_URL = "postgresql://app:secret@127.0.0.1:1/app"
 # A database name no entry of DATABASES will ever have.
@@ -235,6 +236,15 @@ def downgrade(engine_name: str) -> None:
     if step is not None:
         step()
 {body}'''
+
+
+# The body of a revision that adds a nullable users.nickname: the expand step of the README's recipes.
+ADD_USERS_NICKNAME = """
+
+def upgrade_core() -> None:
+    with op.batch_alter_table("users") as batch_op:
+        batch_op.add_column(sa.Column("nickname", sa.String(32), nullable=True))
+"""
 
 
 class Versions:

@@ -12,14 +12,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, create_engine, insert, text
 
 from src.core.config import get_settings
-from src.core.schema_versions import script_directory
 from src.main import create_app
 from src.migrate.__main__ import main
 from tests.api.conftest import PASSWORD, logged_in
-from tests.conftest import DatabaseUrls, Versions, server_in_thread
+from tests.conftest import ADD_USERS_NICKNAME, HEAD, DatabaseUrls, Versions, server_in_thread
 from tests.factories import USERS, user_row
 
-HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
 UNKNOWN = "0badc0ffee00"
 
 
@@ -83,12 +81,7 @@ def test_the_app_serves_a_populated_table_without_an_error_while_a_column_is_add
         message="Add users.nickname",
         revision="a9a9a9a9a9a9",
         down=HEAD,
-        body="""
-
-        def upgrade_core() -> None:
-            with op.batch_alter_table("users") as batch_op:
-                batch_op.add_column(sa.Column("nickname", sa.String(32), nullable=True))
-        """,
+        body=ADD_USERS_NICKNAME,
     )
     versions.write(
         "2030_01_01_110000-b9b9b9b9b9b9_fill_users_nickname.py",

@@ -14,13 +14,12 @@ from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.pool import NullPool
 
 from src.core.config import get_settings
-from src.core.schema_versions import alembic_config, script_directory
+from src.core.schema_versions import alembic_config
 from src.migrate.__main__ import main
 from src.migrate.backfill import PROGRESS_TABLE
-from tests.conftest import Versions
+from tests.conftest import HEAD, Versions
 from tests.factories import USERS, user_row
 
-HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
 ADD_COLUMNS, BACKFILL = "d1d1d1d1d1d1", "d2d2d2d2d2d2"
 ROWS, BATCH = 35, 10
 # Rows in key order: the first user has the smallest id. user25 is in the third batch.

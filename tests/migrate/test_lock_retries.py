@@ -8,29 +8,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, create_engine, insert, text
+from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from src.core import schema_versions
 from src.core.config import PROJECT_ROOT, get_settings
 from src.core.migration_lock import MIGRATION_LOCK_ID
-from src.core.schema_versions import alembic_config, current_heads, script_directory
+from src.core.schema_versions import alembic_config, current_heads
 from src.migrate.__main__ import main
-from tests.conftest import Versions, url_variables
+from tests.conftest import HEAD, Versions, url_variables
 from tests.factories import USERS, user_row
+from tests.migrate.conftest import ALTERS_USERS, BEFORE_ALTERS_USERS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)]
 
-HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
-ALTERS_USERS = "1462966ae260"  # Add users.full_name: ALTER TABLE users, which needs ACCESS EXCLUSIVE
-_script = script_directory().get_revision(ALTERS_USERS)
-assert _script is not None and isinstance(_script.down_revision, str)
-BEFORE_ALTERS_USERS = _script.down_revision
 INDEX = "ix_users_last_name"
 INDEX_LAST_NAMES = """
 
@@ -38,13 +32,6 @@ def upgrade_core() -> None:
     with op.get_context().autocommit_block():
         op.create_index("ix_users_last_name", "users", ["last_name"], postgresql_concurrently=True)
 """
-
-
-@pytest.fixture
-def core(configured_databases: dict[str, str]) -> Iterator[Engine]:
-    engine = create_engine(configured_databases["core"], poolclass=NullPool)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

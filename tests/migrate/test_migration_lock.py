@@ -6,13 +6,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
 
 from src.core.config import PROJECT_ROOT, get_settings
 from src.core.databases import DATABASES, get_unpooled_engine
@@ -22,24 +20,12 @@ from src.core.migration_lock import (
     prepare_migration_connection,
     timeout_reason,
 )
-from src.core.schema_versions import alembic_config, script_directory
+from src.core.schema_versions import alembic_config
 from src.migrate.__main__ import main
 from tests.conftest import url_variables
+from tests.migrate.conftest import BEFORE_ALTERS_USERS
 
 pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)]
-
-ALTERS_USERS = "1462966ae260"  # Add users.full_name: ALTER TABLE users, which needs ACCESS EXCLUSIVE
-_script = script_directory().get_revision(ALTERS_USERS)
-assert _script is not None and isinstance(_script.down_revision, str)
-BEFORE_ALTERS_USERS = _script.down_revision
-
-
-@pytest.fixture
-def core(configured_databases: dict[str, str]) -> Iterator[Engine]:
-    """An engine on the test's core database, outside the app's settings; unpooled, as the migrations' own."""
-    engine = create_engine(configured_databases["core"], poolclass=NullPool)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

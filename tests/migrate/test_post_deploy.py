@@ -10,9 +10,8 @@ from src.core.schema_versions import script_directory
 from src.main import create_app
 from src.migrate.__main__ import main
 from src.migrate.revisions import read_state
-from tests.conftest import Versions
+from tests.conftest import ADD_USERS_NICKNAME, HEAD, Versions
 
-HEAD = next(script_directory().walk_revisions()).revision  # walked newest first
 EXPAND, CONTRACT, LATER = "e1e1e1e1e1e1", "e2e2e2e2e2e2", "e3e3e3e3e3e3"
 
 
@@ -25,12 +24,7 @@ def expand_and_contract(versions: Versions, migrated_databases: dict[str, str]) 
         message="Add users.nickname",
         revision=EXPAND,
         down=HEAD,
-        body="""
-
-        def upgrade_core() -> None:
-            with op.batch_alter_table("users") as batch_op:
-                batch_op.add_column(sa.Column("nickname", sa.String(32), nullable=True))
-        """,
+        body=ADD_USERS_NICKNAME,
     )
     versions.write(
         "2030_01_01_110000-e2e2e2e2e2e2_drop_users_full_name.py",
