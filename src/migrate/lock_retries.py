@@ -28,7 +28,7 @@ SESSIONS_SHOWN = 3
 
 
 def is_lock_timeout(error: DBAPIError) -> bool:
-    return getattr(error.orig, "pgcode", None) == LOCK_NOT_AVAILABLE
+    return _code(error) == LOCK_NOT_AVAILABLE
 
 
 def retry_pauses() -> Iterator[float]:
