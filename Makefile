@@ -82,8 +82,8 @@ migrate-history: install ## Revisions newest first with the databases they touch
 migrate-check: install ## Fail when any database's models differ from its migrations [DB=]
 	@$(MIGRATE) check --db "$(DB)"
 
-migrate-sql: install ## Offline SQL to stdout, or OUT=dir/<db>.sql [DB=] [FROM=revision]
-	@$(MIGRATE) sql --db "$(DB)" --out "$(OUT)" --from "$(FROM)"
+migrate-sql: install ## Offline SQL to stdout, or OUT=dir/<db>.sql [DB=] [FROM=revision] [POST_DEPLOY=1]
+	@$(MIGRATE) sql --db "$(DB)" --out "$(OUT)" --from "$(FROM)" $(if $(filter 1,$(POST_DEPLOY)),--post-deploy)
 
 migrate-lint: install ## Check revision files for operations risky on a live PostgreSQL database, no database needed [DB=]
 	@$(MIGRATE) lint --db "$(DB)"

@@ -99,7 +99,15 @@ def run_migrations_offline() -> None:
     for name in names:
         url = DATABASES[name].url
         with sql_output(name, out) as buffer:
-            configure(name, url=url, output_buffer=buffer, literal_binds=True, render_as_batch=url.startswith("sqlite"))
+            configure(
+                name,
+                url=url,
+                output_buffer=buffer,
+                literal_binds=True,
+                render_as_batch=url.startswith("sqlite"),
+                # Each revision its own transaction, as online: a failure leaves the revisions before it applied.
+                transaction_per_migration=True,
+            )
             if url.startswith("postgresql"):
                 # The timeouts an online upgrade runs with, for whoever applies this SQL.
                 for setting, value in session_settings(client_check=False).items():

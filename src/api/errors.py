@@ -103,12 +103,18 @@ def is_schema_mismatch(error: DBAPIError) -> bool:
     return isinstance(error, OperationalError) and _SQLITE_SCHEMA_MISMATCH.match(str(error.orig)) is not None
 
 
+def _databases_of(error: DBAPIError) -> list[str]:
+    """The database the failing statement ran on: the one whose tables it names (no statement spans two)."""
+    words = set(re.findall(r"\w+", error.statement or ""))
+    return [name for name, database in DATABASES.items() if words & set(database.metadata.tables)] or list(DATABASES)
+
+
 async def _schema_mismatch(request: Request, error: DBAPIError) -> JSONResponse:
     """A table or column this code uses is missing: the schema is older than the code, or newer (a rolling deploy
     replaced the code's schema, or the code was rolled back without it)."""
     scripts = request.app.state.schema_scripts
     ahead = await run_in_threadpool(
-        lambda: [name for name in DATABASES if check_database(name, scripts).status == "unknown_revision"]
+        lambda: [name for name in _databases_of(error) if check_database(name, scripts).status == "unknown_revision"]
     )
     if ahead:
         logger.warning("database schema ahead of the code (%s): %s", ", ".join(ahead), database_error_reason(error))

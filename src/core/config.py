@@ -5,6 +5,7 @@ config/local.env) > the defaults below. Read on first use (``get_settings()``),
 not on import, so that an entry point reports invalid settings its own way.
 """
 
+import ipaddress
 import os
 import re
 from functools import cache
@@ -76,7 +77,14 @@ def _database_identity(url: str) -> tuple[object, ...] | None:
         if not parsed.database or parsed.database == ":memory:":
             return None
         return (backend, Path(parsed.database).resolve())
-    return (backend, (parsed.host or "localhost").lower(), parsed.port or 5432, parsed.database)
+    host = str(parsed.host or parsed.query.get("host") or "localhost").strip("[]").rstrip(".").lower()
+    try:
+        address = ipaddress.ip_address(host)
+        host = "localhost" if address.is_loopback else str(address)
+    except ValueError:
+        pass
+    database = parsed.database or parsed.query.get("dbname")
+    return (backend, host, parsed.port or 5432, database)
 
 
 class Settings(BaseSettings):

@@ -15,8 +15,16 @@ from src.core.config import PROJECT_ROOT
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
 SchemaStatus = Literal["at_head", "not_migrated", "behind", "post_deploy_pending", "unknown_revision"]
+# Where op.backfill keeps its progress while a revision runs (src/migrate/backfill.py); no model has it.
+BACKFILL_PROGRESS_TABLE = "migration_backfills"
+
+
+def _is_model_table(name: str | None, type_: str, _parent_names: object) -> bool:
+    return not (type_ == "table" and name == BACKFILL_PROGRESS_TABLE)
+
+
 # How the models are compared with a schema, by autogenerate in env.py and by make migrate-status alike.
-COMPARE_OPTIONS = {"compare_type": True}
+COMPARE_OPTIONS = {"compare_type": True, "include_name": _is_model_table}
 
 
 def alembic_config(*, db: str | None = None, autogenerate: bool = False, **x_args: str) -> Config:

@@ -22,7 +22,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="", help="sql: write <db>.sql files into this folder")
     parser.add_argument("--from", dest="start", default="", help="sql: start from this revision")
     parser.add_argument(
-        "--post-deploy", action="store_true", help="upgrade: post-deploy revisions too; create: a post-deploy revision"
+        "--post-deploy",
+        action="store_true",
+        help="upgrade, sql: post-deploy revisions too; create: a post-deploy revision",
     )
     parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
     return parser.parse_args(argv)
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         case "sql":
             from src.migrate import commands
 
-            commands.sql(db, args.out or None, args.start or None)
+            commands.sql(db, args.out or None, args.start or None, post_deploy=args.post_deploy)
         case "upgrade":
             from src.migrate import commands
 

@@ -10,10 +10,11 @@ does), then updates ``batch_size`` rows at a time in key order, on a connection 
 its own with the migration's timeouts, pausing between batches and printing its
 progress. Each batch commits together with its progress row, so a rerun after an
 interruption continues after the last committed batch: no batch is done twice or
-left half done. A batch that waits too long for a row lock is rolled back and
-tried again, as revisions are. The progress table is dropped when the revision's
-version is recorded (``clear_progress``, called from env.py). On SQLite (a laptop,
-where nothing else writes meanwhile) the batches run in the revision's transaction.
+left half done. A batch that waits too long for a row lock fails the revision,
+whose lock retries run it again from there. The progress table is dropped when
+the revision's version is recorded (``clear_progress``, called from env.py). On
+SQLite (a laptop, where nothing else writes meanwhile) the batches run in the
+revision's transaction.
 
 Registered as an Alembic operation when env.py imports this module, so revisions
 import nothing from the app.
@@ -34,9 +35,9 @@ from sqlalchemy import Connection
 
 from src.core.config import get_settings
 from src.core.migration_lock import prepare_migration_connection
-from src.migrate.lock_retries import is_lock_timeout, retry_pauses
+from src.core.schema_versions import BACKFILL_PROGRESS_TABLE
 
-PROGRESS_TABLE = "migration_backfills"
+PROGRESS_TABLE = BACKFILL_PROGRESS_TABLE
 PROGRESS_EVERY_SECONDS = 2.0
 
 _progress_rows = sa.Table(
@@ -45,6 +46,7 @@ _progress_rows = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("last_key", sa.Text()),
     sa.Column("rows_done", sa.BigInteger(), nullable=False),
+    sa.Column("rows_updated", sa.BigInteger(), nullable=False),
     sa.Column("rows_total", sa.BigInteger(), nullable=False),
     sa.Column("is_finished", sa.Boolean(), nullable=False),
 )
@@ -93,7 +95,8 @@ class BackfillOp(MigrateOperation):
 @dataclasses.dataclass(frozen=True)
 class _Progress:
     last_key: str | None
-    rows_done: int
+    rows_done: int  # visited, in key order
+    rows_updated: int  # of those, the ones ``where`` selected
     rows_total: int
     is_finished: bool
 
@@ -115,9 +118,16 @@ class _Backfill:
         name = self.operation.progress_name
         row = self.connection.execute(sa.select(_progress_rows).where(_progress_rows.c.name == name)).first()
         if row is not None:
-            return _Progress(row.last_key, row.rows_done, row.rows_total, row.is_finished)
-        total = self.connection.execute(sa.text(f"SELECT count(*) FROM {self._quoted(self.operation.table_name)}"))
-        progress = _Progress(None, 0, int(total.scalar_one()), False)
+            return _Progress(row.last_key, row.rows_done, row.rows_updated, row.rows_total, row.is_finished)
+        table, key = self._quoted(self.operation.table_name), self._quoted(self.operation.key)
+        without_key = self.connection.execute(sa.text(f"SELECT count(*) FROM {table} WHERE {key} IS NULL")).scalar()
+        if without_key:
+            raise ValueError(
+                f"op.backfill: {self.operation.table_name}.{self.operation.key} is NULL in {without_key} row(s), which"
+                " batches by key cannot reach; pass key= a column that is never NULL (the primary key)"
+            )
+        total = self.connection.execute(sa.text(f"SELECT count(*) FROM {table}"))
+        progress = _Progress(None, 0, 0, int(total.scalar_one()), False)
         self.connection.execute(sa.insert(_progress_rows).values(name=name, **dataclasses.asdict(progress)))
         return progress
 
@@ -137,18 +147,30 @@ class _Backfill:
         else:
             conditions = [*bounds, f"{key} <= :upper_key"]
             if self.operation.where:
-                conditions.append(f"({self.operation.where})")
-            self.connection.execute(
-                sa.text(f"UPDATE {table} SET {self.operation.assignments} WHERE {' AND '.join(conditions)}"),
+                conditions.append(f"({_literal_colons(self.operation.where)})")
+            assignments = _literal_colons(self.operation.assignments)
+            updated = self.connection.execute(
+                sa.text(f"UPDATE {table} SET {assignments} WHERE {' AND '.join(conditions)}"),
                 {**parameters, "upper_key": batch[-1]},
+            ).rowcount
+            done = _Progress(
+                str(batch[-1]),
+                progress.rows_done + len(batch),
+                progress.rows_updated + updated,
+                progress.rows_total,
+                False,
             )
-            done = _Progress(str(batch[-1]), progress.rows_done + len(batch), progress.rows_total, False)
         self.connection.execute(
             sa.update(_progress_rows)
             .where(_progress_rows.c.name == self.operation.progress_name)
             .values(**dataclasses.asdict(done))
         )
         return done
+
+
+def _literal_colons(sql: str) -> str:
+    """The revision's SQL as it is: a colon in it (a cast, a JSON literal) is no bind parameter."""
+    return sql.replace(":", "\\:")
 
 
 @Operations.implementation_for(BackfillOp)
@@ -192,20 +214,12 @@ def _as_it_is(work: Callable[[], T]) -> T:
 
 
 def _committed(connection: Connection) -> Callable[[Callable[[], T]], T]:
-    """Each piece of work in a transaction of its own; one that waits too long for a lock is retried after a pause."""
+    """Each piece of work in a transaction of its own. One that waits too long for a row lock fails the revision,
+    whose lock retries run it again: it resumes after the last committed batch."""
 
     def transaction(work: Callable[[], T]) -> T:
-        pauses = retry_pauses()
-        while True:
-            try:
-                with connection.begin():
-                    return work()
-            except sa.exc.DBAPIError as error:
-                pause = next(pauses, None)
-                if pause is None or not is_lock_timeout(error):
-                    raise
-                print(f"backfill: a batch waited too long for a row lock; trying it again in {pause:g}s", flush=True)
-                time.sleep(pause)
+        with connection.begin():
+            return work()
 
     return transaction
 
@@ -230,7 +244,8 @@ def _run(backfill: _Backfill, *, database: str, transaction: Callable[[Callable[
             print(f"{label}: {_rate(progress, resumed_from, shown - started)}", flush=True)
         time.sleep(pause)
     if progress.rows_done:  # an empty table (a new database) has nothing worth a line
-        print(f"{label}: {progress.rows_done:,} rows in {time.monotonic() - started:.1f}s", flush=True)
+        elapsed = time.monotonic() - started
+        print(f"{label}: {progress.rows_done:,} rows, {progress.rows_updated:,} updated, in {elapsed:.1f}s", flush=True)
 
 
 def _rate(progress: _Progress, resumed_from: int, elapsed: float) -> str:

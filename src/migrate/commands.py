@@ -13,7 +13,7 @@ from alembic.util import CommandError
 
 from src.core.config import project_path
 from src.core.databases import DATABASES, Database, get_database
-from src.core.schema_versions import alembic_config, ancestry, show_revisions
+from src.core.schema_versions import alembic_config, ancestry, schema_state, show_revisions
 from src.migrate.errors import MigrateError, load_scripts
 from src.migrate.lint import LINT_ADVICE, lint_file
 from src.migrate.lock_retries import with_lock_retries
@@ -73,13 +73,18 @@ def revision_path(scripts: ScriptDirectory, revision: str) -> Path:
     return Path(script.path)
 
 
-def waiting_for_post_deploy(scripts: ScriptDirectory, waiting: tuple[str, ...]) -> str:
+def post_deploy_revisions(scripts: ScriptDirectory, waiting: tuple[str, ...]) -> str:
+    """'post-deploy revision abc (Drop users.name) and 2 after it'."""
     first = scripts.get_revision(waiting[0])
     assert first is not None
     after = f" and {len(waiting) - 1} after it" if len(waiting) > 1 else ""
+    return f"post-deploy revision {first.revision} ({first.doc}){after}"
+
+
+def waiting_for_post_deploy(scripts: ScriptDirectory, waiting: tuple[str, ...]) -> str:
     return (
-        f"post-deploy revision {first.revision} ({first.doc}){after} waits: run make migrate-post-deploy once the"
-        " new code serves everywhere"
+        f"{post_deploy_revisions(scripts, waiting)} waits: run make migrate-post-deploy once the new code serves"
+        " everywhere"
     )
 
 
@@ -181,8 +186,9 @@ def create(message: str, db: str | None, *, post_deploy: bool = False) -> None:
         print(f"review the {len(findings)} risky operation(s) above before upgrading: {LINT_ADVICE}")
 
 
-def sql(db: str | None, out: str | None, start: str | None) -> None:
-    """Write the offline SQL from START (default: empty) to head, per database, to OUT/<db>.sql or stdout."""
+def sql(db: str | None, out: str | None, start: str | None, *, post_deploy: bool = False) -> None:
+    """Write the offline SQL from START (default: empty) to head, per database, to OUT/<db>.sql or stdout; as
+    make migrate-upgrade, it stops before the first post-deploy revision unless ``post_deploy``."""
     scripts = load_scripts()
     require_one_head(scripts)
     if start == "base":
@@ -192,15 +198,32 @@ def sql(db: str | None, out: str | None, start: str | None) -> None:
             f"FROM={start} is not a revision in migrations/versions; pass one full id from make migrate-history,"
             " or base"
         )
-    revisions = f"{start}:head" if start else "head"
+    planned = schema_state(scripts, (start,) if start else ())
+    waiting = () if post_deploy else planned.post_deploy
+    targets = newest(scripts, planned.before_deploy) if waiting else ["head"]
+    if len(targets) > 1:
+        raise MigrateError(
+            "the revisions before the post-deploy ones end in several branches, which offline SQL cannot follow;"
+            " make migrate-sql POST_DEPLOY=1 writes the SQL up to head"
+        )
     for database in selected(db):
-        try:
-            command.upgrade(alembic_config(db=database.name, out=out or ""), revisions, sql=True)
-        except CommandError as error:
-            if not database.url.startswith("sqlite"):
-                raise
-            raise MigrateError(
-                f"{database.name}: a revision alters a table, which SQLite does by rebuilding it from the live"
-                f" database, so it has no offline SQL; set {database.url_setting.upper()} to PostgreSQL to review"
-                " production SQL"
-            ) from error
+        for target in targets:
+            _write_sql(database, out, f"{start}:{target}" if start else target)
+        if waiting:
+            print(
+                f"-- {database.name}: {post_deploy_revisions(scripts, waiting)} not written: they are applied once the"
+                " new code serves everywhere; make migrate-sql POST_DEPLOY=1 writes them"
+            )
+
+
+def _write_sql(database: Database, out: str | None, revisions: str) -> None:
+    try:
+        command.upgrade(alembic_config(db=database.name, out=out or ""), revisions, sql=True)
+    except CommandError as error:
+        if not database.url.startswith("sqlite"):
+            raise
+        raise MigrateError(
+            f"{database.name}: a revision alters a table, which SQLite does by rebuilding it from the live"
+            f" database, so it has no offline SQL; set {database.url_setting.upper()} to PostgreSQL to review"
+            " production SQL"
+        ) from error

@@ -114,6 +114,11 @@ RULES = {
         "PostgreSQL refuses CREATE or DROP INDEX CONCURRENTLY in a transaction block, so the revision fails",
         f"move it inside {AUTOCOMMIT}",
     ),
+    "concurrent-index-if-not-exists": Rule(
+        "an INVALID index left by an interrupted build counts as existing: the revision is recorded, and the index"
+        " is never used",
+        "leave if_not_exists out: make migrate-upgrade drops a failed build's INVALID index and builds it again",
+    ),
     "create-primary-key": Rule(
         "the primary key's unique index is built under an ACCESS EXCLUSIVE lock: no reads, no writes until done",
         f"create_index(..., unique=True, postgresql_concurrently=True) inside {AUTOCOMMIT}, then in a later"
@@ -199,12 +204,17 @@ _TABLE_ARGUMENT = {
 _TRUSTED_MODULES = ("alembic", "sqlalchemy", "sqlmodel", "typing", "collections", "datetime", "decimal", "enum", "uuid")
 _VOLATILE_FUNCTION = re.compile(
     r"\b(gen_random_uuid|uuid_generate_v1(?:mc)?|uuid_generate_v4|uuidv[47]|random|clock_timestamp|timeofday"
-    r"|nextval|txid_current|gen_random_bytes)\s*\(",
+    r"|nextval|txid_current|pg_current_xact_id|gen_random_bytes)\s*\(",
     re.IGNORECASE,
 )
+# op methods that are no operation on the database.
+_NOT_OPERATIONS = frozenset({"f", "get_bind", "get_context", "batch_alter_table", "inline_literal", "backfill"})
+# Builtins that run code the lint cannot see.
+_RUNS_CODE = frozenset({"exec", "eval", "__import__"})
 _VALIDATE_CONSTRAINT = re.compile(r"\bVALIDATE\s+CONSTRAINT\s+\"?(\w+)", re.IGNORECASE)
 _TEXT_TYPES = {"Text", "TEXT", "UnicodeText"}
 _VARCHAR_TYPES = {"String", "VARCHAR", "Unicode", "NVARCHAR"}
+_NUMERIC_TYPES = {"Numeric", "NUMERIC", "DECIMAL"}
 
 
 @dataclass(frozen=True)
@@ -269,7 +279,8 @@ def _lint_file(path: Path, databases: list[str]) -> list[Finding]:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as error:
         raise MigrateError(f"{project_path(path)}:{error.lineno}: cannot read the revision: {error.msg}") from None
-    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    _TrustedAliases(tree).visit(tree)
+    functions = _functions(tree)
     op_names = _op_names(tree)
     post_deploy = _is_post_deploy(tree)
 
@@ -277,11 +288,13 @@ def _lint_file(path: Path, databases: list[str]) -> list[Finding]:
     allows, comment_findings = _allow_comments(source, path, functions)
     findings += [finding for finding in comment_findings if finding.database in ("", *databases)]
     for database in databases:
-        function = functions.get(f"upgrade_{database}")
-        if function is None:
+        # The dispatcher runs for every database; it is the template's two lines unless someone added to it.
+        steps = [functions[name] for name in ("upgrade", f"upgrade_{database}") if name in functions]
+        if not steps:
             continue
-        linter = _UpgradeLinter(op_names, helpers=functions, untrusted=_untrusted_imports(tree))
-        linter.visit(function)
+        linter = _UpgradeLinter(set(op_names), helpers=functions, untrusted=_untrusted_imports(tree))
+        for step in steps:
+            linter.visit(step)
         for rule, call, what in linter.findings():
             if post_deploy and rule in SAFE_AFTER_DEPLOY:
                 continue
@@ -294,6 +307,34 @@ def _lint_file(path: Path, databases: list[str]) -> list[Finding]:
 
 def _finding(rule: str, path: Path, *, line: int, database: str, what: str) -> Finding:
     return Finding(rule, path, line, database, f"{what}; {RULES[rule].why}. Instead: {RULES[rule].instead}")
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    """The file's functions by name, with the names given to them (``upgrade_core = _add_nickname``)."""
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in functions:
+            functions |= {
+                target.id: functions[node.value.id] for target in node.targets if isinstance(target, ast.Name)
+            }
+    return functions
+
+
+class _TrustedAliases(ast.NodeTransformer):
+    """Name what is imported from SQLAlchemy or Alembic under another name by its own name (``C`` -> ``Column``)."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.aliases = {
+            alias.asname: alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in _TRUSTED_MODULES
+            for alias in node.names
+            if alias.asname and alias.name != "op"
+        }
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        node.id = self.aliases.get(node.id, node.id)
+        return node
 
 
 def _op_names(tree: ast.Module) -> set[str]:
@@ -467,6 +508,30 @@ def _widens_text(new: ast.expr | None, existing: ast.expr | None) -> bool:
     return new_length is None or (old_length is not None and new_length >= old_length)
 
 
+def _numeric_type(expr: ast.expr | None) -> tuple[int | None, int | None] | None:
+    """(precision, scale) of ``sa.Numeric(10, 2)`` written with literal numbers; None for any other type."""
+    if not isinstance(expr, ast.Call) or _last_name(expr) not in _NUMERIC_TYPES:
+        return None
+    numbers: list[int | None] = []
+    for part in (_argument(expr, 0, "precision"), _argument(expr, 1, "scale")):
+        value = part.value if isinstance(part, ast.Constant) else part
+        if value is not None and not isinstance(value, int):
+            return None
+        numbers.append(value)
+    return numbers[0], numbers[1]
+
+
+def _widens(new: ast.expr | None, existing: ast.expr | None) -> bool:
+    """A type change PostgreSQL makes without touching a row: a longer varchar, varchar to text, more digits."""
+    if _widens_text(new, existing):
+        return True
+    new_numeric, old_numeric = _numeric_type(new), _numeric_type(existing)
+    if new_numeric is None or old_numeric is None or new_numeric[1] != old_numeric[1]:
+        return False
+    new_precision, old_precision = new_numeric[0], old_numeric[0]
+    return new_precision is not None and old_precision is not None and new_precision >= old_precision
+
+
 def _is_json(expr: ast.expr | None) -> bool:
     """``sa.JSON()`` (or the class itself); ``sa.JSON().with_variant(JSONB(), "postgresql")`` is not."""
     return expr is not None and _last_name(expr) == "JSON"
@@ -476,10 +541,21 @@ def _volatile_default(expr: ast.expr | None) -> str | None:
     """The volatile function a server_default calls (``sa.text("gen_random_uuid()")``, ``sa.func.random()``)."""
     if not isinstance(expr, ast.Call):
         return None  # a plain string is a constant
-    texts = [node.value for node in ast.walk(expr) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    texts = [
+        re.sub(r"'[^']*'", "''", node.value)  # what a quoted literal holds is no call
+        for node in ast.walk(expr)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
     called = [_last_name(node) + "(" for node in ast.walk(expr) if isinstance(node, ast.Call)]
     found = _VOLATILE_FUNCTION.search(" ".join(texts + called))
     return found.group(1) if found else None
+
+
+def _root_name(expr: ast.expr) -> str | None:
+    """``src`` of ``src.migrate.helpers``: the name an attribute chain starts from."""
+    while isinstance(expr, ast.Attribute):
+        expr = expr.value
+    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def _sql_of(call: ast.Call) -> str:
@@ -497,6 +573,8 @@ class _UpgradeLinter(ast.NodeVisitor):
     created: set[str] = field(default_factory=set)
     batches: dict[str, str | None] = field(default_factory=dict)  # batch_op name -> its table
     binds: set[str] = field(default_factory=set)  # names given op.get_bind() or the context's connection
+    contexts: set[str] = field(default_factory=set)  # names given op.get_context()
+    values: dict[str, ast.expr] = field(default_factory=dict)  # what a name was last given, as written
     autocommit_depth: int = 0
     following: set[str] = field(default_factory=set)  # helpers being walked: a recursive one is walked once
     # Operations of the current transaction, and constraints it added NOT VALID.
@@ -526,6 +604,8 @@ class _UpgradeLinter(ast.NodeVisitor):
             elif isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == AUTOCOMMITS:
                 autocommit = True
                 self._commit(expr, "autocommit_block")
+            elif self._is_connection(expr) and isinstance(item.optional_vars, ast.Name):
+                self.binds.add(item.optional_vars.id)
             self.visit(expr)
         self.autocommit_depth += autocommit
         for statement in node.body:
@@ -549,18 +629,40 @@ class _UpgradeLinter(ast.NodeVisitor):
         self.in_transaction.clear()
         self.not_valid.clear()
 
+    def _is_context(self, expr: ast.expr) -> bool:
+        """``op.get_context()``, ``op`` itself (its ``impl``), or a name given the context."""
+        return _is_call_of(expr, self.op_names, "get_context") or (
+            isinstance(expr, ast.Name) and expr.id in self.contexts | self.op_names
+        )
+
     def _is_connection(self, expr: ast.expr) -> bool:
-        """``op.get_bind()``, ``op.get_context().connection`` (or ``.bind``), or a name given one of them."""
+        """``op.get_bind()``, the context's ``connection``, ``bind`` or ``impl``, or a name given one of them."""
         if _is_call_of(expr, self.op_names, "get_bind"):
             return True
-        if isinstance(expr, ast.Attribute) and expr.attr in ("connection", "bind"):
-            return _is_call_of(expr.value, self.op_names, "get_context")
+        if isinstance(expr, ast.Attribute) and expr.attr in ("connection", "bind", "impl"):
+            return self._is_context(expr.value)
         return isinstance(expr, ast.Name) and expr.id in self.binds
 
     def visit_Assign(self, node: ast.Assign) -> None:
-        if self._is_connection(node.value):
-            self.binds |= {target.id for target in node.targets if isinstance(target, ast.Name)}
+        self._assign([target for target in node.targets if isinstance(target, ast.Name)], node.value)
         self.generic_visit(node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        if isinstance(node.target, ast.Name) and node.value is not None:
+            self._assign([node.target], node.value)
+        self.generic_visit(node)
+
+    def _assign(self, targets: list[ast.Name], value: ast.expr) -> None:
+        names = {target.id for target in targets}
+        self.values |= dict.fromkeys(names, value)
+        if self._is_connection(value):
+            self.binds |= names
+        elif _is_call_of(value, self.op_names, "get_context"):
+            self.contexts |= names
+        elif isinstance(value, ast.Name) and value.id in self.op_names:
+            self.op_names |= names
+        elif isinstance(value, ast.Name) and value.id in self.batches:
+            self.batches |= dict.fromkeys(names, self.batches[value.id])
 
     def visit_Call(self, node: ast.Call) -> None:
         self.generic_visit(node)
@@ -570,29 +672,58 @@ class _UpgradeLinter(ast.NodeVisitor):
             return
         if not isinstance(func, ast.Attribute):
             return
-        receiver = func.value
+        receiver, root = func.value, _root_name(func.value)
         if func.attr in _EXECUTES and (
             self._is_connection(receiver)
             or (isinstance(receiver, ast.Name) and receiver.id in self.op_names | set(self.batches))
         ):
             self._raw_sql(node)
-        elif isinstance(receiver, ast.Name) and receiver.id in self.untrusted:
-            self.report("unchecked-code", node, f"calls {_shown(func)}() from {self.untrusted[receiver.id]}")
-        elif isinstance(receiver, ast.Name) and func.attr in _TABLE_ARGUMENT:
-            if receiver.id in self.op_names:
-                table = _string(_argument(node, *_TABLE_ARGUMENT[func.attr]))
-                self._check(_Operation(func.attr, node, table, in_batch=False))
-            elif receiver.id in self.batches:
-                self._check(_Operation(func.attr, node, self.batches[receiver.id], in_batch=True))
+        elif root in self.untrusted:
+            self.report("unchecked-code", node, f"calls {_shown(func)}() from {self.untrusted[root]}")
+        elif isinstance(receiver, ast.Name) and receiver.id in self.op_names | set(self.batches):
+            self._operation(node, func.attr, receiver.id)
+        else:
+            self._passes_the_connection(node)
+
+    def _operation(self, node: ast.Call, name: str, receiver: str) -> None:
+        """``op.X(...)`` or ``batch_op.X(...)``."""
+        if name == "invoke":
+            self.report("unchecked-code", node, "runs an operation object through op.invoke()")
+        elif name in _TABLE_ARGUMENT and receiver in self.op_names:
+            table = _string(_argument(node, *_TABLE_ARGUMENT[name]))
+            self._check(_Operation(name, node, table, in_batch=False))
+        elif name in _TABLE_ARGUMENT:
+            self._check(_Operation(name, node, self.batches[receiver], in_batch=True))
+        elif name not in _NOT_OPERATIONS and not self.autocommit_depth:
+            self.in_transaction.append(node)
+
+    def _passes_the_connection(self, node: ast.Call) -> None:
+        """A call given the migration's connection (``Session(bind=op.get_bind())``, ``table.drop(bind)``)."""
+        arguments = [*node.args, *(keyword.value for keyword in node.keywords)]
+        if _last_name(node) != "inspect" and any(self._is_connection(argument) for argument in arguments):
+            self.report("unchecked-code", node, f"passes the migration's connection to {_shown(node.func)}()")
 
     def _call_function(self, node: ast.Call, name: str) -> None:
+        looked_up = name == "getattr" and node.args and _root_name(node.args[0]) in self.op_names | set(self.batches)
         if name in self.untrusted:
             self.report("unchecked-code", node, f"calls {name}() from {self.untrusted[name]}")
+        elif name in _RUNS_CODE or looked_up:
+            self.report("unchecked-code", node, f"calls {name}(), which runs what the lint cannot read")
         elif name in self.helpers and name not in self.following:
-            self.following.add(name)
-            for statement in self.helpers[name].body:
-                self.visit(statement)
-            self.following.discard(name)
+            self._follow(node, self.helpers[name])
+        else:
+            self._passes_the_connection(node)
+
+    def _follow(self, node: ast.Call, helper: ast.FunctionDef) -> None:
+        """Walk a function of the file where it is called, its parameters taking what the call passes."""
+        saved = (set(self.op_names), dict(self.batches), set(self.binds), set(self.contexts))
+        for parameter, argument in zip(helper.args.args, node.args, strict=False):
+            self._assign([ast.Name(id=parameter.arg)], argument)
+        self.following.add(helper.name)
+        for statement in helper.body:
+            self.visit(statement)
+        self.following.discard(helper.name)
+        self.op_names, self.batches, self.binds, self.contexts = saved
 
     def _raw_sql(self, call: ast.Call) -> None:
         sql = _sql_of(call)
@@ -615,7 +746,9 @@ class _UpgradeLinter(ast.NodeVisitor):
         if not self.autocommit_depth:
             self.in_transaction.append(call)
         if operation.name == "create_table":
-            if table is not None:
+            # IF NOT EXISTS may create nothing, and another schema's table is not this one.
+            shadows = _given(argument(None, "schema")) or _is_constant(argument(None, "if_not_exists"), True)
+            if table is not None and not shadows:
                 self.created.add(table)
         elif operation.name in ("create_index", "drop_index"):
             self._check_index(operation, new_table)
@@ -655,6 +788,8 @@ class _UpgradeLinter(ast.NodeVisitor):
         concurrent = _is_constant(argument(None, "postgresql_concurrently"), True)
         index = _shown(argument(0, "index_name"))
         verb = "creates" if operation.name == "create_index" else "drops"
+        if concurrent and operation.name == "create_index" and _is_constant(argument(None, "if_not_exists"), True):
+            self.report("concurrent-index-if-not-exists", call, f"creates index {index} concurrently if not exists")
         if concurrent and not self.autocommit_depth:
             self.report("concurrent-index-in-transaction", call, f"{verb} index {index} concurrently")
         elif not concurrent and not new_table:
@@ -669,7 +804,7 @@ class _UpgradeLinter(ast.NodeVisitor):
         if _is_constant(argument(None, "nullable"), False):
             self.report("set-not-null", call, f"sets {column} NOT NULL")
         new_type = argument(None, "type_")
-        if _given(new_type) and not _widens_text(new_type, argument(None, "existing_type")):
+        if _given(new_type) and not _widens(new_type, argument(None, "existing_type")):
             self.report("change-column-type", call, f"changes the type of {column}")
         if _is_json(new_type):
             self.report("prefer-jsonb", call, f"makes {column} json")
@@ -686,6 +821,8 @@ class _UpgradeLinter(ast.NodeVisitor):
         self.report("constraint-validates", call, what)
 
     def _check_add_column(self, call: ast.Call, table: str, column: ast.expr | None) -> None:
+        if isinstance(column, ast.Name) and column.id in self.values:
+            column = self.values[column.id]
         if not (isinstance(column, ast.Call) and _last_name(column) == "Column"):
             self.adds.setdefault(table, []).append(_shown(column))
             return
@@ -710,6 +847,11 @@ class _UpgradeLinter(ast.NodeVisitor):
             self.report("add-column-unique", call, f"adds {name} with unique=True")
         if _calls(column, {"ForeignKey"}):
             self.report("add-column-foreign-key", call, f"adds {name} with a ForeignKey")
+        if _calls(column, {"CheckConstraint"}):
+            self.report("constraint-validates", call, f"adds {name} with a check constraint")
+        if _is_constant(_argument(column, None, "primary_key"), True):
+            what = f"adds {name} as a primary key (an integer one is a serial too: every row is written)"
+            self.report("create-primary-key", call, what)
         if _is_constant(_argument(column, None, "index"), True):
             what = f"adds {name} with index=True: its index is built without postgresql_concurrently=True"
             self.report("create-index-blocking", call, what)

@@ -55,12 +55,12 @@ def with_lock_retries(database: Database, run: Callable[[], object]) -> None:
             error = failure.__cause__
             if not isinstance(error, DBAPIError) or not database.url.startswith("postgresql"):
                 raise
-            dropped = _drop_invalid_index(database, error)
-            retry = is_lock_timeout(error) or (dropped is not None and _code(error) == DUPLICATE_TABLE)
-            if not retry and dropped is None:
+            debris = _drop_invalid_index(database, error)
+            retry = is_lock_timeout(error) or (bool(debris) and _code(error) == DUPLICATE_TABLE)
+            if not retry and not debris:
                 raise
             reason = failure.reason + (_holders(database, error) if is_lock_timeout(error) else "")
-            reason += f"; the INVALID index {dropped} it left was dropped" if dropped else ""
+            reason += f"; {debris}" if debris else ""
             pause = next(pauses, None) if retry else None
             if pause is None:
                 tried = f"; gave up after {attempt} attempts (MIGRATION_LOCK_ATTEMPTS)" if retry else ""
@@ -90,20 +90,30 @@ def _connect(database: Database) -> Iterator[Connection]:
         engine.dispose()
 
 
-def _drop_invalid_index(database: Database, error: DBAPIError) -> str | None:
-    """Drop the index a failed ``CREATE INDEX CONCURRENTLY`` left INVALID; its name, or None when there was none."""
+def _drop_invalid_index(database: Database, error: DBAPIError) -> str:
+    """What became of the index a failed ``CREATE INDEX CONCURRENTLY`` left INVALID ("" when there is none).
+
+    Dropping it waits for the table's transactions too; when that takes too long, the next attempt (or run)
+    meets the index again and drops it then.
+    """
     index = concurrent_index(error.statement or "")
     if index is None:
-        return None
+        return ""
     with _connect(database) as connection:
         invalid = connection.execute(
             text("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:index)"), {"index": index}
         ).scalar()
         if not invalid:
-            return None
+            return ""
         quoted = connection.dialect.identifier_preparer.quote(index)
-        connection.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {quoted}"))
-    return index
+        try:
+            connection.execute(text(f"DROP INDEX CONCURRENTLY IF EXISTS {quoted}"))
+        except DBAPIError:
+            return (
+                f"the INVALID index {index} it left is still there (dropping it waited too long as well):"
+                " the next attempt or run drops it"
+            )
+    return f"the INVALID index {index} it left was dropped"
 
 
 def _holders(database: Database, error: DBAPIError) -> str:

@@ -32,6 +32,10 @@ class AlreadyMember(Conflict):
     code = "already_member"
 
 
+_MEMBERS = WorkspaceMember.metadata.tables[WorkspaceMember.__tablename__]
+_MEMBERSHIP_KEY = {column.name for column in _MEMBERS.primary_key.columns}
+
+
 class LastOwner(Conflict):
     code = "last_owner"
 
@@ -72,13 +76,14 @@ def add_member(
         raise AlreadyMember(f"{user.username} is already a member of this workspace")
     membership = WorkspaceMember(workspace_id=actor.workspace.id, user_id=user.id, role=role)
     session.add(membership)
+    username = user.username  # read now: a failed flush expires what the session loaded
     try:
         session.flush()
     except IntegrityError as error:
         # Added by a concurrent request between the check above and this insert; any other violation is its own.
-        if not unique_violation_columns(error, WorkspaceMember.metadata.tables[WorkspaceMember.__tablename__]):
+        if unique_violation_columns(error, _MEMBERS) != _MEMBERSHIP_KEY:
             raise
-        raise AlreadyMember(f"{user.username} is already a member of this workspace") from None
+        raise AlreadyMember(f"{username} is already a member of this workspace") from None
     record(session, actor, "workspace.member_added", Target("user", user.id), {"role": role})
     return MemberWithUser(membership=membership, user=user)
 

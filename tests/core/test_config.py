@@ -156,6 +156,10 @@ def test_the_database_url_alias_counts_as_set(monkeypatch: pytest.MonkeyPatch) -
     ("core", "audit"),
     [
         ("postgresql://app:pw@db.internal/app", "postgres://other:secret@DB.internal:5432/app"),
+        ("postgresql://app@localhost/app", "postgresql://app:secret@127.0.0.1:5432/app"),
+        ("postgresql://app@db.internal./app", "postgresql://app:secret@db.internal/app"),
+        ("postgresql://app@/app?host=127.0.0.1", "postgresql://app:secret@[::1]/app"),
+        ("postgresql://app@[0:0:0:0:0:0:0:1]/app", "postgresql://app:secret@localhost/?dbname=app"),
         ("sqlite:///var/shared.db", f"sqlite:///{Path.cwd()}/var/shared.db"),
     ],
 )

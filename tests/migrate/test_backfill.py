@@ -98,9 +98,63 @@ def test_a_failed_batch_leaves_the_committed_ones_and_a_rerun_continues_after_th
     out = capsys.readouterr().out
     if committed:
         assert f"core: backfill users: resuming after {committed} rows" in out
-    assert f"core: backfill users: {ROWS + 1} rows in " in out
+    assert f"core: backfill users: {ROWS + 1} rows, {ROWS} updated, in " in out
     assert touches(core) == {f"user{number}": 1 for number in range(1, ROWS + 1)} | {f"user{ROWS + 1}": 0}
     assert PROGRESS_TABLE not in inspect(core).get_table_names()  # gone with the revision's version recorded
+
+
+def fill_revision(versions: Versions, body: str) -> None:
+    versions.write(
+        "2030_01_01_120000-d3d3d3d3d3d3_fill_again.py",
+        message="Fill again",
+        revision="d3d3d3d3d3d3",
+        down=BACKFILL,
+        body=body,
+    )
+
+
+def test_a_key_with_nulls_is_refused_before_any_batch(users_to_fill: Engine, versions: Versions, capsys) -> None:
+    fill_revision(
+        versions,
+        """
+
+        def upgrade_core() -> None:
+            op.backfill("users", "touches = touches + 10", key="nickname")
+        """,
+    )
+    with users_to_fill.begin() as connection:
+        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    command.upgrade(alembic_config(db="core"), BACKFILL)  # every nickname filled
+    with users_to_fill.begin() as connection:
+        connection.execute(text("UPDATE users SET nickname = NULL WHERE username IN ('user1', 'user2')"))
+
+    assert main(["upgrade", "--db", "core"]) == 1
+
+    assert (
+        "ValueError: op.backfill: users.nickname is NULL in 2 row(s), which batches by key cannot reach; pass key= a"
+        " column that is never NULL (the primary key)" in capsys.readouterr().err
+    )
+    assert sorted(set(touches(users_to_fill).values())) == [0, 1]
+
+
+def test_its_sql_is_taken_as_written_colons_included(users_to_fill: Engine, versions: Versions, capsys) -> None:
+    with users_to_fill.begin() as connection:
+        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    fill_revision(
+        versions,
+        """
+
+        def upgrade_core() -> None:
+            op.backfill("users", "last_name = 'a:b' || CAST(touches AS VARCHAR)", where="username <> 'user1'")
+        """,
+    )
+
+    assert main(["upgrade", "--db", "core"]) == 0
+
+    with users_to_fill.connect() as connection:
+        names = set(connection.execute(text("SELECT last_name FROM users")).scalars())
+    assert names == {"B", "a:b1", "a:b0"}
+    assert f"core: backfill users: {ROWS + 1} rows, {ROWS} updated, in " in capsys.readouterr().out
 
 
 @pytest.mark.postgres
@@ -139,6 +193,32 @@ def test_while_it_runs_the_table_is_not_locked_and_the_revision_holds_no_transac
     assert results == [0]
     assert exclusive == 0
     assert revision_state == "idle"  # committed what came before, and waits outside any transaction
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_batch_behind_a_row_lock_is_retried_with_the_revision_and_resumes(
+    users_to_fill: Engine, monkeypatch, capsys
+) -> None:
+    core = users_to_fill
+    with core.begin() as connection:
+        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    settings = get_settings()
+    monkeypatch.setattr(settings, "migration_lock_timeout_seconds", 0.2)
+    monkeypatch.setattr(settings, "migration_lock_retry_pause_seconds", 0.3)
+    monkeypatch.setattr(settings, "migration_lock_attempts", 10)
+    writer = core.connect()
+    writer.execute(text("UPDATE users SET last_name = 'C' WHERE username = 'user25'"))  # row locked until it ends
+    threading.Timer(1.0, writer.close).start()
+
+    assert main(["upgrade", "--db", "core"]) == 0
+
+    out, err = capsys.readouterr()
+    retries = err.splitlines()
+    assert retries and all(f"revision {BACKFILL} " in retry for retry in retries)
+    assert "waited 0.2s for a lock on table users" in retries[0]
+    assert "core: backfill users: resuming after 20 rows" in out
+    assert touches(core) == {f"user{number}": 1 for number in range(1, ROWS + 1)} | {f"user{ROWS + 1}": 0}
 
 
 def wait_until_half_done(core: Engine) -> None:

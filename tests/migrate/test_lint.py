@@ -102,6 +102,12 @@ def found(path: Path, db: str | None = None) -> list[tuple[str, int, str]]:
             'with op.batch_alter_table("users") as batch_op:\n    batch_op.create_check_constraint("age", "age > 0")',
             "create_check",
         ),
+        (
+            "concurrent-index-if-not-exists",
+            "with op.get_context().autocommit_block():\n"
+            '    op.create_index("ix_age", "users", ["age"], postgresql_concurrently=True, if_not_exists=True)',
+            "create_index",
+        ),
         ("raw-sql", 'op.execute("UPDATE users SET age = 0")', "execute"),
         ("raw-sql", 'op.get_bind().execute(sa.text("UPDATE users SET age = 0"))', "execute"),
         ("raw-sql", 'bind = op.get_bind()\nbind.execute(sa.text("UPDATE users SET age = 0"))', "execute"),
@@ -156,6 +162,132 @@ def test_each_rule_reports_the_operation_line_and_database(tmp_path: Path, rule:
     path = write_revision(tmp_path, audit=body)
 
     assert found(path) == [(rule, line_of(path, operation), "audit")]
+
+
+@pytest.mark.parametrize(
+    ("rule", "body", "reported"),
+    [
+        (
+            "raw-sql",
+            'conn: sa.Connection = op.get_bind()\nconn.execute(sa.text("UPDATE users SET x = 1"))',
+            "conn.exec",
+        ),
+        ("drop-column", 'o = op\no.drop_column("users", "last_name")', "o.drop_column"),
+        ("raw-sql", 'ctx = op.get_context()\nctx.connection.execute(sa.text("UPDATE users SET x = 1"))', "ctx.conn"),
+        ("raw-sql", 'op.impl.execute("UPDATE users SET x = 1")', "op.impl"),
+        ("raw-sql", 'with op.get_bind() as c:\n    c.execute(sa.text("UPDATE users SET x = 1"))', "c.execute"),
+        ("unchecked-code", 'Session(bind=op.get_bind()).execute(sa.text("UPDATE users SET x = 1"))', "Session("),
+        ("unchecked-code", 'sa.Table("users", sa.MetaData()).drop(op.get_bind())', ".drop("),
+        ("unchecked-code", 'getattr(op, "drop_column")("users", "x")', "getattr"),
+        ("unchecked-code", 'op.invoke(ops.DropColumnOp("users", "x"))', "op.invoke"),
+        ("unchecked-code", '__import__("helpers").drop_all(op)', "__import__"),
+        (
+            "add-column-unique",
+            'column = sa.Column("code", sa.String(8), unique=True)\nop.add_column("users", column)',
+            "op.add_column",
+        ),
+        (
+            "create-primary-key",
+            'op.add_column("users", sa.Column("seq", sa.BigInteger, primary_key=True, nullable=True))',
+            "op.add_column",
+        ),
+        (
+            "constraint-validates",
+            'op.add_column("users", sa.Column("age", sa.Integer, sa.CheckConstraint("age > 0")))',
+            "op.add_column",
+        ),
+        (
+            "volatile-default",
+            'op.add_column("users", sa.Column("x", sa.BigInteger(), server_default=sa.text("pg_current_xact_id()")))',
+            "op.add_column",
+        ),
+        (
+            "drop-column",
+            'op.create_table("users", sa.Column("id", sa.Integer()), if_not_exists=True)\nop.drop_column("users", "x")',
+            "op.drop_column",
+        ),
+    ],
+)
+def test_operations_written_another_way_are_found(tmp_path: Path, rule: str, body: str, reported: str) -> None:
+    path = write_revision(tmp_path, body)
+    imports = "from alembic.operations import ops\nfrom sqlmodel import Session\nimport sqlalchemy as sa"
+    path.write_text(path.read_text().replace("import sqlalchemy as sa", imports, 1))
+
+    assert (rule, line_of(path, reported), "core") in found(path)
+
+
+def test_a_helper_is_followed_with_the_names_its_call_gives_op_and_the_batch(tmp_path: Path) -> None:
+    path = write_revision(
+        tmp_path,
+        """
+        with op.batch_alter_table("users") as batch_op:
+            drop_nickname(op, batch_op)
+        """,
+    )
+    helper = '\n\ndef drop_nickname(o, b) -> None:\n    o.drop_table("notes")\n    b.drop_column("nickname")\n'
+    path.write_text(path.read_text() + helper)
+
+    assert found(path) == [
+        ("drop-table", line_of(path, "o.drop_table"), "core"),
+        ("drop-column", line_of(path, "b.drop_column"), "core"),
+    ]
+
+
+def test_the_dispatcher_and_a_function_given_the_upgrade_name_are_linted(tmp_path: Path) -> None:
+    path = write_revision(tmp_path)
+    source = path.read_text().replace("def upgrade_core() -> None:\n    pass\n", "")
+    path.write_text(
+        source
+        + '\n\ndef upgrade(engine_name: str) -> None:\n    op.drop_table("notes")\n'
+        + '\n\ndef _drop_email() -> None:\n    op.drop_column("users", "email")\n\n\nupgrade_core = _drop_email\n'
+    )
+
+    assert found(path, "core") == [
+        ("drop-table", line_of(path, 'op.drop_table("notes")'), "core"),
+        ("drop-column", line_of(path, 'op.drop_column("users", "email")'), "core"),
+    ]
+
+
+def test_names_imported_from_sqlalchemy_under_another_name_are_read_as_their_own(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.add_column("users", C("code", sa.String(8), unique=True))')
+    path.write_text(
+        path.read_text().replace(
+            "import sqlalchemy as sa", "import sqlalchemy as sa\nfrom sqlalchemy import Column as C"
+        )
+    )
+
+    assert found(path) == [("add-column-unique", line_of(path, "op.add_column"), "core")]
+
+
+def test_a_call_into_a_dotted_import_is_reported_unchecked(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, "src.migrate.helpers.drop_everything()")
+    path.write_text(
+        path.read_text().replace("import sqlalchemy as sa", "import src.migrate.helpers\nimport sqlalchemy as sa")
+    )
+
+    assert found(path) == [("unchecked-code", line_of(path, "drop_everything()"), "core")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'op.add_column("users", sa.Column("mood", sa.String(), server_default=sa.text("\'random()\'")))',
+        'op.alter_column("users", "price", type_=sa.Numeric(12, 2), existing_type=sa.Numeric(10, 2))',
+        'op.add_column("users", sa.Column("flags", sa.Integer()))\nop.bulk_insert(sa.table("notes"), [])',
+        'if sa.inspect(op.get_bind()).has_table("notes"):\n    op.add_column("notes", sa.Column("n", sa.Integer()))',
+    ],
+    ids=["quoted-literal", "more-digits", "no-commit", "inspect"],
+)
+def test_safe_forms_that_look_risky_are_not_reported(tmp_path: Path, body: str) -> None:
+    path = write_revision(tmp_path, body)
+
+    assert found(path) == []
+
+
+def test_an_operation_before_a_backfill_counts_whatever_it_is(tmp_path: Path) -> None:
+    path = write_revision(tmp_path, 'op.bulk_insert(sa.table("notes"), [])\nop.backfill("users", "age = 0")')
+
+    assert found(path) == [("operations-before-autocommit", line_of(path, "op.backfill"), "core")]
 
 
 def test_a_json_column_with_a_jsonb_variant_is_not_reported(tmp_path: Path) -> None:

@@ -181,6 +181,28 @@ def test_a_concurrent_index_behind_an_old_transaction_says_so_and_leaves_no_inva
     assert index_state(core) is True
 
 
+def test_a_concurrent_index_behind_a_transaction_on_its_own_table_is_built_by_the_next_run(
+    before_index, core, retrying, capsys
+) -> None:
+    with core.connect() as report:
+        # A long report on users: the build waits for it, and so does dropping what the build left.
+        report.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        report.execute(text("SELECT count(*) FROM users"))
+
+        code = main(["upgrade", "--db", "core"])
+
+    assert code == 1
+    *retries, error = capsys.readouterr().err.splitlines()
+    assert len(retries) == 2
+    assert "failed: waited 0.2s for older transactions to end" in retries[0]
+    assert error.startswith("error: core: revision c1c1c1c1c1c1 (")
+    assert f"; the INVALID index {INDEX} it left is still there (dropping it waited too long as well)" in error
+    assert "gave up after 3 attempts (MIGRATION_LOCK_ATTEMPTS)" in error
+
+    assert main(["upgrade", "--db", "core"]) == 0
+    assert index_state(core) is True
+
+
 def test_an_invalid_index_left_by_an_earlier_run_is_dropped_and_built_again(
     before_index, core, retrying, capsys
 ) -> None:

@@ -128,3 +128,24 @@ def test_post_deploy_from_behind_applies_everything(expand_and_contract, capsys)
 
     assert capsys.readouterr().out == f"audit: upgraded {HEAD} -> {LATER}\n"
     assert current("core") == (HEAD,)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_offline_sql_stops_before_the_post_deploy_revisions_unless_asked(expand_and_contract, capsys) -> None:
+    assert main(["sql", "--db", "core", "--from", HEAD]) == 0
+
+    before_deploy = capsys.readouterr().out
+    assert f"-- Running upgrade {HEAD} -> {EXPAND}" in before_deploy
+    assert CONTRACT not in before_deploy.split("\n-- core: ")[0]
+    assert before_deploy.endswith(
+        f"-- core: post-deploy revision {CONTRACT} (Drop users.full_name) and 1 after it not written: they are"
+        " applied once the new code serves everywhere; make migrate-sql POST_DEPLOY=1 writes them\n"
+    )
+
+    assert main(["sql", "--db", "core", "--from", EXPAND, "--post-deploy"]) == 0
+
+    after_deploy = capsys.readouterr().out
+    assert f"-- Running upgrade {EXPAND} -> {CONTRACT}" in after_deploy
+    assert f"-- Running upgrade {CONTRACT} -> {LATER}" in after_deploy
+    assert "ALTER TABLE users DROP COLUMN full_name;" in after_deploy

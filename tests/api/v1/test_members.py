@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, text
 from sqlmodel import Session
 
 from src.api.v1.models.user import User
@@ -307,3 +308,34 @@ def test_remove_without_a_token_is_401(client: TestClient, session: Session, tea
 
     assert response.status_code == 401
     assert team.member.id in roles_in(session, team.workspace.id)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_engines", ["postgresql"], indirect=True)
+def test_a_member_added_by_a_concurrent_request_is_already_member(
+    client: TestClient, connection: Connection, team: Team
+) -> None:
+    # The concurrent request wins the race: its row goes in between this request's check and its insert.
+    connection.execute(
+        text(
+            "CREATE FUNCTION added_meanwhile() RETURNS trigger AS $$ BEGIN"
+            " IF pg_trigger_depth() = 1 THEN INSERT INTO workspace_members VALUES (NEW.*); END IF; RETURN NEW;"
+            " END $$ LANGUAGE plpgsql"
+        )
+    )
+    connection.execute(
+        text(
+            "CREATE TRIGGER added_meanwhile BEFORE INSERT ON workspace_members"
+            " FOR EACH ROW EXECUTE FUNCTION added_meanwhile()"
+        )
+    )
+
+    response = client.post(
+        team.members_url, headers=auth(team.owner), json={"user_id": str(team.outsider.id), "role": "member"}
+    )
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "already_member",
+        "detail": f"{team.outsider.username} is already a member of this workspace",
+    }
