@@ -15,7 +15,7 @@ MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
 	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench drill
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@test ! -x $(PY) || $(PY) -c 'from src.core.databases import DATABASES; print("DB= names one of:", ", ".join(DATABASES))' 2>/dev/null || true
 
 # Both locks are made from pyproject.toml by pip-compile: pinned, with hashes, and naming no package index.
