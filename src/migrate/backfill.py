@@ -37,11 +37,10 @@ from src.core.config import get_settings
 from src.core.migration_lock import prepare_migration_connection
 from src.core.schema_versions import BACKFILL_PROGRESS_TABLE
 
-PROGRESS_TABLE = BACKFILL_PROGRESS_TABLE
 PROGRESS_EVERY_SECONDS = 2.0
 
 _progress_rows = sa.Table(
-    PROGRESS_TABLE,
+    BACKFILL_PROGRESS_TABLE,
     sa.MetaData(),
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("last_key", sa.Text()),
@@ -262,10 +261,11 @@ def _write_sql(operations: Operations, operation: BackfillOp, batch_size: int) -
     context = operations.get_context()
     quote = context.dialect.identifier_preparer.quote
     table, key = quote(operation.table_name), quote(operation.key)
-    where = f" AND ({operation.where})" if operation.where else ""
     if context.dialect.name != "postgresql":
-        operations.execute(f"UPDATE {table} SET {operation.assignments}{where.replace(' AND ', ' WHERE ', 1)}")
+        where = f" WHERE {operation.where}" if operation.where else ""
+        operations.execute(f"UPDATE {table} SET {operation.assignments}{where}")
         return
+    where = f" AND ({operation.where})" if operation.where else ""
     pause = get_settings().migration_backfill_pause_seconds
     with context.autocommit_block():
         # Written as it is: passed through the driver's paramstyle, %TYPE would come out as %%TYPE.

@@ -13,7 +13,7 @@ from alembic.util import CommandError
 
 from src.core.config import project_path
 from src.core.databases import DATABASES, Database, get_database
-from src.core.schema_versions import alembic_config, ancestry, schema_state, show_revisions
+from src.core.schema_versions import SchemaState, alembic_config, ancestry, schema_state, show_revisions
 from src.migrate.errors import MigrateError, load_scripts
 from src.migrate.lint import LINT_ADVICE, lint_file
 from src.migrate.lock_retries import with_lock_retries
@@ -41,8 +41,7 @@ def upgrade(db: str | None, *, post_deploy: bool = False) -> None:
     refuse_risky_revisions(scripts, databases, plans)
     for database in databases:
         config = alembic_config(db=database.name)
-        waits = states[database.name].post_deploy and not post_deploy
-        targets = newest(scripts, plans[database.name]) if waits else ["head"]
+        targets = upgrade_targets(scripts, states[database.name], post_deploy=post_deploy)
         with noting_what_was_done(databases, database, "upgraded"):
             for target in targets:
                 with_lock_retries(database, partial(command.upgrade, config, target))
@@ -58,12 +57,16 @@ def upgrade(db: str | None, *, post_deploy: bool = False) -> None:
         print(f"{database.name}: {done}")
 
 
-def newest(scripts: ScriptDirectory, revisions: tuple[str, ...]) -> list[str]:
-    """The revisions none of the others descends from: upgrading to each applies them all."""
+def upgrade_targets(scripts: ScriptDirectory, state: SchemaState, *, post_deploy: bool) -> list[str]:
+    """What to upgrade to: head, or (post-deploy revisions waiting) the newest revisions before them, none of
+    which descends from another: upgrading to each applies all that come before the post-deploy ones."""
+    if post_deploy or not state.post_deploy:
+        return ["head"]
+    ready = state.before_deploy
     return [
         revision
-        for revision in revisions
-        if not any(revision in ancestry(scripts, (other,)) for other in revisions if other != revision)
+        for revision in ready
+        if not any(revision in ancestry(scripts, (other,)) for other in ready if other != revision)
     ]
 
 
@@ -200,7 +203,7 @@ def sql(db: str | None, out: str | None, start: str | None, *, post_deploy: bool
         )
     planned = schema_state(scripts, (start,) if start else ())
     waiting = () if post_deploy else planned.post_deploy
-    targets = newest(scripts, planned.before_deploy) if waiting else ["head"]
+    targets = upgrade_targets(scripts, planned, post_deploy=post_deploy)
     if len(targets) > 1:
         raise MigrateError(
             "the revisions before the post-deploy ones end in several branches, which offline SQL cannot follow;"

@@ -27,11 +27,11 @@ MAX_PAUSE_SECONDS = 60.0
 SESSIONS_SHOWN = 3
 
 
-def is_lock_timeout(error: DBAPIError) -> bool:
+def _is_lock_timeout(error: DBAPIError) -> bool:
     return _code(error) == LOCK_NOT_AVAILABLE
 
 
-def retry_pauses() -> Iterator[float]:
+def _retry_pauses() -> Iterator[float]:
     """The pause before each retry: MIGRATION_LOCK_ATTEMPTS - 1 of them, doubling up to a minute."""
     settings = get_settings()
     pause = settings.migration_lock_retry_pause_seconds
@@ -43,7 +43,7 @@ def retry_pauses() -> Iterator[float]:
 def with_lock_retries(database: Database, run: Callable[[], object]) -> None:
     """Run one database's migration, ``run`` (an Alembic command), again while it fails waiting for a lock, up to
     the attempts allowed; any failure is told in one line (``reporting_errors``)."""
-    pauses = retry_pauses()
+    pauses = _retry_pauses()
     attempts = get_settings().migration_lock_attempts
     attempt = 1
     while True:
@@ -56,10 +56,10 @@ def with_lock_retries(database: Database, run: Callable[[], object]) -> None:
             if not isinstance(error, DBAPIError) or not database.url.startswith("postgresql"):
                 raise
             debris = _drop_invalid_index(database, error)
-            retry = is_lock_timeout(error) or (bool(debris) and _code(error) == DUPLICATE_TABLE)
+            retry = _is_lock_timeout(error) or (bool(debris) and _code(error) == DUPLICATE_TABLE)
             if not retry and not debris:
                 raise
-            reason = failure.reason + (_holders(database, error) if is_lock_timeout(error) else "")
+            reason = failure.reason + (_holders(database, error) if _is_lock_timeout(error) else "")
             reason += f"; {debris}" if debris else ""
             pause = next(pauses, None) if retry else None
             if pause is None:

@@ -14,9 +14,8 @@ from sqlalchemy import Engine, create_engine, insert, inspect, text
 from sqlalchemy.pool import NullPool
 
 from src.core.config import get_settings
-from src.core.schema_versions import alembic_config
+from src.core.schema_versions import BACKFILL_PROGRESS_TABLE, alembic_config
 from src.migrate.__main__ import main
-from src.migrate.backfill import PROGRESS_TABLE
 from tests.conftest import HEAD, Versions
 from tests.factories import USERS, user_row
 
@@ -74,6 +73,12 @@ def users_to_fill(versions: Versions, migrated_databases: dict[str, str], monkey
     core.dispose()
 
 
+def free_the_taken_nickname(core: Engine) -> None:
+    """Rename the nickname user25's fill clashes with: the backfill can then finish."""
+    with core.begin() as connection:
+        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+
+
 def touches(core: Engine) -> dict[str, int]:
     with core.connect() as connection:
         return {username: count for username, count in connection.execute(text("SELECT username, touches FROM users"))}
@@ -91,8 +96,7 @@ def test_a_failed_batch_leaves_the_committed_ones_and_a_rerun_continues_after_th
     assert sorted(touches(core).values()) == [0] * (ROWS + 1 - committed) + [1] * committed
     assert touches(core)["user20"] == (1 if committed else 0) and touches(core)["user21"] == 0
 
-    with core.begin() as connection:
-        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    free_the_taken_nickname(core)
     assert main(["upgrade", "--db", "core"]) == 0
 
     out = capsys.readouterr().out
@@ -100,7 +104,7 @@ def test_a_failed_batch_leaves_the_committed_ones_and_a_rerun_continues_after_th
         assert f"core: backfill users: resuming after {committed} rows" in out
     assert f"core: backfill users: {ROWS + 1} rows, {ROWS} updated, in " in out
     assert touches(core) == {f"user{number}": 1 for number in range(1, ROWS + 1)} | {f"user{ROWS + 1}": 0}
-    assert PROGRESS_TABLE not in inspect(core).get_table_names()  # gone with the revision's version recorded
+    assert BACKFILL_PROGRESS_TABLE not in inspect(core).get_table_names()  # gone with the revision's version recorded
 
 
 def fill_revision(versions: Versions, body: str) -> None:
@@ -122,8 +126,7 @@ def test_a_key_with_nulls_is_refused_before_any_batch(users_to_fill: Engine, ver
             op.backfill("users", "touches = touches + 10", key="nickname")
         """,
     )
-    with users_to_fill.begin() as connection:
-        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    free_the_taken_nickname(users_to_fill)
     command.upgrade(alembic_config(db="core"), BACKFILL)  # every nickname filled
     with users_to_fill.begin() as connection:
         connection.execute(text("UPDATE users SET nickname = NULL WHERE username IN ('user1', 'user2')"))
@@ -138,8 +141,7 @@ def test_a_key_with_nulls_is_refused_before_any_batch(users_to_fill: Engine, ver
 
 
 def test_its_sql_is_taken_as_written_colons_included(users_to_fill: Engine, versions: Versions, capsys) -> None:
-    with users_to_fill.begin() as connection:
-        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    free_the_taken_nickname(users_to_fill)
     fill_revision(
         versions,
         """
@@ -163,8 +165,7 @@ def test_while_it_runs_the_table_is_not_locked_and_the_revision_holds_no_transac
     users_to_fill: Engine, monkeypatch, capsys
 ) -> None:
     core = users_to_fill
-    with core.begin() as connection:
-        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    free_the_taken_nickname(core)
     monkeypatch.setattr(get_settings(), "migration_backfill_pause_seconds", 0.3)
     results: list[int] = []
     migration = threading.Thread(target=lambda: results.append(main(["upgrade", "--db", "core"])))
@@ -201,8 +202,7 @@ def test_a_batch_behind_a_row_lock_is_retried_with_the_revision_and_resumes(
     users_to_fill: Engine, monkeypatch, capsys
 ) -> None:
     core = users_to_fill
-    with core.begin() as connection:
-        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    free_the_taken_nickname(core)
     settings = get_settings()
     monkeypatch.setattr(settings, "migration_lock_timeout_seconds", 0.2)
     monkeypatch.setattr(settings, "migration_lock_retry_pause_seconds", 0.3)
@@ -225,8 +225,8 @@ def wait_until_half_done(core: Engine) -> None:
     deadline = time.monotonic() + 20
     with core.connect() as watcher:
         while time.monotonic() < deadline:
-            if inspect(watcher).has_table(PROGRESS_TABLE):
-                done = watcher.execute(text(f"SELECT rows_done FROM {PROGRESS_TABLE}")).scalar()
+            if inspect(watcher).has_table(BACKFILL_PROGRESS_TABLE):
+                done = watcher.execute(text(f"SELECT rows_done FROM {BACKFILL_PROGRESS_TABLE}")).scalar()
                 if done and done < ROWS:
                     return
             watcher.rollback()
@@ -241,8 +241,7 @@ def test_the_offline_sql_backfills_in_committed_batches_with_the_migration_timeo
     users_to_fill: Engine, migrated_databases: dict[str, str], capsys
 ) -> None:
     core = users_to_fill
-    with core.begin() as connection:
-        connection.execute(text("UPDATE users SET nickname = 'was-taken' WHERE nickname = 'taken'"))
+    free_the_taken_nickname(core)
 
     assert main(["sql", "--db", "core", "--from", ADD_COLUMNS]) == 0
 
