@@ -8,15 +8,15 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 TEST_WORKERS ?= 3
 FUZZ_EXAMPLES ?= 300
-MIGRATE := $(PY) -m src.migrate $(if $(filter 1,$(VERBOSE)),--verbose)
+MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock dev-server serve test fuzz lint migrate-create migrate-merge migrate-upgrade migrate-post-deploy migrate-rollback \
-	migrate-status migrate-history migrate-check migrate-sql migrate-lint audit-relay audit-prune soak bench drill
+# The migrate-* targets are not listed: a pattern rule is never used for a phony target.
+.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune soak bench drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@test ! -x $(PY) || $(PY) -c 'from src.core.databases import DATABASES; print("DB= names one of:", ", ".join(DATABASES))' 2>/dev/null || true
+	@if test -x $(PY); then $(PY) -m src.migrate --targets; else echo "  migrate-*           make install first: the migrate targets are listed from src/migrate/commands.py"; fi
 
 # Both locks are made from pyproject.toml by pip-compile: pinned, with hashes, and naming no package index.
 LOCK := $(PY) -m piptools compile --quiet --generate-hashes --strip-extras --allow-unsafe \
@@ -58,35 +58,10 @@ lint: install ## ruff (lint and format check), mypy and migrate-lint
 	@$(PY) -m mypy src tests bench
 	@$(MIGRATE) lint
 
-migrate-create: install ## Autogenerate a revision: MSG="..." [DB=] [POST_DEPLOY=1: applied after the deploy]
-	@$(MIGRATE) create --message "$(MSG)" --db "$(DB)" $(if $(filter 1,$(POST_DEPLOY)),--post-deploy)
-
-migrate-merge: install ## Write the revision that joins two branches' heads [MSG="..."]
-	@$(MIGRATE) merge --message "$(MSG)"
-
-migrate-upgrade: install ## Before a deploy: bring all databases (or DB=) to head, post-deploy revisions aside
-	@$(MIGRATE) upgrade --db "$(DB)"
-
-migrate-post-deploy: install ## Once the new code serves everywhere: apply the post-deploy revisions too [DB=]
-	@$(MIGRATE) upgrade --post-deploy --db "$(DB)"
-
-migrate-rollback: install ## Step back one revision (all databases only when at the same revision) [DB=]
-	@$(MIGRATE) rollback --db "$(DB)"
-
-migrate-status: install ## Current revision, head, pending and model drift per database [DB=]
-	@$(MIGRATE) status --db "$(DB)"
-
-migrate-history: install ## Revisions newest first with the databases they touch [DB=]
-	@$(MIGRATE) history --db "$(DB)"
-
-migrate-check: install ## Fail when any database's models differ from its migrations [DB=]
-	@$(MIGRATE) check --db "$(DB)"
-
-migrate-sql: install ## Offline SQL to stdout, or OUT=dir/<db>.sql [DB=] [FROM=revision] [POST_DEPLOY=1]
-	@$(MIGRATE) sql --db "$(DB)" --out "$(OUT)" --from "$(FROM)" $(if $(filter 1,$(POST_DEPLOY)),--post-deploy)
-
-migrate-lint: install ## Check revision files for operations risky on a live PostgreSQL database, no database needed [DB=]
-	@$(MIGRATE) lint --db "$(DB)"
+# One rule for every migrate-* target: python -m src.migrate runs the command of that name in
+# src/migrate/commands.py, which reads its Make variables (DB=, MSG=, ...) from the environment.
+migrate-%: install
+	@$(MIGRATE) $*
 
 audit-relay: install ## Deliver outbox events to the audit database once, or every interval with LOOP=1
 	@$(PY) -m src.audit_jobs relay $(if $(filter 1,$(LOOP)),--loop)

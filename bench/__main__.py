@@ -131,7 +131,7 @@ def time_relay(env: dict[str, str]) -> float:
 import time, uuid
 from sqlalchemy import insert
 from src.core.config import get_settings
-from src.core.databases import get_unpooled_engine
+from src.core.engines import get_unpooled_engine
 from src.core.timestamps import utcnow
 from src.services.audit_relay import OUTBOX, relay_pending
 rows = [dict(id=uuid.uuid4(), occurred_at=utcnow(), action="workspace.renamed", outcome="success",

@@ -8,7 +8,7 @@ and the worst wait of each kind. The scenarios:
 
 - one revision: the old way, a nullable column added, every row updated and the
   column set NOT NULL in one revision (one transaction);
-- the recipe: the README's way to add a NOT NULL column: expand (make
+- the recipe: the way docs/migrations.md adds a NOT NULL column: expand (make
   migrate-upgrade), then op.backfill with a NOT VALID check, and VALIDATE with SET
   NOT NULL, two post-deploy revisions (make migrate-post-deploy);
 - behind a long transaction: the expand revision while a transaction that read
@@ -78,7 +78,7 @@ ONE_REVISION = [
         """,
     )
 ]
-# The README's recipe "Add a NOT NULL column", revision by revision.
+# The recipe "Add a NOT NULL column" of docs/migrations.md, revision by revision.
 RECIPE = [
     (
         "Add users.nickname",

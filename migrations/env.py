@@ -1,7 +1,9 @@
 """One environment for every named database in src/core/databases.py.
 
 ``-x db=NAME`` restricts any command to one database. URLs come from the app's
-settings; alembic.ini holds none.
+settings; alembic.ini holds none. The make migrate-* commands (src/migrate/commands.py)
+hand over a connection per database, already holding its migration lock; run by
+Alembic's own command line, this environment opens its own.
 """
 
 import sys
@@ -16,30 +18,25 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.operations.ops import MigrationScript
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from sqlalchemy import pool
+from sqlalchemy import Connection
 from sqlalchemy.types import TypeDecorator
 
 from src.api.v1.models import UnassignedModelError, load_models
-from src.core.databases import (
-    DATABASES,
-    UnknownDatabaseError,
-    begin_sqlite_transactions,
-    create_database_engine,
-    get_database,
-)
-from src.core.migration_lock import prepare_migration_connection, session_settings
+from src.core.config import get_settings
+from src.core.databases import DATABASES, UnknownDatabaseError, selected_databases
+from src.core.engines import own_connection
 from src.core.schema_versions import COMPARE_OPTIONS, current_heads, different_revisions_message
 from src.migrate.backfill import clear_progress  # also registers op.backfill for the revisions
+from src.migrate.migration_lock import prepare_migration_connection, session_settings
 
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def selected_databases() -> list[str]:
-    name = context.get_x_argument(as_dictionary=True).get("db")
+def selected_names() -> list[str]:
     try:
-        return [get_database(name).name] if name else list(DATABASES)
+        return [database.name for database in selected_databases(context.get_x_argument(as_dictionary=True).get("db"))]
     except UnknownDatabaseError as error:
         raise CommandError(str(error)) from None
 
@@ -97,7 +94,7 @@ def sql_output(name: str, out: str | None) -> Iterator[TextIO]:
 def run_migrations_offline() -> None:
     out = context.get_x_argument(as_dictionary=True).get("out")
     for name in names:
-        url = DATABASES[name].url
+        url = get_settings().database_url(name)
         with sql_output(name, out) as buffer:
             configure(
                 name,
@@ -117,12 +114,8 @@ def run_migrations_offline() -> None:
 
 
 def read_current_heads(name: str) -> tuple[str, ...]:
-    engine = create_database_engine(DATABASES[name].url, poolclass=pool.NullPool)
-    try:
-        with engine.connect() as connection:
-            return current_heads(connection)
-    finally:
-        engine.dispose()
+    with own_connection(name) as connection:
+        return current_heads(connection)
 
 
 def print_current() -> None:
@@ -144,45 +137,46 @@ def refuse_downgrade_across_revisions() -> None:
 
 
 def alembic_command() -> str | None:
-    """The alembic command-line command being run (current, downgrade, ...); None when called from code."""
+    """The command of Alembic's own command line being run (current, downgrade, ...); None when called from code."""
     cmd = getattr(config.cmd_opts, "cmd", None)
     return cmd[0].__name__ if cmd else None
 
 
+def run_migrations(connection: Connection, name: str) -> None:
+    configure(
+        name,
+        connection=connection,
+        # Batch operations run as plain ALTERs on PostgreSQL, so a revision made there runs on SQLite too.
+        render_as_batch=True,
+        transaction_per_migration=True,
+        process_revision_directives=skip_empty_revision,
+        on_version_apply=[clear_progress],
+    )
+    with context.begin_transaction():
+        context.run_migrations(engine_name=name)
+
+
 def run_migrations_online() -> None:
+    handed_over: dict[str, Connection] | None = config.attributes.get("connections")
+    if handed_over is not None:
+        for name in names:
+            run_migrations(handed_over[name], name)
+        return
+    # Alembic's own command line, or code calling alembic.command: the refusals and the lock made here.
     if alembic_command() == "downgrade":
         refuse_downgrade_across_revisions()
     for name in names:
-        engine = create_database_engine(DATABASES[name].url, poolclass=pool.NullPool)
-        is_sqlite = engine.dialect.name == "sqlite"
-        if is_sqlite:
-            # So that a failed revision rolls back whole, DDL included.
-            begin_sqlite_transactions(engine)
-        with engine.connect() as connection:
+        with own_connection(name) as connection:
             # Timeouts for this connection's statements, and one migration at a time (PostgreSQL).
             prepare_migration_connection(connection, name, lock=changes_schema())
-            configure(
-                name,
-                connection=connection,
-                # Batch operations run as plain ALTERs on PostgreSQL, so a revision made there runs on SQLite too.
-                render_as_batch=True,
-                transaction_per_migration=True,
-                process_revision_directives=skip_empty_revision,
-                on_version_apply=[clear_progress],
-            )
-            # Read under the lock, so callers can tell what this run itself changed.
-            before = tuple(sorted(context.get_context().get_current_heads()))
-            config.attributes.setdefault("revisions_before", {}).setdefault(name, before)
-            with context.begin_transaction():
-                context.run_migrations(engine_name=name)
-        engine.dispose()
+            run_migrations(connection, name)
 
 
 try:
     load_models()
 except UnassignedModelError as error:
     raise CommandError(str(error)) from None
-names = selected_databases()
+names = selected_names()
 
 if context.is_offline_mode():
     run_migrations_offline()

@@ -11,11 +11,12 @@ from fastapi.middleware.cors import CORSMiddleware
 from src.api import health, metrics
 from src.api.allowed_hosts import AllowedHostsMiddleware
 from src.api.body_limit import BodyLimitMiddleware
-from src.api.errors import register_error_handler
+from src.api.error_handling import register_error_handler
 from src.api.v1.models import load_models
 from src.api.v1.router import routers as v1_routers
 from src.core.config import get_settings
-from src.core.databases import dispose_engines
+from src.core.databases import DATABASES
+from src.core.engines import dispose_engines
 from src.core.logs import configure_logging
 from src.core.metrics import forget_this_process
 from src.core.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
@@ -32,10 +33,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     scripts = script_directory()
     scripts.get_heads()
     app.state.schema_scripts = scripts
-    # Admission to each database follows its pool (src/core/sessions.py).
-    app.state.sessions = RequestSessions.for_database("core")
-    app.state.audit_sessions = RequestSessions.for_database("audit")
-    size_worker_threads(app.state.sessions.capacity)
+    # Admission to each database follows its pool (src/core/sessions.py); the dependencies find them by name.
+    app.state.sessions = {name: RequestSessions.for_database(name) for name in DATABASES}
+    size_worker_threads(sessions.capacity for sessions in app.state.sessions.values())
     relay = None
     settings = get_settings()
     if settings.audit_relay_enabled:

@@ -71,12 +71,11 @@ def serve(host: str, port: int) -> int:
 
     try:
         from src.core.config import get_settings, usable_cores
-        from src.core.databases import DATABASES
         from src.core.logs import configure_logging
 
         settings = get_settings()
         configure_logging(settings.effective_log_format, settings.log_level)
-        sqlite = any(database.url.startswith("sqlite") for database in DATABASES.values())
+        sqlite = any(url.startswith("sqlite") for url in get_settings().database_urls().values())
         workers = worker_count(sqlite=sqlite, cores=usable_cores())
     except ValidationError as error:
         return invalid_settings(error)

@@ -29,8 +29,10 @@ from sqlalchemy.exc import OperationalError
 
 from src.core import schema_versions
 from src.core.config import PROJECT_ROOT, get_settings, normalize_database_url
-from src.core.databases import DATABASES, dispose_engines
-from src.core.schema_versions import alembic_config, script_directory
+from src.core.databases import DATABASES
+from src.core.engines import dispose_engines
+from src.core.schema_versions import alembic_config, current_heads, script_directory
+from src.migrate.revisions import plain_connection
 
 POSTGRES_URL = normalize_database_url(
     os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -148,6 +150,12 @@ def sqlite_urls(folder: Path) -> DatabaseUrls:
     return {name: f"sqlite:///{folder / name}.db" for name in DATABASES}
 
 
+def recorded_revisions(name: str) -> tuple[str, ...]:
+    """The revisions the named database records, read as the migrate commands read them."""
+    with plain_connection(DATABASES[name]) as connection:
+        return current_heads(connection)
+
+
 def point_settings_at(urls: DatabaseUrls, monkeypatch: pytest.MonkeyPatch) -> None:
     """The app's settings (and so the migrations) use these databases until ``monkeypatch`` undoes it."""
     for name, url in urls.items():
@@ -238,7 +246,7 @@ def downgrade(engine_name: str) -> None:
 {body}'''
 
 
-# The body of a revision that adds a nullable users.nickname: the expand step of the README's recipes.
+# The body of a revision that adds a nullable users.nickname: the expand step of the recipes in docs/migrations.md.
 ADD_USERS_NICKNAME = """
 
 def upgrade_core() -> None:

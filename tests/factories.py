@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import WorkspaceMember
-from src.core.databases import get_engine
+from src.core.engines import get_engine
 from src.core.timestamps import utcnow
 
 

@@ -5,16 +5,19 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlmodel import Session
 
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES
+from src.migrate.commands import COMMANDS
 from tests.conftest import sqlite_urls, url_variables
 
 COPIED = [
@@ -162,7 +165,7 @@ def test_new_audit_model_with_db_audit_touches_only_audit(project: Project, data
     assert re.search(r"def upgrade_core\(\) -> None:\s+pass\n", revision)
     assert 'op.create_table(\n        "audit_notes"' in revision
 
-    # The README's recipe: every database records the revision, core's step being empty.
+    # The recipe of docs/migrations.md: every database records the revision, core's step being empty.
     assert project.ok("migrate-upgrade").splitlines()[1].startswith("audit: upgraded")
     assert "audit_notes" in inspect(create_engine(database_urls["audit"])).get_table_names()
     assert [row.split()[4] for row in project.ok("migrate-status").splitlines()[1:]] == ["0"] * len(DATABASES)
@@ -226,7 +229,7 @@ def test_create_prints_the_lint_findings_of_the_revision_it_wrote(project: Proje
 def test_a_dropped_column_waits_in_a_post_deploy_revision_until_make_migrate_post_deploy(
     project: Project, database_urls: dict[str, str]
 ) -> None:
-    """The README's recipe for dropping a column: the field leaves the model, the column goes after the deploy."""
+    """The recipe for dropping a column (docs/migrations.md): the field leaves the model, the column goes later."""
     user = project.root / "src" / "api" / "v1" / "models" / "user.py"
     user.write_text(user.read_text().replace("    full_name: str = Field(max_length=201)\n", ""))
 
@@ -300,12 +303,21 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
     *targets, databases = project.ok().splitlines()
     listed = {line.split()[0] for line in targets}
     declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
+    migrate_targets = {f"migrate-{function.__name__.replace('_', '-')}" for function in COMMANDS}
 
     expected = {"dev-server", "test", "lint", "audit-relay", "audit-prune", "bench", "drill"}
     commands = ("create", "merge", "upgrade", "post-deploy", "rollback", "status", "history", "check", "sql", "lint")
-    expected |= {f"migrate-{name}" for name in commands}
-    assert listed == declared >= expected
+    assert migrate_targets == {f"migrate-{name}" for name in commands}
+    assert listed == declared | migrate_targets and declared >= expected
+    assert "  migrate-create      Autogenerate a revision from the models; none is written when nothing changed" in (
+        " ".join(line for line in targets if line.startswith("  migrate-create"))
+    )
     assert databases == f"DB= names one of: {', '.join(DATABASES)}"
+
+
+@sqlite_only
+def test_an_unknown_migrate_target_is_one_line(project: Project) -> None:
+    assert project.fails("migrate-upgarde").startswith("error: argument COMMAND: invalid choice: 'upgarde'")
 
 
 @sqlite_only
@@ -323,7 +335,11 @@ def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str
     assert project.fails("audit-prune") == "error: DAYS must be a whole number of days: make audit-prune DAYS=90"
 
 
-# The recipe's test adds a database called "scratch": the README's own example, "reports", may already exist.
+# The recipe's test adds a database called "scratch": docs/migrations.md's own example, "reports", may already exist.
+SCRATCH_BASE = (
+    "class ScratchModel(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):\n"
+    '    """Base of the tables in the scratch database."""\n\n\n'
+)
 SCRATCH_MODEL = """import uuid
 
 from sqlmodel import Field
@@ -337,6 +353,32 @@ class ScratchNote(ScratchModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     title: str = Field(max_length=200)
 """
+# A route of the user's own on the new database: the session dependency comes with the registry entry.
+SCRATCH_ROUTE = """from typing import Annotated
+
+from fastapi import APIRouter
+from sqlmodel import Session, select
+
+from src.api.dependencies import database_session
+from src.api.v1 import API_PREFIX
+from src.api.v1.models.scratch_note import ScratchNote
+
+router = APIRouter(prefix=API_PREFIX)
+
+
+@router.get("/scratch-notes")
+def list_scratch_notes(session: Annotated[Session, database_session("scratch")]) -> list[str]:
+    return [note.title for note in session.exec(select(ScratchNote).order_by(ScratchNote.title))]
+"""
+# The app as a client sees it, lifespan included: it opens a session for every database of the registry.
+SERVE_ONE_REQUEST = """
+from fastapi.testclient import TestClient
+from src.main import app
+
+with TestClient(app) as client:
+    notes, ready = client.get("/api/v1/scratch-notes"), client.get("/ready")
+print(notes.status_code, notes.json(), ready.json()["databases"]["scratch"]["status"])
+"""
 
 
 def add_database_entry(source: str, entry: str) -> str:
@@ -347,26 +389,30 @@ def add_database_entry(source: str, entry: str) -> str:
     return head + opening + entries + entry + closing + tail
 
 
-@sqlite_only
-def test_one_more_database_is_one_base_one_entry_and_one_setting(project: Project, tmp_path: Path) -> None:
-    """The README's recipe for a further database, followed literally: a base class, an entry, a URL setting."""
+@pytest.fixture
+def scratch_url(dialect: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database for the recipe's new entry, on the test's dialect."""
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = f"test_{uuid.uuid4().hex[:12]}_scratch"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_a_further_database_is_one_base_and_one_entry_and_serves_requests(project: Project, scratch_url: str) -> None:
+    """The recipe for a further database (docs/migrations.md), followed literally; then a route reads from it."""
     assert "scratch" not in DATABASES
     databases = project.root / "src" / "core" / "databases.py"
-    base_class = (
-        "class ScratchModel(SQLModel, registry=registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))):\n"
-        '    """Base of the tables in the scratch database."""\n\n\n'
-    )
-    scratch_entry = '    "scratch": Database("scratch", ScratchModel, "scratch_database_url"),\n'
     source = databases.read_text().replace(
-        "@dataclass(frozen=True)\nclass Database:", base_class + "@dataclass(frozen=True)\nclass Database:"
+        "@dataclass(frozen=True)\nclass Database:", SCRATCH_BASE + "@dataclass(frozen=True)\nclass Database:"
     )
-    databases.write_text(add_database_entry(source, scratch_entry))
-    config = project.root / "src" / "core" / "config.py"
-    audit_setting = '    audit_database_url: str = _sqlite_url("audit.db")\n'
-    scratch_setting = '    scratch_database_url: str = _sqlite_url("scratch.db")\n'
-    config.write_text(config.read_text().replace(audit_setting, audit_setting + scratch_setting))
+    databases.write_text(add_database_entry(source, '    "scratch": Database("scratch", ScratchModel),\n'))
     project.add_model_file("scratch_note.py", SCRATCH_MODEL)
-    scratch_url = f"sqlite:///{tmp_path / 'scratch.db'}"
     project.env["SCRATCH_DATABASE_URL"] = scratch_url
 
     upgraded = project.ok("migrate-upgrade").splitlines()
@@ -378,3 +424,26 @@ def test_one_more_database_is_one_base_one_entry_and_one_setting(project: Projec
     assert "scratch_notes" in inspect(create_engine(scratch_url)).get_table_names()
     assert [row.split()[0] for row in project.ok("migrate-status").splitlines()[1:]] == [*DATABASES, "scratch"]
     assert project.ok("migrate-check").splitlines()[-1] == "scratch: models match migrations"
+
+    (project.root / "src" / "api" / "v1" / "routes" / "scratch_notes.py").write_text(SCRATCH_ROUTE)
+    router = project.root / "src" / "api" / "v1" / "router.py"
+    router.write_text(
+        router.read_text()
+        .replace("from src.api.v1.routes import ", "from src.api.v1.routes import scratch_notes, ")
+        .replace("audit)]", "audit, scratch_notes)]")
+    )
+    engine = create_engine(scratch_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO scratch_notes (id, title) VALUES (:id, 'first note')"), {"id": uuid.uuid4().hex}
+        )
+    engine.dispose()
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE_ONE_REQUEST],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.stdout == "200 ['first note'] ok\n", served.stderr

@@ -36,7 +36,7 @@ def upgrade_core() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("full_name", sa.String(length=201), nullable=True))
 
-    # Data migration in batches by id, each batch its own short transaction on PostgreSQL (README: Backfills).
+    # Data migration in batches by id, each its own short transaction on PostgreSQL (docs/migrations.md: Backfills).
     op.backfill(
         "users",
         "full_name = first_name || ' ' || last_name",

@@ -9,7 +9,7 @@ own address, and these build no URL.
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from src.api.errors import handle_error
+from src.api.error_handling import handle_error
 from src.core.errors import AppError
 
 ANY_HOST_PATHS = frozenset({"/health", "/ready", "/metrics"})

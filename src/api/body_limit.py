@@ -5,7 +5,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.api.errors import handle_error
+from src.api.error_handling import handle_error
 
 
 class BodyLimitMiddleware:

@@ -6,7 +6,7 @@ one that takes ``CallerWorkspace`` only by a member of the workspace.
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, Query, Request
@@ -17,6 +17,7 @@ from sqlmodel import Session
 from src.api.v1 import API_PREFIX
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import Role
+from src.core.databases import get_database
 from src.core.errors import Unauthorized
 from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
 from src.core.request_context import current_request_context
@@ -29,29 +30,33 @@ TOKEN_URL = f"{API_PREFIX}/auth/token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """The request's unit of work: committed after the endpoint returns, rolled back if it raises.
+def request_sessions(request: Request, database: str) -> RequestSessions:
+    """The app's request sessions on the named database (made by the lifespan, one per entry of DATABASES)."""
+    sessions: dict[str, RequestSessions] = request.app.state.sessions
+    return sessions[database]
+
+
+def database_session(database: str) -> Any:
+    """The dependency that gives an endpoint the request's unit of work on the named database: committed after the
+    endpoint returns, rolled back if it raises. ``Annotated[Session, database_session("reports")]``.
 
     Async on purpose: waiting for admission and creating the session take no worker thread
     (see src/core/sessions.py for why that keeps the server answering under load).
     """
-    sessions: RequestSessions = request.app.state.sessions
-    async with sessions.unit_of_work(reads_only=request.method in SAFE_METHODS) as session:
-        yield session
+    get_database(database)  # a name not in DATABASES fails at import, not on the first request
+
+    async def get_session(request: Request) -> AsyncIterator[Session]:
+        sessions = request_sessions(request, database)
+        async with sessions.unit_of_work(reads_only=request.method in SAFE_METHODS) as session:
+            yield session
+
+    # scope="function": the commit happens before the response is sent, so a failed commit is never reported as
+    # success.
+    return Depends(get_session, scope="function")
 
 
-# scope="function": the commit happens before the response is sent, so a failed commit is never reported as success.
-SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-
-
-async def get_audit_session(request: Request) -> AsyncIterator[Session]:
-    """A session on the audit database, for the endpoints that read audit events."""
-    sessions: RequestSessions = request.app.state.audit_sessions
-    async with sessions.unit_of_work(reads_only=request.method in SAFE_METHODS) as session:
-        yield session
-
-
-AuditSessionDep = Annotated[Session, Depends(get_audit_session, scope="function")]
+SessionDep = Annotated[Session, database_session("core")]
+AuditSessionDep = Annotated[Session, database_session("audit")]
 
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
@@ -95,8 +100,7 @@ async def get_audited_workspace_id(request: Request, token: BearerToken, workspa
         access = get_caller_workspace(session, token, workspace_id)
         workspaces.require_role(access, Role.ADMIN)  # the audit trail's rule, decided here only
 
-    sessions: RequestSessions = request.app.state.sessions
-    async with sessions.unit_of_work(reads_only=True) as session:
+    async with request_sessions(request, "core").unit_of_work(reads_only=True) as session:
         await anyio.to_thread.run_sync(audit_reader_access, session)
     return workspace_id
 

@@ -10,18 +10,21 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import AliasChoices, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationInfo, create_model, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from src.core.databases import DATABASES
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SECRET_KEY = "example-secret-key-change-me-before-any-deploy"
 MIN_SECRET_KEY_LENGTH = 32
-DATABASE_URL_SUFFIX = "_database_url"
+# One URL setting per named database: core_database_url (CORE_DATABASE_URL), audit_database_url, ...
+_URL_SETTINGS = [database.url_setting for database in DATABASES.values()]
 
 Environment = Literal["local", "test", "staging", "production"]
 
@@ -103,11 +106,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    core_database_url: str = Field(
-        default=_sqlite_url("core.db"),
-        validation_alias=AliasChoices("CORE_DATABASE_URL", "DATABASE_URL"),
-    )
-    audit_database_url: str = _sqlite_url("audit.db")
+    # The URL settings, one per named database, are added below (_SettingsWithDatabases).
 
     # The pool per database; requests admitted at once follow it (src/core/sessions.py). Overflow
     # connections are closed on every return and reopened: under load they cost more than they give.
@@ -115,7 +114,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=30.0, gt=0)
 
-    # Migrations on PostgreSQL (src/core/migration_lock.py), set on the migration's own connection only.
+    # Migrations on PostgreSQL (src/migrate/migration_lock.py), set on the migration's own connection only.
     # lock_timeout of one attempt: reads and writes queue behind a revision waiting for a table lock this long at
     # most; it then gives up, is rolled back and, after a pause, tried again (src/migrate/lock_retries.py).
     migration_lock_timeout_seconds: float = Field(default=0.1, ge=0)
@@ -180,8 +179,7 @@ class Settings(BaseSettings):
     @field_validator("*")
     @classmethod
     def _normalize_database_urls(cls, value: object, info: ValidationInfo) -> object:
-        # Every *_database_url setting, so that a new database needs only its field.
-        if info.field_name and info.field_name.endswith(DATABASE_URL_SUFFIX) and isinstance(value, str):
+        if info.field_name in _URL_SETTINGS and isinstance(value, str):
             return normalize_database_url(value)
         return value
 
@@ -215,14 +213,18 @@ class Settings(BaseSettings):
             )
         return self
 
+    def database_url(self, name: str) -> str:
+        """The URL of the named database (src/core/databases.py)."""
+        return str(getattr(self, DATABASES[name].url_setting))
+
     def database_urls(self) -> dict[str, str]:
-        """Every ``*_database_url`` setting by field name."""
-        return {name: getattr(self, name) for name in type(self).model_fields if name.endswith(DATABASE_URL_SUFFIX)}
+        """Every named database's URL, by name."""
+        return {name: self.database_url(name) for name in DATABASES}
 
     @model_validator(mode="after")
     def _require_database_urls_outside_local(self) -> "Settings":
         # The defaults are SQLite files on the server's own disk: a deploy that forgot one would keep its data there.
-        unset = [name.upper() for name in self.database_urls() if name not in self.model_fields_set]
+        unset = [setting.upper() for setting in _URL_SETTINGS if setting not in self.model_fields_set]
         if not self.for_development and unset:
             raise ValueError(
                 f"{' and '.join(unset)} must be set for ENVIRONMENT={self.environment}: outside local and test no"
@@ -241,8 +243,8 @@ class Settings(BaseSettings):
             if identity in seen:
                 shown = make_url(url).render_as_string(hide_password=True)
                 raise ValueError(
-                    f"{seen[identity].upper()} and {name.upper()} point at the same database ({shown});"
-                    " give each its own database"
+                    f"{DATABASES[seen[identity]].url_setting.upper()} and {DATABASES[name].url_setting.upper()}"
+                    f" point at the same database ({shown}); give each its own database"
                 )
             seen[identity] = name
         return self
@@ -258,10 +260,29 @@ class Settings(BaseSettings):
         return self
 
 
+def _url_field(name: str) -> Any:
+    # DATABASE_URL, the name most tools use, is read as the first database's.
+    aliases = ("DATABASE_URL",) if name == next(iter(DATABASES)) else ()
+    return Field(
+        default=_sqlite_url(f"{name}.db"),
+        validation_alias=AliasChoices(DATABASES[name].url_setting.upper(), *aliases),
+    )
+
+
+# The settings with one URL field per entry of DATABASES: adding a database adds its setting.
+_url_fields: dict[str, Any] = {database.url_setting: (str, _url_field(name)) for name, database in DATABASES.items()}
+_SettingsWithDatabases = create_model("Settings", __base__=Settings, **_url_fields)
+
+
 def settings_file() -> Path:
     return PROJECT_ROOT / os.environ.get("SETTINGS_FILE", "config/local.env")
 
 
+def load_settings(env_file: Path | None) -> Settings:
+    """The settings from the environment, ``env_file`` and the defaults."""
+    return _SettingsWithDatabases(_env_file=env_file)
+
+
 @cache
 def get_settings() -> Settings:
-    return Settings(_env_file=settings_file())
+    return load_settings(settings_file())

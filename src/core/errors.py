@@ -1,6 +1,6 @@
 """The errors the service raises on purpose: one root, each with a stable code and the HTTP status it means.
 
-Services raise them without knowing about the web framework; src/api/errors.py
+Services raise them without knowing about the web framework; src/api/error_handling.py
 turns them, and every other error, into the one response shape.
 """
 

@@ -27,11 +27,23 @@ def _is_model_table(name: str | None, type_: str, _parent_names: object) -> bool
 COMPARE_OPTIONS = {"compare_type": True, "include_name": _is_model_table}
 
 
-def alembic_config(*, db: str | None = None, autogenerate: bool = False, **x_args: str) -> Config:
-    """An Alembic config as the command line would build it, with ``-x db=NAME`` when given."""
+def alembic_config(
+    *,
+    db: str | None = None,
+    connections: dict[str, Connection] | None = None,
+    autogenerate: bool = False,
+    **x_args: str,
+) -> Config:
+    """An Alembic config as the command line would build it, with ``-x db=NAME`` when given.
+
+    ``connections``, by database name: migrations/env.py runs on these instead of opening its own.
+    """
     x = [f"{key}={value}" for key, value in {"db": db, **x_args}.items() if value]
     # Alembic's own chatter is silenced: the callers say what happened, per database.
-    return Config(ALEMBIC_INI, stdout=io.StringIO(), cmd_opts=Namespace(x=x, autogenerate=autogenerate, quiet=True))
+    config = Config(ALEMBIC_INI, stdout=io.StringIO(), cmd_opts=Namespace(x=x, autogenerate=autogenerate, quiet=True))
+    if connections is not None:
+        config.attributes["connections"] = connections
+    return config
 
 
 def script_directory() -> ScriptDirectory:

@@ -15,9 +15,9 @@ thread of its own rather than queueing behind requests that wait for a worker.
 Admitted requests therefore always find a free connection, and the worker
 threads never block on the pool.
 
-Sizing: admission = pool_size + max_overflow, read from the engine's pool. An admitted request runs at most one worker
-thread at a time, so the anyio thread limiter is raised to admission plus a few
-spares (``size_worker_threads``) and admitted requests never queue for threads.
+Sizing: admission = pool_size + max_overflow, read from each database's pool. An admitted request runs at most one
+worker thread at a time, so the anyio thread limiter is raised to the admissions of every database together plus a
+few spares (``size_worker_threads``) and admitted requests never queue for threads.
 Capping threads at the pool size alone would not do: a request keeps its
 connection between its thread hops (dependency, endpoint, commit), holding no
 thread while it waits for the next one. FastAPI's ``Depends(max_concurrency=)``
@@ -25,7 +25,7 @@ would do the admission too, but its limit is fixed at import, before settings
 and the engine exist.
 """
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
-from src.core.databases import READS_ONLY, get_engine
+from src.core.engines import READS_ONLY, get_engine
 from src.core.errors import AppError
 from src.core.metrics import waiting_for, watch_pool
 
@@ -123,8 +123,8 @@ async def _finish_in_own_thread(session: Session, *, commit: bool) -> None:
     await anyio.to_thread.run_sync(_finish, session, commit, limiter=anyio.CapacityLimiter(1))
 
 
-def size_worker_threads(capacity: int | None) -> None:
-    """Give every admitted request a worker thread, plus spares for requests without a database."""
+def size_worker_threads(capacities: Iterable[int | None]) -> None:
+    """Give every request admitted to any database a worker thread, plus spares for requests without a database."""
+    bounded = [capacity for capacity in capacities if capacity is not None]
     limiter = anyio.to_thread.current_default_thread_limiter()
-    if capacity is not None:
-        limiter.total_tokens = max(limiter.total_tokens, capacity + SPARE_WORKER_THREADS)
+    limiter.total_tokens = max(limiter.total_tokens, sum(bounded) + SPARE_WORKER_THREADS)

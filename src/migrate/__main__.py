@@ -1,72 +1,98 @@
-"""Command line behind the Makefile's migrate-* targets: ``python -m src.migrate COMMAND [--db NAME]``."""
+"""The command line of the migrate commands: ``python -m src.migrate COMMAND [--option VALUE]``.
+
+Built from the functions in src/migrate/commands.py: a function is a command (``post_deploy`` is
+``post-deploy``), its docstring the help, each parameter an option whose default is read from the
+Make variable it is annotated with. So ``make migrate-create MSG="..." DB=audit`` runs
+``python -m src.migrate create`` with MSG and DB in its environment. ``--targets`` lists the
+``make migrate-*`` targets for ``make help``.
+"""
 
 import argparse
+import inspect
+import os
 import sys
+import typing
+from collections.abc import Callable
 
 from alembic.util import CommandError
 
 from src.api.v1.models import UnassignedModelError
 from src.core.cli import run_command
-from src.core.databases import UnknownDatabaseError
-from src.core.migration_lock import MigrationLockTimeout
-from src.migrate.errors import MigrateError, RevisionFailed
+from src.core.databases import DATABASES, UnknownDatabaseError
+from src.migrate.commands import COMMANDS, Option
+from src.migrate.failures import MigrateError, RevisionFailed
+from src.migrate.migration_lock import MigrationLockTimeout
 
-COMMANDS = ("upgrade", "rollback", "status", "history", "check", "create", "merge", "sql", "lint")
+Command = Callable[..., None]
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m src.migrate")
-    parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--db", default="", help="act on this database only")
-    parser.add_argument("--message", default="", help="create, merge: the revision's message")
-    parser.add_argument("--out", default="", help="sql: write <db>.sql files into this folder")
-    parser.add_argument("--from", dest="start", default="", help="sql: start from this revision")
-    parser.add_argument(
-        "--post-deploy",
+def command_name(function: Command) -> str:
+    return function.__name__.replace("_", "-")
+
+
+def summary(function: Command) -> str:
+    return inspect.getdoc(function).splitlines()[0].rstrip(".")  # type: ignore[union-attr]
+
+
+def options(function: Command) -> dict[str, tuple[Option, object]]:
+    """Each parameter's option and its type."""
+    hints = typing.get_type_hints(function, include_extras=True)
+    found = {}
+    for name in inspect.signature(function).parameters:
+        base, option = typing.get_args(hints[name])
+        found[name] = (option, base)
+    return found
+
+
+def from_environment(option: Option, kind: object) -> object:
+    value = os.environ.get(option.variable, "")
+    if kind is bool:
+        return value == "1"
+    return value if value or kind is str else None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (python -m src.migrate --help lists the commands)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m src.migrate")
+    parser.add_argument("--targets", action="store_true", help="list the make migrate-* targets")
+    verbose = _Parser(add_help=False)
+    verbose.add_argument(
+        "--verbose",
         action="store_true",
-        help="upgrade, sql: post-deploy revisions too; create: a post-deploy revision",
+        default=os.environ.get("VERBOSE") == "1",
+        help="print the traceback of a failure (VERBOSE=1)",
     )
-    parser.add_argument("--verbose", action="store_true", help="print the traceback of a failure")
-    return parser.parse_args(argv)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for function in COMMANDS:
+        sub = commands.add_parser(
+            command_name(function), help=summary(function), description=summary(function), parents=[verbose]
+        )
+        sub.set_defaults(run=function)
+        for name, (option, kind) in options(function).items():
+            flag = "--" + name.rstrip("_").replace("_", "-")
+            default = from_environment(option, kind)
+            helped = f"{option.help} ({option.variable}=)"
+            if kind is bool:
+                sub.add_argument(flag, dest=name, action="store_true", default=default, help=helped)
+            else:
+                sub.add_argument(flag, dest=name, default=default, help=helped)
+    return parser
 
 
-def run(args: argparse.Namespace) -> int:
-    # Each command imports only its own module: `make migrate-status` starts about as fast as `alembic current`.
-    db = args.db or None
-    match args.command:
-        case "status":
-            from src.migrate import status
-
-            status.status(db)
-        case "rollback":
-            from src.migrate import rollback
-
-            rollback.rollback(db)
-        case "merge":
-            from src.migrate import merge
-
-            merge.merge(args.message)
-        case "lint":
-            from src.migrate import lint
-
-            lint.lint(db)
-        case "create":
-            from src.migrate import commands
-
-            commands.create(args.message, db, post_deploy=args.post_deploy)
-        case "sql":
-            from src.migrate import commands
-
-            commands.sql(db, args.out or None, args.start or None, post_deploy=args.post_deploy)
-        case "upgrade":
-            from src.migrate import commands
-
-            commands.upgrade(db, post_deploy=args.post_deploy)
-        case _:
-            from src.migrate import commands
-
-            getattr(commands, args.command)(db)
-    return 0
+def targets() -> str:
+    """One line per make migrate-* target, as make help prints them."""
+    lines = []
+    for function in COMMANDS:
+        variables = " ".join(
+            f"[{option.variable}=1]" if kind is bool else f"[{option.variable}=]"
+            for option, kind in options(function).values()
+        )
+        lines.append(f"  {'migrate-' + command_name(function):<19} {summary(function)} {variables}".rstrip())
+    return "\n".join(lines)
 
 
 def describe(error: Exception) -> str:
@@ -76,9 +102,19 @@ def describe(error: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    args = parser().parse_args(argv)
+    if args.targets or args.command is None:
+        print(targets())
+        print(f"DB= names one of: {', '.join(DATABASES)}")
+        return 0
+    given = {name: getattr(args, name) for name in options(args.run)}
+
+    def run() -> int:
+        args.run(**given)
+        return 0
+
     return run_command(
-        lambda: run(args),
+        run,
         reported=(MigrateError, MigrationLockTimeout, CommandError, UnknownDatabaseError, UnassignedModelError),
         describe=str if args.verbose else describe,
         verbose=args.verbose,

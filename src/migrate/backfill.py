@@ -34,8 +34,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
 from src.core.config import get_settings
-from src.core.migration_lock import prepare_migration_connection
 from src.core.schema_versions import BACKFILL_PROGRESS_TABLE
+from src.migrate.migration_lock import prepare_migration_connection
 
 PROGRESS_EVERY_SECONDS = 2.0
 

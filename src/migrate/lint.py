@@ -11,13 +11,13 @@ import ast
 import io
 import re
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from src.core.config import PROJECT_ROOT, project_path
-from src.core.databases import DATABASES, get_database
-from src.migrate.errors import MigrateError
+from src.core.databases import DATABASES, selected_databases
+from src.migrate.failures import MigrateError
 
 VERSIONS = PROJECT_ROOT / "migrations" / "versions"
 AUTOCOMMIT = "with op.get_context().autocommit_block():"
@@ -56,7 +56,7 @@ RULES = {
     "rename-column": Rule(
         "instances still running the previous code use the old name and fail during a rolling deploy",
         "expand/contract: add the new column, write both, backfill (op.backfill), switch reads, then drop the old"
-        f" one in {POST_DEPLOY} (README: renaming a column)",
+        f" one in {POST_DEPLOY} (docs/migrations.md: Recipes for a live table)",
     ),
     "rename-table": Rule(
         "instances still running the previous code use the old name and fail during a rolling deploy",
@@ -235,36 +235,14 @@ def revision_files() -> list[Path]:
     return sorted(VERSIONS.glob("*.py"))
 
 
-def lint_versions(db: str | None = None) -> list[Finding]:
-    """Every revision file in migrations/versions."""
-    return lint_paths(revision_files(), db)
-
-
-def lint_paths(paths: Iterable[Path], db: str | None = None) -> list[Finding]:
-    databases = _databases(db)
-    return [finding for path in paths for finding in _lint_file(path, databases)]
+def lint_revisions(revisions: Mapping[Path, Iterable[str]]) -> list[Finding]:
+    """The unaccepted findings in each revision file, for the databases given with it; each file is read once."""
+    return [finding for path, databases in revisions.items() for finding in _lint_file(path, list(databases))]
 
 
 def lint_file(path: Path, db: str | None = None) -> list[Finding]:
     """The unaccepted findings in one revision file, for every database or only DB."""
-    return _lint_file(path, _databases(db))
-
-
-def lint(db: str | None) -> None:
-    """Print each unaccepted finding and a summary; fail when there is any."""
-    paths = revision_files()
-    findings = lint_paths(paths, db)
-    for finding in findings:
-        print(finding)
-    if not findings:
-        print(f"no risky operations in {len(paths)} revision(s)")
-        return
-    print(f"{len(findings)} finding(s) in {len({finding.path for finding in findings})} revision(s)")
-    raise MigrateError(f"risky operations not accepted: {LINT_ADVICE}")
-
-
-def _databases(db: str | None) -> list[str]:
-    return [get_database(db).name] if db else list(DATABASES)
+    return _lint_file(path, [database.name for database in selected_databases(db)])
 
 
 @dataclass(frozen=True)

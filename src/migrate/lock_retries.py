@@ -18,9 +18,10 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from src.core.config import get_settings
-from src.core.databases import Database, create_database_engine
-from src.core.migration_lock import LOCK_NOT_AVAILABLE, concurrent_index, locked_tables, prepare_migration_connection
-from src.migrate.errors import RevisionFailed, reporting_errors
+from src.core.databases import Database
+from src.core.engines import own_connection
+from src.migrate.failures import RevisionFailed, reporting_errors
+from src.migrate.migration_lock import LOCK_NOT_AVAILABLE, concurrent_index, locked_tables, prepare_migration_connection
 
 DUPLICATE_TABLE = "42P07"  # also what CREATE INDEX says of an index that exists
 MAX_PAUSE_SECONDS = 60.0
@@ -53,7 +54,7 @@ def with_lock_retries(database: Database, run: Callable[[], object]) -> None:
             return
         except RevisionFailed as failure:
             error = failure.__cause__
-            if not isinstance(error, DBAPIError) or not database.url.startswith("postgresql"):
+            if not isinstance(error, DBAPIError) or not _is_postgresql(database):
                 raise
             debris = _drop_invalid_index(database, error)
             retry = _is_lock_timeout(error) or (bool(debris) and _code(error) == DUPLICATE_TABLE)
@@ -74,6 +75,10 @@ def with_lock_retries(database: Database, run: Callable[[], object]) -> None:
             attempt += 1
 
 
+def _is_postgresql(database: Database) -> bool:
+    return get_settings().database_url(database.name).startswith("postgresql")
+
+
 def _code(error: DBAPIError) -> str | None:
     return getattr(error.orig, "pgcode", None)
 
@@ -81,13 +86,9 @@ def _code(error: DBAPIError) -> str | None:
 @contextmanager
 def _connect(database: Database) -> Iterator[Connection]:
     """A connection of its own in autocommit, with the migration's timeouts."""
-    engine = create_database_engine(database.url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            prepare_migration_connection(connection, database.name, lock=False)
-            yield connection
-    finally:
-        engine.dispose()
+    with own_connection(database.name) as connection:
+        prepare_migration_connection(connection, database.name, lock=False)
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _drop_invalid_index(database: Database, error: DBAPIError) -> str:

@@ -1,38 +1,75 @@
-"""The revision files and where each database stands against them, with the refusals every command shares."""
+"""The revision files, the connections the commands work on, and where each database stands against the
+revisions, with the refusals every command shares."""
 
 import ast
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
-from sqlalchemy.pool import NullPool
 
-from src.core.databases import DATABASES, Database, create_database_engine, get_database
-from src.core.schema_versions import SchemaState, read_schema_state, show_revisions
-from src.migrate.errors import MigrateError, SeveralHeadsError, reporting_errors
+from src.core.config import project_path
+from src.core.databases import DATABASES, Database
+from src.core.engines import own_connection
+from src.core.schema_versions import SchemaState, read_schema_state, script_directory, show_revisions
+from src.migrate.failures import (
+    MigrateError,
+    RevisionFailed,
+    SeveralHeadsError,
+    failed_revision,
+    reporting_errors,
+    versions_folder,
+)
+from src.migrate.migration_lock import prepare_migration_connection
 
 
-def selected(db: str | None) -> list[Database]:
-    return [get_database(db)] if db else list(DATABASES.values())
+def load_scripts() -> ScriptDirectory:
+    """The revision files, read once per command; a file that cannot be read is one line naming it."""
+    scripts = script_directory()
+    try:
+        scripts.revision_map.heads  # noqa: B018 -- reading it loads every revision file
+    except SyntaxError as error:
+        where = f"{project_path(error.filename)}:{error.lineno}" if error.filename else "a revision file"
+        raise MigrateError(f"{where}: cannot read the revision: {error.msg}") from error
+    except Exception as error:
+        revision = failed_revision(error.__traceback__, versions_folder())
+        if revision is None:
+            raise
+        raise RevisionFailed(f"{revision} cannot be loaded", f"{type(error).__name__}: {error}") from error
+    return scripts
 
 
 @contextmanager
 def plain_connection(database: Database) -> Iterator[Connection]:
-    """A connection of its own, errors told in one line. Not the app's engine: its SQLite transactions take
-    the write lock, so a read would wait for any writer."""
-    engine = create_database_engine(database.url, poolclass=NullPool)
-    try:
-        with reporting_errors(database), engine.connect() as connection:
-            yield connection
-    finally:
-        engine.dispose()
+    """A connection of its own, errors told in one line naming the database."""
+    with reporting_errors(database), own_connection(database.name) as connection:
+        yield connection
 
 
-def read_state(database: Database, scripts: ScriptDirectory) -> SchemaState:
-    with plain_connection(database) as connection:
-        return read_schema_state(connection, scripts)
+@contextmanager
+def database_connections(databases: list[Database], *, migrating: bool = False) -> Iterator[dict[str, Connection]]:
+    """One connection of its own per database, for the whole command; ``migrating``: with the migration's
+    timeouts, and holding each database's migration lock (PostgreSQL), so that what the command reads is
+    what it migrates."""
+    with ExitStack() as stack:
+        connections = {}
+        for database in databases:
+            with reporting_errors(database):
+                connection = stack.enter_context(own_connection(database.name))
+                if migrating:
+                    prepare_migration_connection(connection, database.name)
+            connections[database.name] = connection
+        yield connections
+
+
+def read_state(connection: Connection, database: Database, scripts: ScriptDirectory) -> SchemaState:
+    """The database's state; the read's transaction is ended, so that migrations can begin their own."""
+    with reporting_errors(database):
+        try:
+            return read_schema_state(connection, scripts)
+        finally:
+            connection.rollback()
 
 
 def require_one_head(scripts: ScriptDirectory) -> str:
@@ -64,9 +101,11 @@ def unknown_revision_reason(state: SchemaState) -> str:
     )
 
 
-def read_known_states(databases: list[Database], scripts: ScriptDirectory) -> dict[str, SchemaState]:
+def read_known_states(
+    connections: dict[str, Connection], databases: list[Database], scripts: ScriptDirectory
+) -> dict[str, SchemaState]:
     """Each database's state, refusing any at a revision this code does not know."""
-    states = {database.name: read_state(database, scripts) for database in databases}
+    states = {database.name: read_state(connections[database.name], database, scripts) for database in databases}
     for database in databases:
         refuse_unknown(database, states[database.name])
     return states

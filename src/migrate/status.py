@@ -9,10 +9,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
 from src.api.v1.models import load_models
+from src.core.config import get_settings
 from src.core.databases import Database, mask_url
 from src.core.schema_versions import COMPARE_OPTIONS, SchemaState, read_schema_state, show_revisions
-from src.migrate.errors import MigrateError, load_scripts
-from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, plain_connection, require_one_head, selected
+from src.migrate.failures import MigrateError
+from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, plain_connection
 
 
 def describe_change(diff: Any) -> str:
@@ -53,7 +54,7 @@ def database_row(
     database: Database, scripts: ScriptDirectory, heads: tuple[str, ...]
 ) -> tuple[tuple[str, ...], SchemaState | None, str | None]:
     """The database's row, its state, and why it could not be read (state None); one connection for all of it."""
-    url, head = mask_url(database.url), show_revisions(heads)
+    url, head = mask_url(get_settings().database_url(database.name)), show_revisions(heads)
     try:
         with plain_connection(database) as connection:
             state = read_schema_state(connection, scripts)
@@ -67,23 +68,16 @@ def database_row(
     return (database.name, url, show_revisions(state.current), head, pending, models), state, None
 
 
-def status(db: str | None) -> None:
-    """One row per database: URL (password masked), current, head, pending, model differences."""
-    scripts = load_scripts()
+def status_rows(scripts: ScriptDirectory, databases: list[Database]) -> tuple[list[tuple[str, ...]], list[str]]:
+    """A header and one row per database: URL (password masked), current, head, pending, model differences;
+    and what is wrong, if anything. Each database is read and compared on a connection of its own, all at once."""
     load_models()
     heads = tuple(sorted(scripts.get_heads()))
-    databases = selected(db)
-    # Each database is read and compared on connections of its own, all at once.
     with ThreadPoolExecutor(max_workers=len(databases)) as pool:
         results = list(pool.map(lambda database: database_row(database, scripts, heads), databases))
     rows = [("DATABASE", "URL", "CURRENT", "HEAD", "PENDING", "MODELS"), *(row for row, _, _ in results)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
-    require_one_head(scripts)
     problems = [problem for _, _, problem in results if problem]
     unknown = [f"{row[0]} at {show_revisions(state.unknown)}" for row, state, _ in results if state and state.unknown]
     if unknown:
         problems.append(f"{', '.join(unknown)}: not in migrations/versions: {UNKNOWN_REVISION_ADVICE}")
-    if problems:
-        raise MigrateError("; ".join(problems))
+    return rows, problems

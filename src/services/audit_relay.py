@@ -25,7 +25,8 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
-from src.core.databases import database_error_reason, get_unpooled_engine
+from src.core.databases import database_error_reason
+from src.core.engines import get_unpooled_engine
 from src.core.metrics import RELAY_DELIVERED, RELAY_FAILURES
 from src.core.timestamps import utcnow
 

@@ -7,7 +7,8 @@ from alembic.script import ScriptDirectory
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
-from src.core.databases import DATABASES, READS_ONLY, database_error_reason, get_unpooled_engine
+from src.core.databases import DATABASES, database_error_reason
+from src.core.engines import READS_ONLY, get_unpooled_engine
 from src.core.schema_versions import SchemaState, read_schema_state
 from src.services.audit_relay import outbox_backlog
 

@@ -9,7 +9,8 @@ gone after the test.
 
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
+from functools import partial
 
 import pytest
 from alembic import command
@@ -21,7 +22,7 @@ from sqlmodel import Session
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
-from src.core.databases import create_app_engine
+from src.core.engines import create_app_engine
 from src.core.schema_versions import alembic_config, script_directory
 from src.core.security import create_access_token
 from src.core.sessions import RequestSessions
@@ -54,23 +55,27 @@ def migrated_engines(
         drop_postgres_databases(request.getfixturevalue("postgres_admin"), urls)
 
 
-def rolled_back_connection(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as connection:
-        transaction = connection.begin()
-        yield connection
-        transaction.rollback()
+@pytest.fixture
+def connections(migrated_engines: dict[str, Engine]) -> Iterator[dict[str, Connection]]:
+    """The test's one connection per database, each inside a transaction that is rolled back afterwards."""
+    with ExitStack() as stack:
+        opened = {name: stack.enter_context(engine.connect()) for name, engine in migrated_engines.items()}
+        transactions = [connection.begin() for connection in opened.values()]
+        yield opened
+        for transaction in transactions:
+            transaction.rollback()
 
 
 @pytest.fixture
-def connection(migrated_engines: dict[str, Engine]) -> Iterator[Connection]:
-    """The test's one core connection, inside a transaction that is rolled back afterwards."""
-    yield from rolled_back_connection(migrated_engines["core"])
+def connection(connections: dict[str, Connection]) -> Connection:
+    """The test's core connection."""
+    return connections["core"]
 
 
 @pytest.fixture
-def audit_connection(migrated_engines: dict[str, Engine]) -> Iterator[Connection]:
-    """The same on the audit database."""
-    yield from rolled_back_connection(migrated_engines["audit"])
+def audit_connection(connections: dict[str, Connection]) -> Connection:
+    """The test's audit connection."""
+    return connections["audit"]
 
 
 def joined_session(connection: Connection) -> Session:
@@ -104,23 +109,28 @@ def shared_app() -> FastAPI:
     return app
 
 
-def join_test_transactions(app: FastAPI, *, core: Connection, audit: Connection) -> None:
-    """Make the app's request sessions join the test's transactions."""
-    app.state.sessions = RequestSessions(lambda reads_only: joined_session(core), capacity=None)
-    app.state.audit_sessions = RequestSessions(lambda reads_only: joined_session(audit), capacity=None)
+def join_test_transactions(app: FastAPI, connections: dict[str, Connection]) -> None:
+    """Make the app's request sessions, one per database, join the test's transactions."""
+    app.state.sessions = {
+        name: RequestSessions(partial(joined_session_ignoring_reads_only, connection), capacity=None, database=name)
+        for name, connection in connections.items()
+    }
+
+
+def joined_session_ignoring_reads_only(connection: Connection, _reads_only: bool) -> Session:
+    return joined_session(connection)
 
 
 @pytest.fixture
 def app(
     shared_app: FastAPI,
     migrated_engines: dict[str, Engine],
-    connection: Connection,
-    audit_connection: Connection,
+    connections: dict[str, Connection],
     monkeypatch: pytest.MonkeyPatch,
 ) -> FastAPI:
     """The real app whose request sessions join the test's transactions, without the lifespan's engines; what it
     reads outside requests (/ready, the schema's revision) comes from the same databases."""
-    join_test_transactions(shared_app, core=connection, audit=audit_connection)
+    join_test_transactions(shared_app, connections)
     urls = {name: engine.url.render_as_string(hide_password=False) for name, engine in migrated_engines.items()}
     point_settings_at(urls, monkeypatch)
     return shared_app

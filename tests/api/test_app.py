@@ -2,6 +2,7 @@
 
 import gc
 
+import anyio.to_thread
 import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -9,6 +10,8 @@ from starlette.routing import Route
 
 from src.api.v1 import API_PREFIX
 from src.core.config import get_settings
+from src.core.databases import DATABASES
+from src.core.sessions import SPARE_WORKER_THREADS, RequestSessions
 from src.main import create_app
 from tests.conftest import UNREACHABLE_URL
 
@@ -30,3 +33,18 @@ def test_what_startup_made_is_left_out_of_collections_while_the_app_serves(monke
         assert gc.get_freeze_count() > 0
 
     assert gc.get_freeze_count() == 0
+
+
+def test_every_request_a_database_admits_has_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Admitted requests never queue for a thread: the threads cover every database's pool together, plus spares.
+    monkeypatch.setattr(get_settings(), "db_pool_size", 30)
+    monkeypatch.setattr(get_settings(), "audit_relay_enabled", False)
+    for name in DATABASES:
+        monkeypatch.setattr(get_settings(), DATABASES[name].url_setting, f"{UNREACHABLE_URL}_{name}")
+
+    with TestClient(create_app()) as client:
+        sessions: dict[str, RequestSessions] = client.app.state.sessions  # type: ignore[attr-defined]
+        threads = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)  # type: ignore[union-attr]
+
+    assert {name: admitted.capacity for name, admitted in sessions.items()} == dict.fromkeys(DATABASES, 30)
+    assert threads == 30 * len(DATABASES) + SPARE_WORKER_THREADS

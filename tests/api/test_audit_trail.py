@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import get_settings
-from src.core.databases import get_engine
+from src.core.engines import get_engine
 from src.main import create_app
 from src.services.audit_relay import relay_pending
 from tests.api.conftest import PASSWORD, logged_in
@@ -118,26 +118,27 @@ def test_failed_login_is_recorded_although_the_request_fails(served_client: Test
     assert failed.context == {"request_id": "req-42", "ip": "testclient", "user_agent": "audit-test/1.0"}
 
 
-def test_a_change_that_fails_leaves_no_event(served_client: TestClient) -> None:
-    sign_up(served_client, "ada")
-    bob = sign_up(served_client, "bob")
-    ada = logged_in(served_client, "ada")
-    workspace = served_client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
-    members = f"/api/v1/workspaces/{workspace}/members"
-    assert served_client.post(members, json={"user_id": bob}, headers=ada).status_code == 201
+def workspace_with_bob(client: TestClient) -> tuple[str, str, dict[str, str]]:
+    """Ada's workspace with Bob added as a member: the workspace's id, Bob's id and Ada's auth."""
+    sign_up(client, "ada")
+    bob = sign_up(client, "bob")
+    ada = logged_in(client, "ada")
+    workspace = client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
+    assert client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada).status_code == 201
+    return workspace, bob, ada
 
-    again = served_client.post(members, json={"user_id": bob}, headers=ada)
+
+def test_a_change_that_fails_leaves_no_event(served_client: TestClient) -> None:
+    workspace, bob, ada = workspace_with_bob(served_client)
+
+    again = served_client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada)
 
     assert again.status_code == 409
     assert [event.action for event in outbox()].count("workspace.member_added") == 1
 
 
 def test_password_change_and_role_change_record_before_and_after(served_client: TestClient) -> None:
-    sign_up(served_client, "ada")
-    bob = sign_up(served_client, "bob")
-    ada = logged_in(served_client, "ada")
-    workspace = served_client.post("/api/v1/workspaces", json={"name": "Engines"}, headers=ada).json()["id"]
-    served_client.post(f"/api/v1/workspaces/{workspace}/members", json={"user_id": bob}, headers=ada)
+    workspace, bob, ada = workspace_with_bob(served_client)
 
     served_client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
     served_client.patch(

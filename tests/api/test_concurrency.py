@@ -23,7 +23,7 @@ from sqlmodel import Session, func, select
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.core.config import get_settings
-from src.core.databases import get_engine
+from src.core.engines import get_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import hashing_threads
 from src.main import create_app

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
-from src.core.config import Settings, get_settings
+from src.core.config import get_settings
 from src.core.databases import DATABASES
 from src.core.logs import HANDLER_NAME, JsonFormatter, TextFormatter
 from src.core.schema_versions import script_directory
@@ -29,12 +29,10 @@ class LoggedClient(TestClient):
 
 
 @pytest.fixture
-def json_client(
-    connection: Connection, audit_connection: Connection, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[LoggedClient]:
+def json_client(connections: dict[str, Connection], monkeypatch: pytest.MonkeyPatch) -> Iterator[LoggedClient]:
     monkeypatch.setattr(get_settings(), "log_format", "json")
     app = create_test_app()  # configures the logs
-    join_test_transactions(app, core=connection, audit=audit_connection)
+    join_test_transactions(app, connections)
     [handler] = [handler for handler in logging.getLogger().handlers if handler.get_name() == HANDLER_NAME]
     with LoggedClient(app) as client:
         client.log = io.StringIO()
@@ -107,7 +105,7 @@ def test_text_lines_carry_the_same_fields() -> None:
 
 def test_the_log_format_follows_the_environment_unless_set() -> None:
     def log_format(**values: object) -> str:
-        return Settings.model_validate(values).effective_log_format
+        return type(get_settings()).model_validate(values).effective_log_format
 
     production = {
         "environment": "production",

@@ -36,8 +36,8 @@ schema.config.phases.update(phases=["examples", "fuzzing"])
 
 
 @pytest.fixture(autouse=True)
-def requests_join_the_test_transaction(connection: Connection, audit_connection: Connection) -> None:
-    join_test_transactions(app, core=connection, audit=audit_connection)
+def requests_join_the_test_transaction(connections: dict[str, Connection]) -> None:
+    join_test_transactions(app, connections)
 
 
 @schema.parametrize()

@@ -82,7 +82,7 @@ def test_a_schema_newer_than_the_code_is_told_apart_from_an_older_one(
 def test_the_app_serves_a_populated_table_without_an_error_while_a_column_is_added_and_backfilled(
     versions: Versions, migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    """The README's recipe for a new column, expand and backfill, on 20,000 users."""
+    """The recipe for a new column (docs/migrations.md), expand and backfill, on 20,000 users."""
     versions.write(
         "2030_01_01_100000-a9a9a9a9a9a9_add_users_nickname.py",
         message="Add users.nickname",

@@ -28,7 +28,7 @@ def test_a_request_for_a_column_the_database_lacks_is_503_schema_behind(
     headers = auth(make_user())
     connection.execute(text("ALTER TABLE users DROP COLUMN full_name"))
 
-    with caplog.at_level(logging.WARNING, logger="src.api.errors"):
+    with caplog.at_level(logging.WARNING, logger="src.api.error_handling"):
         response = client.get("/api/v1/users/me", headers=headers)
 
     assert response.status_code == 503
@@ -63,9 +63,9 @@ def test_any_other_programming_error_is_a_logged_500_without_details(caplog: pyt
     def bad_sql() -> None:
         raise ProgrammingError("SELEC 1", {}, Exception("syntax error at or near SELEC"))
 
-    with caplog.at_level(logging.ERROR, logger="src.api.errors"):
+    with caplog.at_level(logging.ERROR, logger="src.api.error_handling"):
         response = TestClient(app).get("/bad-sql")
 
     assert response.status_code == 500
     assert response.json() == {"error": "internal_error", "detail": "internal server error"}
-    assert any(record.exc_info for record in caplog.records if record.name == "src.api.errors")
+    assert any(record.exc_info for record in caplog.records if record.name == "src.api.error_handling")

@@ -4,7 +4,8 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from src.core.databases import constraint_violation, get_engine, unique_violation_columns
+from src.core.databases import constraint_violation, unique_violation_columns
+from src.core.engines import get_engine
 from tests.conftest import DatabaseUrls
 from tests.factories import USERS, user_row
 

@@ -9,11 +9,12 @@ from alembic.config import CommandLine, Config
 from sqlalchemy import create_engine, inspect, text
 
 from src.core import schema_versions
+from src.core.config import get_settings
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
 from src.migrate.__main__ import main
-from src.migrate.revisions import UNKNOWN_REVISION_ADVICE, read_state
-from tests.conftest import Versions
+from src.migrate.revisions import UNKNOWN_REVISION_ADVICE
+from tests.conftest import Versions, recorded_revisions
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
 HEAD = REVISIONS[-1]
@@ -65,12 +66,8 @@ def run(capture: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def current(name: str) -> tuple[str, ...]:
-    return read_state(DATABASES[name], script_directory()).current
-
-
 def has_nickname() -> bool:
-    engine = create_engine(DATABASES["core"].url)
+    engine = create_engine(get_settings().database_url("core"))
     try:
         return "nickname" in {column["name"] for column in inspect(engine).get_columns("users")}
     finally:
@@ -78,7 +75,7 @@ def has_nickname() -> bool:
 
 
 def has_audit_notes() -> bool:
-    engine = create_engine(DATABASES["audit"].url)
+    engine = create_engine(get_settings().database_url("audit"))
     try:
         return "audit_notes" in inspect(engine).get_table_names()
     finally:
@@ -95,7 +92,7 @@ def merge(capture: pytest.CaptureFixture[str]) -> str:
 def test_several_heads_stop_every_command_with_the_merge_to_run(
     branched: Versions, capsys: pytest.CaptureFixture[str], command_name: str
 ) -> None:
-    code, out, err = run(capsys, command_name, "--message", "Add something")
+    code, out, err = run(capsys, command_name, *(["--message", "Add something"] if command_name == "create" else []))
 
     assert code == 2
     if command_name == "status":  # the table first, whatever state the databases are in
@@ -109,7 +106,7 @@ def test_several_heads_stop_every_command_with_the_merge_to_run(
         ' two branches each added a revision. Join them with: make migrate-merge MSG="Merge ...", then make'
         " migrate-upgrade\n"
     )
-    assert [current(name) for name in DATABASES] == [(HEAD,)] * len(DATABASES)
+    assert [recorded_revisions(name) for name in DATABASES] == [(HEAD,)] * len(DATABASES)
 
 
 def test_rollback_steps_back_from_a_branch_before_the_merge(branched: Versions, capsys) -> None:
@@ -117,7 +114,7 @@ def test_rollback_steps_back_from_a_branch_before_the_merge(branched: Versions, 
     command.upgrade(alembic_config(db="core"), BRANCH_A)
 
     assert run(capsys, "rollback", "--db", "core") == (0, f"core: rolled back {BRANCH_A} -> {HEAD}\n", "")
-    assert current("core") == (HEAD,) and not has_nickname()
+    assert recorded_revisions("core") == (HEAD,) and not has_nickname()
 
 
 def test_merge_writes_one_revision_that_joins_the_heads(branched: Versions, capsys) -> None:
@@ -158,7 +155,7 @@ def test_rollback_steps_back_one_revision_at_a_time_through_the_merge(branched: 
     for _ in range(4):
         code, out, err = run(capsys, "rollback", "--db", "core")
         assert code == 0, err
-        steps.append((out, current("core"), has_nickname()))
+        steps.append((out, recorded_revisions("core"), has_nickname()))
 
     assert steps == [
         (f"core: rolled back {merged} -> {BRANCH_A}+{BRANCH_B}\n", (BRANCH_A, BRANCH_B), True),
@@ -167,7 +164,7 @@ def test_rollback_steps_back_one_revision_at_a_time_through_the_merge(branched: 
         (f"core: rolled back {BRANCH_A} -> {HEAD}\n", (HEAD,), False),
         (f"core: rolled back {HEAD} -> {previous}\n", (previous,), False),
     ]
-    assert current("audit") == (merged,) and has_audit_notes()
+    assert recorded_revisions("audit") == (merged,) and has_audit_notes()
 
 
 def test_branches_applied_without_a_merge_are_reported_then_joined_by_upgrade(branched: Versions, capsys) -> None:
@@ -182,7 +179,7 @@ def test_branches_applied_without_a_merge_are_reported_then_joined_by_upgrade(br
     assert core.endswith("branches applied without their merge revision; make migrate-upgrade joins them")
 
     assert run(capsys, "upgrade")[1].splitlines()[0] == f"core: upgraded {BRANCH_A}+{BRANCH_B} -> {merged}"
-    assert [current(name) for name in DATABASES] == [(merged,)] * len(DATABASES)
+    assert [recorded_revisions(name) for name in DATABASES] == [(merged,)] * len(DATABASES)
 
 
 def raw_alembic(*argv: str) -> str:
@@ -213,7 +210,7 @@ def test_raw_alembic_downgrade_refuses_databases_at_different_revisions(branched
     where = ", ".join(f"{name} at {revision}" for name, revision in at.items())
     choices = " or ".join(f"-x db={name}" for name in DATABASES)
     assert f"databases are at different revisions ({where}); roll back one with {choices}\n" in capsys.readouterr().err
-    assert current("core") == (merged,)
+    assert recorded_revisions("core") == (merged,)
 
 
 def test_a_failing_revision_is_one_line_naming_database_revision_and_line(
@@ -241,7 +238,7 @@ def test_a_failing_revision_is_one_line_naming_database_revision_and_line(
     )
     assert err.endswith(" (VERBOSE=1 prints the traceback)\n")
     assert "nickname" in err and err.count("\n") == 1
-    assert current("core") == (HEAD,)
+    assert recorded_revisions("core") == (HEAD,)
 
     code, _, err = run(capsys, "upgrade", "--verbose")
     assert code == 1 and "Traceback (most recent call last)" in err
@@ -296,7 +293,7 @@ def test_raw_alembic_revision_keeps_the_imports_it_needs(versions: Versions, mig
 
 
 def test_unknown_revision_is_reported_by_status_and_refused_by_the_others(migrated_databases, capsys) -> None:
-    engine = create_engine(DATABASES["audit"].url)
+    engine = create_engine(get_settings().database_url("audit"))
     with engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = 'feedfacecafe'"))
     engine.dispose()
@@ -305,15 +302,15 @@ def test_unknown_revision_is_reported_by_status_and_refused_by_the_others(migrat
     code, out, err = run(capsys, "status")
     assert code == 1
     rows = out.splitlines()[1:]
-    expected = {name: [name, database.url, HEAD, HEAD, "0"] for name, database in DATABASES.items()}
-    expected["audit"] = ["audit", DATABASES["audit"].url, "feedfacecafe", HEAD, "?"]
+    expected = {name: [name, get_settings().database_url(name), HEAD, HEAD, "0"] for name in DATABASES}
+    expected["audit"] = ["audit", get_settings().database_url("audit"), "feedfacecafe", HEAD, "?"]
     assert [row.split()[:5] for row in rows] == list(expected.values())
     audit = rows[list(DATABASES).index("audit")]
     assert audit.endswith("unknown revision: migrated by newer code, or a revision file is missing")
     assert err == f"error: audit at feedfacecafe: not in migrations/versions: {UNKNOWN_REVISION_ADVICE}\n"
     for refused in (["upgrade"], ["rollback"], ["create", "--message", "Add x"], ["check"]):
         assert run(capsys, *refused) == (1, "", f"error: {reason}")
-    assert {name: current(name) for name in DATABASES if name != "audit"} == {
+    assert {name: recorded_revisions(name) for name in DATABASES if name != "audit"} == {
         name: (HEAD,) for name in DATABASES if name != "audit"
     }
 

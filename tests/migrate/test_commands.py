@@ -13,11 +13,10 @@ from sqlalchemy import Column, Integer, Table
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES, AuditModel
 from src.core.schema_versions import alembic_config, script_directory
-from src.migrate import commands, rollback, status
+from src.migrate import commands
 from src.migrate.__main__ import main
-from src.migrate.errors import MigrateError
-from src.migrate.revisions import read_state
-from tests.conftest import UNKNOWN_DATABASE, Versions, url_variables
+from src.migrate.failures import MigrateError
+from tests.conftest import UNKNOWN_DATABASE, Versions, recorded_revisions, url_variables
 from tests.core.test_config import SPECIAL_PASSWORDS
 
 REVISIONS = [script.revision for script in reversed(list(script_directory().walk_revisions()))]
@@ -26,7 +25,7 @@ HEAD = REVISIONS[-1]
 
 def current(name: str) -> str | None:
     """The one revision a database records, or None at base."""
-    revisions = read_state(DATABASES[name], script_directory()).current
+    revisions = recorded_revisions(name)
     assert len(revisions) <= 1, revisions
     return revisions[0] if revisions else None
 
@@ -73,7 +72,7 @@ def test_status_shows_a_row_per_database_with_masked_url(configured_databases, a
     commands.upgrade("audit")
     capsys.readouterr()
 
-    status.status(None)
+    commands.status(None)
 
     header, *rows = capsys.readouterr().out.splitlines()
     assert header.split() == ["DATABASE", "URL", "CURRENT", "HEAD", "PENDING", "MODELS"]
@@ -91,7 +90,7 @@ def test_status_masks_the_password_and_reports_an_unreachable_database(
     monkeypatch.setattr(get_settings(), "core_database_url", "postgresql://app:s3cr%40t@127.0.0.1:1/app")
 
     with pytest.raises(MigrateError, match=r"^core: cannot use postgresql\+psycopg2://app:\*\*\*@127.0.0.1:1/app: "):
-        status.status(None)
+        commands.status(None)
     out = capsys.readouterr().out
     assert "unreachable" in out
     assert "s3cr" not in out
@@ -123,24 +122,24 @@ def test_an_unknown_db_is_one_clear_line(configured_databases, capsys, command: 
 def test_rollback_steps_every_database_back_when_they_agree(configured_databases) -> None:
     commands.upgrade(None)
 
-    rollback.rollback(None)
+    commands.rollback(None)
 
     assert [current(name) for name in DATABASES] == [REVISIONS[-2]] * len(DATABASES)
 
 
 def test_rollback_refuses_databases_at_different_revisions_and_changes_nothing(configured_databases) -> None:
     commands.upgrade(None)
-    rollback.rollback("audit")
+    commands.rollback("audit")
 
     choices = " or ".join(f"DB={name}" for name in DATABASES)
     with pytest.raises(MigrateError, match=rf"different revisions .*; roll back one with {choices}$"):
-        rollback.rollback(None)
+        commands.rollback(None)
     assert {name: current(name) for name in DATABASES} == dict.fromkeys(DATABASES, HEAD) | {"audit": REVISIONS[-2]}
 
 
 def test_rollback_at_base_says_there_is_nothing_to_do(configured_databases) -> None:
     with pytest.raises(MigrateError, match="nothing to roll back"):
-        rollback.rollback(None)
+        commands.rollback(None)
 
 
 def test_history_with_db_lists_only_revisions_touching_that_database(capsys: pytest.CaptureFixture[str]) -> None:
@@ -190,7 +189,7 @@ def test_status_reads_an_sqlite_database_while_another_process_writes(configured
     writer = sqlite3.connect(configured_databases["core"].removeprefix("sqlite:///"), isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")
     try:
-        status.status(None)
+        commands.status(None)
     finally:
         writer.execute("ROLLBACK")
         writer.close()

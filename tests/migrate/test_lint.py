@@ -10,8 +10,8 @@ from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES, UnknownDatabaseError
 from src.migrate import lint
 from src.migrate.__main__ import main
-from src.migrate.errors import MigrateError
-from src.migrate.lint import Finding, lint_file, lint_paths, lint_versions
+from src.migrate.failures import MigrateError
+from src.migrate.lint import Finding, lint_file, lint_revisions, revision_files
 from tests.conftest import UNKNOWN_DATABASE
 
 HEADER = '''"""A revision written by a test."""
@@ -601,7 +601,7 @@ def test_db_restricts_the_findings_to_one_database(tmp_path: Path) -> None:
 def test_an_unknown_db_is_refused_by_name(tmp_path: Path) -> None:
     message = f"unknown database {UNKNOWN_DATABASE!r}; choose one of: {', '.join(DATABASES)}"
     with pytest.raises(UnknownDatabaseError, match=f"^{re.escape(message)}$"):
-        lint_paths([write_revision(tmp_path)], UNKNOWN_DATABASE)
+        lint_file(write_revision(tmp_path), UNKNOWN_DATABASE)
 
 
 def test_a_file_that_is_not_python_is_one_clear_error(tmp_path: Path) -> None:
@@ -613,7 +613,7 @@ def test_a_file_that_is_not_python_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_the_committed_revisions_have_no_unaccepted_findings() -> None:
-    assert lint_versions() == []
+    assert lint_revisions(dict.fromkeys(revision_files(), DATABASES)) == []
 
 
 def test_the_lint_command_fails_on_an_unaccepted_finding(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -16,9 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from src.core import schema_versions
 from src.core.config import PROJECT_ROOT, get_settings
-from src.core.migration_lock import MIGRATION_LOCK_ID
 from src.core.schema_versions import alembic_config, current_heads
 from src.migrate.__main__ import main
+from src.migrate.migration_lock import MIGRATION_LOCK_ID
 from tests.conftest import HEAD, Versions, url_variables
 from tests.factories import USERS, user_row
 from tests.migrate.conftest import ALTERS_USERS, BEFORE_ALTERS_USERS

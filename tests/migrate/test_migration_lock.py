@@ -13,15 +13,16 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from src.core.config import PROJECT_ROOT, get_settings
-from src.core.databases import DATABASES, get_unpooled_engine
-from src.core.migration_lock import (
+from src.core.databases import DATABASES
+from src.core.engines import get_unpooled_engine
+from src.core.schema_versions import alembic_config
+from src.migrate.__main__ import main
+from src.migrate.migration_lock import (
     MIGRATION_LOCK_ID,
     MigrationLockTimeout,
     prepare_migration_connection,
     timeout_reason,
 )
-from src.core.schema_versions import alembic_config
-from src.migrate.__main__ import main
 from tests.conftest import url_variables
 from tests.migrate.conftest import BEFORE_ALTERS_USERS
 

@@ -5,12 +5,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, inspect
 
+from src.core.config import get_settings
 from src.core.databases import DATABASES
-from src.core.schema_versions import script_directory
 from src.main import create_app
 from src.migrate.__main__ import main
-from src.migrate.revisions import read_state
-from tests.conftest import ADD_USERS_NICKNAME, HEAD, Versions
+from tests.conftest import ADD_USERS_NICKNAME, HEAD, Versions, recorded_revisions
 
 EXPAND, CONTRACT, LATER = "e1e1e1e1e1e1", "e2e2e2e2e2e2", "e3e3e3e3e3e3"
 
@@ -53,12 +52,8 @@ def expand_and_contract(versions: Versions, migrated_databases: dict[str, str]) 
     return versions
 
 
-def current(name: str) -> tuple[str, ...]:
-    return read_state(DATABASES[name], script_directory()).current
-
-
 def users_columns() -> set[str]:
-    engine = create_engine(DATABASES["core"].url)
+    engine = create_engine(get_settings().database_url("core"))
     try:
         return {column["name"] for column in inspect(engine).get_columns("users")}
     finally:
@@ -77,7 +72,7 @@ def test_upgrade_stops_before_the_first_post_deploy_revision_and_says_what_waits
     assert capsys.readouterr().out.splitlines() == [
         f"{name}: upgraded {HEAD} -> {EXPAND}; {WAITS}" for name in DATABASES
     ]
-    assert [current(name) for name in DATABASES] == [(EXPAND,)] * len(DATABASES)
+    assert [recorded_revisions(name) for name in DATABASES] == [(EXPAND,)] * len(DATABASES)
     assert {"nickname", "full_name"} <= users_columns()
 
     assert main(["upgrade"]) == 0
@@ -117,17 +112,17 @@ def test_post_deploy_applies_the_rest(expand_and_contract, capsys) -> None:
     main(["upgrade"])
     capsys.readouterr()
 
-    assert main(["upgrade", "--post-deploy"]) == 0
+    assert main(["post-deploy"]) == 0
 
     assert capsys.readouterr().out.splitlines() == [f"{name}: upgraded {EXPAND} -> {LATER}" for name in DATABASES]
     assert "full_name" not in users_columns()
 
 
 def test_post_deploy_from_behind_applies_everything(expand_and_contract, capsys) -> None:
-    assert main(["upgrade", "--post-deploy", "--db", "audit"]) == 0
+    assert main(["post-deploy", "--db", "audit"]) == 0
 
     assert capsys.readouterr().out == f"audit: upgraded {HEAD} -> {LATER}\n"
-    assert current("core") == (HEAD,)
+    assert recorded_revisions("core") == (HEAD,)
 
 
 @pytest.mark.postgres

@@ -7,10 +7,12 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
+from src.core.config import get_settings
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
-from src.migrate.revisions import plain_connection, read_state
+from src.migrate.revisions import plain_connection
 from src.migrate.status import model_changes
+from tests.conftest import recorded_revisions
 
 VERSIONS = sorted((Path(__file__).parents[2] / "migrations" / "versions").glob("*.py"))
 
@@ -44,13 +46,15 @@ def test_each_database_upgrades_and_downgrades_one_revision_at_a_time(configured
 
     for revision in revisions:
         command.upgrade(alembic_config(db=name), revision)
-        assert read_state(database, script_directory()).current == (revision,)
-    assert table_names(database.url) == set(database.metadata.tables) | {"alembic_version"}
+        assert recorded_revisions(database.name) == (revision,)
+    assert table_names(get_settings().database_url(database.name)) == set(database.metadata.tables) | {
+        "alembic_version"
+    }
 
     for expected in [*reversed(revisions[:-1]), None]:
         command.downgrade(alembic_config(db=name), "-1")
-        assert read_state(database, script_directory()).current == ((expected,) if expected else ())
-    assert table_names(database.url) == {"alembic_version"}
+        assert recorded_revisions(database.name) == ((expected,) if expected else ())
+    assert table_names(get_settings().database_url(database.name)) == {"alembic_version"}
     assert all(table_names(url) == set() for url in others)
 
 
@@ -66,7 +70,7 @@ def test_guide_data_migration_fills_full_name_from_existing_rows(configured_data
     core = DATABASES["core"]
     first, second = [script.revision for script in reversed(list(script_directory().walk_revisions()))][:2]
     command.upgrade(alembic_config(db="core"), first)
-    engine = create_engine(core.url)
+    engine = create_engine(get_settings().database_url(core.name))
     insert = text(
         "INSERT INTO users (id, email, username, first_name, last_name, hashed_password, is_active, created_at)"
         " VALUES (:id, :email, :username, :first, :last, 'x', true, CURRENT_TIMESTAMP)"

@@ -7,7 +7,7 @@ from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
-from src.core.databases import get_engine
+from src.core.engines import get_engine
 from src.services.audit_relay import outbox_backlog, prune_audit_events, relay_pending
 from tests.factories import record
 

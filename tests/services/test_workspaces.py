@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
-from src.core.databases import get_engine
+from src.core.engines import get_engine
 from src.services import members, users, workspaces
 from src.services.members import LastOwner, MemberNotFound
 from tests.conftest import DatabaseUrls

@@ -197,23 +197,22 @@ def test_activity_counts_per_utc_day_and_action(
     }
 
 
-@pytest.mark.parametrize("params", [{"days": 0}, {"days": 367}, {"days": "week"}])
-def test_activity_rejects_a_bad_window(
-    client: TestClient, owner: User, workspace: Workspace, params: dict[str, object]
-) -> None:
-    response = client.get(f"/api/v1/workspaces/{workspace.id}/activity", params=params, headers=auth(owner))
-
-    assert response.status_code == 422
-    assert response.json()["error"] == "validation_error"
-
-
 @pytest.mark.parametrize(
-    "params", [{"actor_id": "alice"}, {"since": "yesterday"}, {"cursor": "not-a-cursor"}, {"limit": 0}]
+    ("path", "params"),
+    [
+        pytest.param("/audit-events", {"actor_id": "alice"}, id="events-actor-not-a-uuid"),
+        pytest.param("/audit-events", {"since": "yesterday"}, id="events-since-not-a-time"),
+        pytest.param("/audit-events", {"cursor": "not-a-cursor"}, id="events-malformed-cursor"),
+        pytest.param("/audit-events", {"limit": 0}, id="events-limit-zero"),
+        pytest.param("/activity", {"days": 0}, id="activity-zero-days"),
+        pytest.param("/activity", {"days": 367}, id="activity-over-a-year"),
+        pytest.param("/activity", {"days": "week"}, id="activity-days-not-a-number"),
+    ],
 )
-def test_events_reject_bad_filters(
-    client: TestClient, owner: User, workspace: Workspace, params: dict[str, object]
+def test_a_bad_filter_or_window_is_422(
+    client: TestClient, owner: User, workspace: Workspace, path: str, params: dict[str, object]
 ) -> None:
-    response = client.get(events_url(workspace), params=params, headers=auth(owner))
+    response = client.get(f"/api/v1/workspaces/{workspace.id}{path}", params=params, headers=auth(owner))
 
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"

@@ -11,7 +11,7 @@ from src.api.v1.models.login_failure import LoginFailure
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core import security
 from src.core.config import get_settings
-from src.core.databases import get_engine
+from src.core.engines import get_engine
 from src.core.request_context import RequestContext, _current
 from src.services import login_throttle
 from tests.api.conftest import PASSWORD, MakeUser

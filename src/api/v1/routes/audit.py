@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator
 
 from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
-from src.api.errors import error_responses
+from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
 from src.core.pagination import Page

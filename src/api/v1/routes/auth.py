@@ -5,10 +5,10 @@ from typing import Annotated
 import anyio.to_thread
 from fastapi import APIRouter, Form, Request
 
-from src.api.errors import error_responses
+from src.api.dependencies import request_sessions
+from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import Token
-from src.core.sessions import RequestSessions
 from src.services import users
 
 router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
@@ -25,7 +25,7 @@ async def issue_token(
 
     Repeated failures lock the account, and the client address, out for a while: 429 with Retry-After.
     """
-    sessions: RequestSessions = request.app.state.sessions
+    sessions = request_sessions(request, "core")
     # Two short units of work around the password check: a hash takes a quarter second, and while it
     # runs the log-in holds no connection, no lock (SQLite's write lock included) and no worker thread.
     async with sessions.unit_of_work(reads_only=True) as session:

@@ -5,7 +5,7 @@ import uuid
 from fastapi import APIRouter, Response, status
 
 from src.api.dependencies import CallerWorkspace, PageParams, SessionDep
-from src.api.errors import error_responses
+from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
 from src.core.pagination import Page

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, status
 
 from src.api.dependencies import CurrentUser, SessionDep
-from src.api.errors import error_responses
+from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
 from src.services import users

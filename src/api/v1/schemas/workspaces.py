@@ -6,10 +6,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from src.api.v1.models.user import User
-from src.api.v1.models.workspace import WorkspaceBase
+from src.api.v1.models.workspace import Workspace, WorkspaceBase
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.api.v1.schemas.fields import Email, WorkspaceName
-from src.services.workspaces import WorkspaceAccess
 
 
 class WorkspaceCreate(WorkspaceBase):
@@ -30,9 +29,8 @@ class WorkspacePublic(WorkspaceBase):
     role: Role
 
     @classmethod
-    def of(cls, access: WorkspaceAccess) -> "WorkspacePublic":
-        workspace = access.workspace
-        return cls(id=workspace.id, name=workspace.name, created_at=workspace.created_at, role=access.role)
+    def of(cls, workspace: Workspace, role: Role) -> "WorkspacePublic":
+        return cls(id=workspace.id, name=workspace.name, created_at=workspace.created_at, role=role)
 
 
 class MemberCreate(BaseModel):

@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from alembic.script import ScriptDirectory
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from src.core.config import project_path
+from src.core.config import get_settings, project_path
 from src.core.databases import Database, database_error_reason, mask_url
-from src.core.migration_lock import timeout_reason
 from src.core.schema_versions import script_directory
+from src.migrate.migration_lock import timeout_reason
 
 
 class MigrateError(Exception):
@@ -70,6 +69,10 @@ class FailedRevision:
         )
 
 
+def versions_folder() -> Path:
+    return Path(script_directory().versions).resolve()
+
+
 def failed_revision(tb: TracebackType | None, versions: Path) -> FailedRevision | None:
     """The innermost frame of a traceback that runs a revision file: where the revision failed."""
     found = None
@@ -79,26 +82,6 @@ def failed_revision(tb: TracebackType | None, versions: Path) -> FailedRevision 
             found = FailedRevision(str(tb.tb_frame.f_globals.get("revision")), path, tb.tb_lineno)
         tb = tb.tb_next
     return found
-
-
-def versions_folder() -> Path:
-    return Path(script_directory().versions).resolve()
-
-
-def load_scripts() -> ScriptDirectory:
-    """The revision files, read; a file that cannot be read is one line naming it."""
-    scripts = script_directory()
-    try:
-        scripts.revision_map.heads  # noqa: B018 -- reading it loads every revision file
-    except SyntaxError as error:
-        where = f"{project_path(error.filename)}:{error.lineno}" if error.filename else "a revision file"
-        raise MigrateError(f"{where}: cannot read the revision: {error.msg}") from error
-    except Exception as error:
-        revision = failed_revision(error.__traceback__, versions_folder())
-        if revision is None:
-            raise
-        raise RevisionFailed(f"{revision} cannot be loaded", f"{type(error).__name__}: {error}") from error
-    return scripts
 
 
 def revision_failure(database: Database, revision: FailedRevision, error: Exception) -> RevisionFailed:
@@ -132,9 +115,8 @@ def reporting_errors(database: Database) -> Iterator[None]:
         if revision is not None:
             raise revision_failure(database, revision, error) from error
         if isinstance(error, OperationalError):
-            raise MigrateError(
-                f"{database.name}: cannot use {mask_url(database.url)}: {database_error_reason(error)}"
-            ) from error
+            url = mask_url(get_settings().database_url(database.name))
+            raise MigrateError(f"{database.name}: cannot use {url}: {database_error_reason(error)}") from error
         if isinstance(error, DBAPIError):
             raise MigrateError(f"{database.name}: database error: {database_error_reason(error)}") from error
         raise
