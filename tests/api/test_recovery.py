@@ -95,12 +95,12 @@ def test_requests_succeed_after_postgresql_kills_every_connection(migrated_datab
         assert client.get("/api/v1/users/me", headers=headers).status_code == 200
         admin = create_engine(migrated_databases["core"], isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
-            killed = connection.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
+            others = " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            killed = connection.execute(text("SELECT count(pg_terminate_backend(pid))" + others)).scalar_one()
+            # pg_terminate_backend only signals: each backend says goodbye, and is gone, a moment later.
+            deadline = time.monotonic() + 10
+            while connection.execute(text("SELECT count(*)" + others)).scalar_one() and time.monotonic() < deadline:
+                time.sleep(0.01)
         admin.dispose()
 
         statuses = [client.get("/api/v1/users/me", headers=headers).status_code for _ in range(5)]
