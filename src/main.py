@@ -23,6 +23,7 @@ from src.core.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from src.core.schema_versions import script_directory
 from src.core.sessions import RequestSessions, size_worker_threads
 from src.services.audit_relay import relay_forever
+from src.services.readiness import RecentReadiness
 
 
 @asynccontextmanager
@@ -33,6 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     scripts = script_directory()
     scripts.get_heads()
     app.state.schema_scripts = scripts
+    app.state.readiness = RecentReadiness(scripts, max_age=get_settings().readiness_cache_seconds)
     # Admission to each database follows its pool (src/core/sessions.py); the dependencies find them by name.
     app.state.sessions = {name: RequestSessions.for_database(name) for name in DATABASES}
     size_worker_threads(sessions.capacity for sessions in app.state.sessions.values())
@@ -58,7 +60,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.effective_log_format, settings.log_level)
-    app = FastAPI(title="FastAPI starter", lifespan=lifespan)
+    docs = settings.serves_docs
+    app = FastAPI(
+        title="FastAPI starter",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     register_error_handler(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -75,6 +75,12 @@ def serve(host: str, port: int) -> int:
 
         settings = get_settings()
         configure_logging(settings.effective_log_format, settings.log_level)
+        if "environment" not in settings.model_fields_set:
+            # Unset, it would be local: the example secret key and any Host header accepted.
+            return fail(
+                "make serve runs as production does: set ENVIRONMENT (production or staging; local or test to try it"
+                " with the example settings)"
+            )
         sqlite = any(url.startswith("sqlite") for url in get_settings().database_urls().values())
         workers = worker_count(sqlite=sqlite, cores=usable_cores())
     except ValidationError as error:

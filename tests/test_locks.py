@@ -77,7 +77,7 @@ def test_the_service_lock_alone_migrates_and_serves(tmp_path: Path) -> None:
     python = str(venv / "bin" / "python")
     pip = [sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--no-compile", "-r", "requirements.lock"], cwd=PROJECT_ROOT, check=True, timeout=300)
-    env = os.environ | {"SETTINGS_FILE": os.devnull}
+    env = os.environ | {"SETTINGS_FILE": os.devnull, "ENVIRONMENT": "local"}
     env |= url_variables(sqlite_urls(tmp_path))
     migrated = subprocess.run(
         [python, "-m", "src.migrate", "upgrade"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True

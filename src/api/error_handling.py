@@ -66,6 +66,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: ERROR_RESPONSES[status] for status in statuses}
 
 
+# PostgreSQL's deadlock_detected and serialization_failure.
+_CONCURRENT_CHANGE = frozenset({"40P01", "40001"})
+
 _HTTP_CODES = {
     400: "bad_request",
     401: "not_authenticated",
@@ -161,6 +164,11 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         logger.warning("database refused a change: %s", violated)
         detail = f"the database refused the change: it violates {violated}"
         return _json(409, ErrorResponse(error="constraint_violation", detail=detail))
+    if isinstance(error, OperationalError) and getattr(error.orig, "pgcode", None) in _CONCURRENT_CHANGE:
+        # Two transactions got in each other's way and the database rolled one back: the state is fine, try again.
+        logger.warning("concurrent change refused: %s", database_error_reason(error))
+        detail = "another request changed the same data at the same time; nothing was changed, try again"
+        return _json(409, ErrorResponse(error="concurrent_change", detail=detail))
     if isinstance(error, OperationalError | PoolTimeout):
         # The database is down, unreachable or saturated: the client may retry; the server log names the cause.
         reason = database_error_reason(error) if isinstance(error, OperationalError) else str(error)

@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response, status
 from pydantic import BaseModel
 
-from src.services.readiness import Readiness, check_readiness
+from src.services.readiness import Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -28,8 +28,10 @@ async def health() -> Response:
 @router.get("/ready", responses={503: {"model": Readiness}})
 @router.head("/ready", include_in_schema=False)
 def ready(request: Request, response: Response) -> Readiness:
-    """200 when the service can serve (ready, or degraded without audit); 503 otherwise."""
-    readiness = check_readiness(request.app.state.schema_scripts)
+    """200 when the service can serve (ready, or degraded without audit); 503 otherwise.
+
+    As checked at most READINESS_CACHE_SECONDS ago."""
+    readiness: Readiness = request.app.state.readiness.get()
     if readiness.status == "not_ready":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return readiness

@@ -1,19 +1,20 @@
 """``GET /metrics``: Prometheus text, outside the versioned API; METRICS_ENABLED=false leaves it out."""
 
+import hmac
 from collections.abc import Iterator
 
-from alembic.script import ScriptDirectory
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import DBAPIError
 
-from src.core.databases import DATABASES
+from src.core.config import get_settings
+from src.core.errors import Unauthorized
 from src.core.metrics import collected_registry
 from src.core.timestamps import utcnow
 from src.services.audit_relay import outbox_state
-from src.services.readiness import check_database
+from src.services.readiness import RecentReadiness
 
 router = APIRouter(tags=["health"])
 
@@ -21,8 +22,8 @@ router = APIRouter(tags=["health"])
 class DatabaseCollector(Collector):
     """What the databases say at scrape time: whether each answers and its schema, the outbox and its lag."""
 
-    def __init__(self, scripts: ScriptDirectory) -> None:
-        self.scripts = scripts
+    def __init__(self, readiness: RecentReadiness) -> None:
+        self.readiness = readiness
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("database_up", "1 when the database answers", labels=["database"])
@@ -31,8 +32,7 @@ class DatabaseCollector(Collector):
             "Always 1; the revision recorded in the database, this code's head and the readiness status",
             labels=["database", "revision", "head", "status"],
         )
-        for name in DATABASES:
-            state = check_database(name, self.scripts)
+        for name, state in self.readiness.get().databases.items():
             up.add_metric([name], 0 if state.status == "unreachable" else 1)
             revision = "+".join(state.revisions) if state.revisions is not None else ""
             schema.add_metric([name, revision, "+".join(state.heads), state.status], 1)
@@ -49,7 +49,10 @@ class DatabaseCollector(Collector):
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
+    token = get_settings().metrics_token
+    if token and not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
+        raise Unauthorized("send Authorization: Bearer <METRICS_TOKEN> to read the metrics")
     registry = CollectorRegistry()
     registry.register(collected_registry())
-    registry.register(DatabaseCollector(request.app.state.schema_scripts))
+    registry.register(DatabaseCollector(request.app.state.readiness))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -135,6 +135,13 @@ class Settings(BaseSettings):
 
     # GET /metrics in the Prometheus text format (src/api/metrics.py); restrict who reaches it at the proxy.
     metrics_enabled: bool = True
+    # When set, GET /metrics answers only a scraper sending "Authorization: Bearer <this token>".
+    metrics_token: str = ""
+    # /ready and /metrics report the databases as checked at most this long ago: a flood of probes costs each
+    # database one check per interval.
+    readiness_cache_seconds: float = Field(default=1.0, ge=0)
+    # The interactive API docs (/docs, /redoc, /openapi.json): on in local and test, off elsewhere unless set.
+    docs_enabled: bool | None = None
 
     # Log-in throttling (src/services/login_throttle.py). After the limit of failures, an account or a client
     # address is locked out for LOGIN_LOCKOUT_SECONDS, doubled for each further failure up to the window; its
@@ -187,6 +194,10 @@ class Settings(BaseSettings):
     def for_development(self) -> bool:
         """local and test: example secrets, any host and text logs are allowed there, and nowhere else."""
         return self.environment in ("local", "test")
+
+    @property
+    def serves_docs(self) -> bool:
+        return self.docs_enabled if self.docs_enabled is not None else self.for_development
 
     @property
     def effective_log_format(self) -> Literal["text", "json"]:

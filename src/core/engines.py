@@ -39,8 +39,10 @@ def _discard_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: An
     message, then end of file), so one non-blocking poll of its socket tells, without the
     round trip of ``pool_pre_ping``. SQLAlchemy discards the connection and checks out another.
     """
-    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
-    if readable or dbapi_connection.closed:
+    # poll(), not select(): select() refuses descriptors above 1023, which a busy worker's connections reach.
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0) or dbapi_connection.closed:
         raise DisconnectionError("the server closed this pooled connection")
 
 

@@ -11,13 +11,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.user import User
+from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.databases import unique_violation_columns
 from src.core.errors import Conflict, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
 from src.core.text import fold
 from src.services.audit_log import Target
-from src.services.workspaces import WorkspaceAccess, record, require_role
+from src.services.workspaces import WorkspaceAccess, WorkspaceNotFound, lock_memberships, record, require_role
 
 
 class MemberNotFound(NotFound):
@@ -75,15 +76,17 @@ def add_member(
     if _membership_row(session, workspace_id=actor.workspace.id, user_id=user.id) is not None:
         raise AlreadyMember(f"{user.username} is already a member of this workspace")
     membership = WorkspaceMember(workspace_id=actor.workspace.id, user_id=user.id, role=role)
-    session.add(membership)
-    username = user.username  # read now: a failed flush expires what the session loaded
     try:
-        session.flush()
+        # A savepoint: after a refused insert the request's transaction can still ask why.
+        with session.begin_nested():
+            session.add(membership)
     except IntegrityError as error:
         # Added by a concurrent request between the check above and this insert; any other violation is its own.
-        if unique_violation_columns(error, _MEMBERS) != _MEMBERSHIP_KEY:
-            raise
-        raise AlreadyMember(f"{username} is already a member of this workspace") from None
+        if unique_violation_columns(error, _MEMBERS) == _MEMBERSHIP_KEY:
+            raise AlreadyMember(f"{user.username} is already a member of this workspace") from None
+        if session.get(Workspace, actor.workspace.id, populate_existing=True) is None:
+            raise WorkspaceNotFound("the workspace was deleted") from None
+        raise
     record(session, actor, "workspace.member_added", Target("user", user.id), {"role": role})
     return MemberWithUser(membership=membership, user=user)
 
@@ -103,6 +106,7 @@ def _find_user(session: Session, *, user_id: uuid.UUID | None, email: str | None
 def change_role(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID, role: Role) -> MemberWithUser:
     """Give a member another role; owners only when the owner role is granted or taken away."""
     require_role(actor, Role.ADMIN)
+    lock_memberships(session, actor.workspace.id)
     member = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id)
     target = member.membership
     if Role.OWNER in (role, target.role):
@@ -127,6 +131,7 @@ def remove_member(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUI
     leaving = user_id == actor.user_id
     if not leaving:
         require_role(actor, Role.ADMIN)
+    lock_memberships(session, actor.workspace.id)
     target = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id).membership
     if target.role == Role.OWNER:
         if not leaving:

@@ -1,6 +1,8 @@
 """Whether each database answers and its schema matches this code's migrations, and how far audit delivery lags."""
 
 import logging
+import threading
+import time
 from typing import Literal
 
 from alembic.script import ScriptDirectory
@@ -78,6 +80,23 @@ def check_database(name: str, scripts: ScriptDirectory) -> DatabaseReadiness:
 # written so that the previous code keeps working (make migrate-lint); taking old instances out would stop the service.
 # Post-deploy revisions wait for the new code to serve everywhere: it must be ready without them.
 SERVING = {"ok", "post_deploy_pending", "unknown_revision"}
+
+
+class RecentReadiness:
+    """The last readiness check, reused for ``max_age`` seconds: however many probes and scrapes arrive, each
+    database is checked once per interval. One caller checks while the others wait for its answer."""
+
+    def __init__(self, scripts: ScriptDirectory, *, max_age: float) -> None:
+        self._scripts = scripts
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._checked: tuple[float, Readiness] | None = None
+
+    def get(self) -> Readiness:
+        with self._lock:
+            if self._checked is None or time.monotonic() - self._checked[0] >= self._max_age:
+                self._checked = (time.monotonic(), check_readiness(self._scripts))
+            return self._checked[1]
 
 
 def check_readiness(scripts: ScriptDirectory) -> Readiness:

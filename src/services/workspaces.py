@@ -119,3 +119,10 @@ def delete_workspace(session: Session, actor: WorkspaceAccess) -> None:
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == actor.workspace.id))
     session.delete(actor.workspace)
     session.flush()
+
+
+def lock_memberships(session: Session, workspace_id: uuid.UUID) -> None:
+    """Make changes to a workspace's members take turns (PostgreSQL): each first locks the workspace's row, so that
+    two of them never lock the members' rows in opposite orders and deadlock. Adding a member does not wait."""
+    # key_share: FOR NO KEY UPDATE, which the foreign key check of a new member's row does not wait for.
+    session.exec(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update(key_share=True))

@@ -28,6 +28,7 @@ from src.core.security import create_access_token
 from src.core.sessions import RequestSessions
 from src.main import create_app
 from src.services import users, workspaces
+from src.services.readiness import RecentReadiness
 from tests.conftest import DIALECTS, create_postgres_databases, drop_postgres_databases, point_settings_at, sqlite_urls
 
 PASSWORD = "correct horse battery"
@@ -105,7 +106,9 @@ def create_test_app() -> FastAPI:
 def shared_app() -> FastAPI:
     # One app for the run: FastAPI prepares its routes on the first request, which is worth doing once.
     app = create_test_app()
-    app.state.schema_scripts = script_directory()  # as the lifespan would
+    # As the lifespan would.
+    app.state.schema_scripts = script_directory()
+    app.state.readiness = RecentReadiness(app.state.schema_scripts, max_age=0)
     return app
 
 

@@ -48,3 +48,13 @@ def test_every_request_a_database_admits_has_a_worker_thread(monkeypatch: pytest
 
     assert {name: admitted.capacity for name, admitted in sessions.items()} == dict.fromkeys(DATABASES, 30)
     assert threads == 30 * len(DATABASES) + SPARE_WORKER_THREADS
+
+
+@pytest.mark.parametrize("served", [True, False])
+def test_the_interactive_docs_can_be_turned_off(monkeypatch: pytest.MonkeyPatch, served: bool) -> None:
+    monkeypatch.setattr(get_settings(), "docs_enabled", served)
+    client = TestClient(create_app())
+
+    statuses = [client.get(path).status_code for path in ("/docs", "/redoc", "/openapi.json")]
+
+    assert statuses == [200 if served else 404] * 3

@@ -11,23 +11,24 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 import uvicorn
 from alembic import command
-from sqlalchemy import create_engine, text
-from sqlmodel import Session, func, select
+from sqlalchemy import create_engine, delete, text
+from sqlmodel import Session, col, func, select
 
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.config import get_settings
 from src.core.engines import get_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import hashing_threads
 from src.main import create_app
-from src.services import users
+from src.services import users, workspaces
 from tests.api.conftest import PASSWORD, auth
 from tests.conftest import DatabaseUrls, server_in_thread
 
@@ -240,3 +241,95 @@ def test_connections_killed_under_load_fail_only_requests_in_flight(
     assert {reply.status_code for reply in in_flight} <= {200, 503}
     assert all(reply.json()["error"] == "database_unavailable" for reply in in_flight if reply.status_code == 503)
     assert [reply.status_code for reply in after] == [200] * 20
+
+
+def owned_workspace(live_server: LiveServer) -> Workspace:
+    """A workspace of the live server's user, who owns it."""
+    with Session(get_engine("core")) as session:
+        owner = session.exec(select(User).where(User.username == "load")).one()
+        workspace = workspaces.create_workspace(session, owner_id=owner.id, name="Race").workspace
+        session.commit()
+        session.refresh(workspace)
+        return workspace
+
+
+def test_simultaneous_adds_of_one_member_add_it_once(live_server: LiveServer) -> None:
+    workspace = owned_workspace(live_server)
+    with Session(get_engine("core")) as session:
+        users.register_user(
+            session, email="bob@example.com", username="bob", password=PASSWORD, first_name="Bo", last_name="B"
+        )
+        session.commit()
+    add: Request = (
+        "POST",
+        f"/api/v1/workspaces/{workspace.id}/members",
+        {"email": "bob@example.com", "role": "member"},
+    )
+
+    responses = asyncio.run(send_all(live_server, [add] * 10))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [201] + [409] * 9, [response.body for response in responses]
+    assert {response.json()["error"] for response in responses if response.status_code == 409} == {"already_member"}
+
+
+def as_user(live_server: LiveServer, user: User) -> LiveServer:
+    return replace(live_server, headers=auth(user))
+
+
+def test_two_owners_demoting_each_other_at_once_take_turns(live_server: LiveServer) -> None:
+    workspace = owned_workspace(live_server)
+    with Session(get_engine("core")) as session:
+        owner = session.exec(select(User).where(User.username == "load")).one()
+        other = users.register_user(
+            session, email="bo@example.com", username="bo", password=PASSWORD, first_name="Bo", last_name="B"
+        )
+        session.add(WorkspaceMember(workspace_id=workspace.id, user_id=other.id, role=Role.OWNER))
+        session.commit()
+        session.refresh(owner)
+        session.refresh(other)
+    members = f"/api/v1/workspaces/{workspace.id}/members"
+
+    async def both() -> tuple[Reply, Reply]:
+        async with asyncio.timeout(30):
+            return await asyncio.gather(
+                send(as_user(live_server, owner), "PATCH", f"{members}/{other.id}", {"role": "admin"}),
+                send(as_user(live_server, other), "PATCH", f"{members}/{owner.id}", {"role": "admin"}),
+            )
+
+    replies = asyncio.run(both())
+
+    # The second finds itself demoted already (403), or, having passed its check first, the last owner (409).
+    [refused] = [reply for reply in replies if reply.status_code != 200]
+    assert (refused.status_code, refused.json()["error"]) in {(403, "insufficient_role"), (409, "last_owner")}
+    with Session(get_engine("core")) as session:
+        roles = session.exec(select(WorkspaceMember.role).where(WorkspaceMember.workspace_id == workspace.id)).all()
+    assert sorted(roles) == sorted([Role.OWNER, Role.ADMIN])
+
+
+def test_adding_a_member_to_a_workspace_deleted_meanwhile_is_404(
+    live_server: LiveServer, configured_databases: DatabaseUrls
+) -> None:
+    workspace = owned_workspace(live_server)
+    with Session(get_engine("core")) as session:
+        users.register_user(
+            session, email="cy@example.com", username="cy", password=PASSWORD, first_name="Cy", last_name="C"
+        )
+        session.commit()
+    add: Request = ("POST", f"/api/v1/workspaces/{workspace.id}/members", {"email": "cy@example.com", "role": "member"})
+    deleter = create_engine(configured_databases["core"])
+
+    async def add_while_deleting() -> Reply:
+        with deleter.connect() as connection:
+            # The deletion holds its locks, uncommitted, while the add arrives; then it commits.
+            connection.execute(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == workspace.id))
+            connection.execute(delete(Workspace).where(col(Workspace.id) == workspace.id))
+            adding = asyncio.create_task(send(live_server, *add))
+            await asyncio.sleep(0.5)
+            connection.commit()
+        return await adding
+
+    reply = asyncio.run(add_while_deleting())
+    deleter.dispose()
+
+    assert (reply.status_code, reply.json()["error"]) == (404, "workspace_not_found")

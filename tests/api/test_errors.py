@@ -1,14 +1,20 @@
 """Every error a client can get has one JSON shape, with a stable code and no stack trace."""
 
+import asyncio
+import json
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.exc import OperationalError
 from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from src.api.allowed_hosts import AllowedHostsMiddleware
+from src.api.error_handling import handle_error
 from src.core.config import get_settings
 from src.main import create_app
 from tests.api.conftest import create_test_app
@@ -174,3 +180,43 @@ def test_a_json_body_sent_as_plain_text_is_415(client: TestClient) -> None:
 
     assert response.status_code == 415
     assert response.json() == {"error": "unsupported_media_type", "detail": "send the body as application/json"}
+
+
+def deadlock_error(url: str) -> OperationalError:
+    """What PostgreSQL says to one of two transactions that each wait for the other's row."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE probe (id int PRIMARY KEY, v int)"))
+        connection.execute(text("INSERT INTO probe VALUES (1, 0), (2, 0)"))
+    errors: list[OperationalError] = []
+
+    def update(connection: Connection, row: int) -> None:
+        try:
+            connection.execute(text("UPDATE probe SET v = 1 WHERE id = :id"), {"id": row})
+        except OperationalError as error:
+            errors.append(error)
+            connection.rollback()
+
+    with engine.connect() as first, engine.connect() as second:
+        update(first, 1)
+        update(second, 2)
+        crossing = threading.Thread(target=update, args=(first, 2))
+        crossing.start()
+        update(second, 1)
+        second.rollback()
+        crossing.join(timeout=10)
+        first.rollback()
+    engine.dispose()
+    [error] = errors
+    return error
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_a_deadlock_is_a_409_to_retry_not_the_database_being_down(database_urls: dict[str, str]) -> None:
+    request = Request({"type": "http", "method": "PATCH", "path": "/", "headers": []})
+
+    response = asyncio.run(handle_error(request, deadlock_error(database_urls["core"])))
+
+    assert response.status_code == 409
+    assert json.loads(bytes(response.body))["error"] == "concurrent_change"

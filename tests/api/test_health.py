@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
@@ -14,6 +15,7 @@ from src.core.config import PROJECT_ROOT, get_settings
 from src.core.databases import DATABASES
 from src.core.schema_versions import alembic_config, script_directory
 from src.main import create_app
+from src.services import readiness
 from tests.conftest import UNREACHABLE_URL, DatabaseUrls
 from tests.factories import record
 
@@ -224,3 +226,23 @@ def test_head_answers_on_the_probes(migrated_databases) -> None:
         responses = [client.head(path) for path in ("/health", "/ready")]
 
     assert [(response.status_code, response.content) for response in responses] == [(200, b""), (200, b"")]
+
+
+def test_a_flood_of_probes_checks_each_database_once_per_interval(
+    migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "readiness_cache_seconds", 60)
+    checked: list[str] = []
+    check_database = readiness.check_database
+
+    def counted(name: str, scripts: ScriptDirectory) -> readiness.DatabaseReadiness:
+        checked.append(name)
+        return check_database(name, scripts)
+
+    monkeypatch.setattr(readiness, "check_database", counted)
+
+    with TestClient(create_app()) as client:
+        statuses = [client.get(path).status_code for path in ["/ready", "/metrics"] * 50]
+
+    assert statuses == [200] * 100
+    assert checked == list(DATABASES)

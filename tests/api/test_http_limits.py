@@ -225,3 +225,16 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     assert result.stderr == (
         "error: WEB_CONCURRENCY above 1 needs PostgreSQL: SQLite databases allow one worker process\n"
     )
+
+
+def test_serve_refuses_to_start_without_an_environment(tmp_path: Path) -> None:
+    # Unset, it would run as local: with the example secret key, answering any Host.
+    env = os.environ | {"SETTINGS_FILE": os.devnull} | url_variables(sqlite_urls(tmp_path))
+    env.pop("ENVIRONMENT", None)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "src.serve"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: make serve runs as production does: set ENVIRONMENT")

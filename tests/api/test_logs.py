@@ -13,6 +13,7 @@ from src.core.config import get_settings
 from src.core.databases import DATABASES
 from src.core.logs import HANDLER_NAME, JsonFormatter, TextFormatter
 from src.core.schema_versions import script_directory
+from src.services.readiness import RecentReadiness
 from tests.api.conftest import PASSWORD, MakeUser, create_test_app, join_test_transactions, logged_in
 
 
@@ -85,7 +86,8 @@ def test_probes_are_logged_only_when_they_fail(json_client: LoggedClient, monkey
     json_client.get("/health")
     assert json_client.request_lines() == []
 
-    json_client.app.state.schema_scripts = script_directory()  # type: ignore[attr-defined]  # set by the lifespan
+    # Set by the lifespan.
+    json_client.app.state.readiness = RecentReadiness(script_directory(), max_age=0)  # type: ignore[attr-defined]
     monkeypatch.setattr(get_settings(), "core_database_url", "postgresql://app:pw@127.0.0.1:1/app")
     json_client.get("/ready")
     assert [(line["route"], line["status"]) for line in json_client.request_lines()] == [("/ready", 503)]

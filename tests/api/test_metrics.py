@@ -15,9 +15,11 @@ from sqlalchemy import create_engine, insert, text
 
 from src.core.config import PROJECT_ROOT, get_settings
 from src.core.metrics import forget_dead_processes
+from src.core.schema_versions import script_directory
 from src.core.timestamps import utcnow
 from src.main import create_app
 from src.services.audit_relay import OUTBOX
+from src.services.readiness import RecentReadiness
 from tests.api.conftest import PASSWORD
 from tests.conftest import DatabaseUrls, free_port, url_variables
 
@@ -144,3 +146,16 @@ def test_two_workers_deliver_every_event_once_and_report_together(migrated_datab
         assert value(metrics, "http_requests_total", method="GET", route="/health", status="200") == 20
         assert value(metrics, "audit_relay_delivered_events_total") == events
         assert value(metrics, "audit_outbox_backlog") == 0
+
+
+def test_metrics_can_ask_for_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "metrics_token", "s" * 40)
+    monkeypatch.setattr(get_settings(), "core_database_url", "postgresql://app:pw@127.0.0.1:1/app")
+    client = TestClient(create_app())
+    client.app.state.readiness = RecentReadiness(script_directory(), max_age=0)  # type: ignore[attr-defined]
+
+    refused = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {'s' * 40}"})
+
+    assert (refused.status_code, refused.json()["error"]) == (401, "not_authenticated")
+    assert scraped.status_code == 200 and "http_requests_total" in scraped.text

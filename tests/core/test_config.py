@@ -221,3 +221,9 @@ def test_password_hash_concurrency_defaults_to_the_usable_cores_also_without_aff
 
     monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
     assert settings_from(monkeypatch).password_hash_concurrency == os.cpu_count()
+
+
+def test_the_interactive_docs_are_off_outside_local_and_test_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from(monkeypatch, ENVIRONMENT="test").serves_docs
+    assert not settings_from(monkeypatch, **PRODUCTION).serves_docs
+    assert settings_from(monkeypatch, **PRODUCTION, DOCS_ENABLED="true").serves_docs

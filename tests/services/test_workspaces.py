@@ -4,6 +4,7 @@ import threading
 import uuid
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from src.api.v1.models.outbox_event import OutboxEvent
@@ -90,3 +91,49 @@ def test_two_owners_leaving_at_once_leave_one_owner(migrated_databases: Database
     with Session(get_engine("core")) as session:
         owners = session.exec(select(WorkspaceMember).where(WorkspaceMember.workspace_id == workspace_id)).all()
     assert [(member.user_id, member.role) for member in owners] == [(second_id, "owner")]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
+def test_membership_changes_lock_the_workspace_before_any_member(migrated_databases: DatabaseUrls) -> None:
+    """Two owners demoting each other at once deadlocked: each locked the other's row, then all the owners'.
+    Every change now locks the workspace's row first, so a second change waits there holding no member's row."""
+    workspace_id, first_id, second_id = workspace_of_two(Role.OWNER)
+    outcome: list[str] = []
+
+    def demote_first() -> None:
+        with Session(get_engine("core")) as other:
+            other.connection().exec_driver_sql("SET application_name = 'second owner'")
+            actor = workspaces.get_access(other, workspace_id=workspace_id, user_id=second_id)
+            try:
+                members.change_role(other, actor, user_id=first_id, role=Role.ADMIN)
+                other.commit()
+                outcome.append("changed")
+            except LastOwner:
+                outcome.append("last owner")
+
+    with Session(get_engine("core")) as session:
+        actor = workspaces.get_access(session, workspace_id=workspace_id, user_id=first_id)
+        members.change_role(session, actor, user_id=second_id, role=Role.ADMIN)
+        waiting = threading.Thread(target=demote_first)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive()
+        with Session(get_engine("core")) as observer:
+            # FOR UPDATE takes RowShareLock on the table it reads: none yet on the members.
+            locks = (
+                observer.connection()
+                .execute(
+                    text(
+                        "SELECT c.relname, l.mode, l.granted FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+                        " JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.application_name = 'second owner'"
+                    )
+                )
+                .all()
+            )
+        session.commit()
+    waiting.join(timeout=10)
+
+    assert ("workspace_members", "RowShareLock", True) not in locks
+    assert ("workspaces", "RowShareLock", True) in locks
+    assert outcome == ["last owner"]

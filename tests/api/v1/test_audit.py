@@ -204,6 +204,7 @@ def test_activity_counts_per_utc_day_and_action(
         pytest.param("/audit-events", {"since": "yesterday"}, id="events-since-not-a-time"),
         pytest.param("/audit-events", {"cursor": "not-a-cursor"}, id="events-malformed-cursor"),
         pytest.param("/audit-events", {"limit": 0}, id="events-limit-zero"),
+        pytest.param("/audit-events", {"action": "\x00"}, id="events-action-with-a-nul"),
         pytest.param("/activity", {"days": 0}, id="activity-zero-days"),
         pytest.param("/activity", {"days": 367}, id="activity-over-a-year"),
         pytest.param("/activity", {"days": "week"}, id="activity-days-not-a-number"),

@@ -11,6 +11,7 @@ from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
+from src.api.v1.schemas.fields import SearchText
 from src.core.pagination import Page
 from src.services import audit_log
 
@@ -33,7 +34,7 @@ def list_audit_events(
     workspace_id: AuditedWorkspaceId,
     page: PageParams,
     audit_session: AuditSessionDep,
-    action: Annotated[str | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
+    action: Annotated[SearchText | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
     actor_id: uuid.UUID | None = None,
     since: Annotated[UtcTime | None, Query(description="from this time on (UTC when no zone is given)")] = None,
     until: Annotated[UtcTime | None, Query(description="before this time (UTC when no zone is given)")] = None,

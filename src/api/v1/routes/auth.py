@@ -3,11 +3,12 @@
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Request, Response
 
 from src.api.dependencies import request_sessions
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
+from src.api.v1.schemas.fields import SearchText
 from src.api.v1.schemas.users import Token
 from src.services import users
 
@@ -17,7 +18,8 @@ router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
 @router.post("/token", responses=error_responses(400, 401, 422, 429))
 async def issue_token(
     request: Request,
-    username: Annotated[str, Form(min_length=1, max_length=320, description="the username or the email")],
+    response: Response,
+    username: Annotated[SearchText, Form(min_length=1, max_length=320, description="the username or the email")],
     password: Annotated[str, Form(min_length=1, max_length=128)],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> Token:
@@ -33,4 +35,7 @@ async def issue_token(
     succeeded = await users.password_matches(attempt, password)
     async with sessions.unit_of_work() as session:
         token = await anyio.to_thread.run_sync(lambda: users.record_login(session, attempt, succeeded=succeeded))
+    # RFC 6749 5.1: a response carrying a token is never stored by a cache.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     return Token(access_token=token.token, expires_in=token.expires_in)

@@ -14,8 +14,12 @@ def _without_control_characters(value: str) -> str:
     return value
 
 
+def _nfc(value: Any) -> Any:
+    # Before the length is checked: normalising can lengthen a string (U+FB2C is three characters in NFC).
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+
 def _displayable_name(value: str) -> str:
-    value = unicodedata.normalize("NFC", value)
     problem = problem_with_name(value)
     if problem:
         raise ValueError(problem)
@@ -26,15 +30,19 @@ def _folded(value: Any) -> Any:
     return fold(value) if isinstance(value, str) else value
 
 
-Email = Annotated[EmailStr, AfterValidator(fold)]
+# Folding can lengthen an address ("ß" is "ss"): the column's limit is checked on the folded form.
+Email = Annotated[EmailStr, AfterValidator(fold), StringConstraints(max_length=320)]
 Username = Annotated[
     str,
     BeforeValidator(_folded),
     StringConstraints(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$"),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_without_control_characters)]
+# Text a request looks something up by (a login, a filter): control characters, NUL among them, are refused.
+SearchText = Annotated[str, AfterValidator(_without_control_characters)]
 PersonName = Annotated[
     str,
+    BeforeValidator(_nfc),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_displayable_name),
 ]
