@@ -10,6 +10,7 @@ PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
 """
 
 import argparse
+import ipaddress
 import os
 import sys
 import tempfile
@@ -37,6 +38,20 @@ def worker_count(*, sqlite: bool, cores: int) -> int:
             raise ValueError("WEB_CONCURRENCY above 1 needs PostgreSQL: SQLite databases allow one worker process")
         return 1
     return int(given) if given else cores
+
+
+def dual_stack(addresses: str) -> str:
+    """FORWARDED_ALLOW_IPS as a server on ``::`` sees them too: an IPv4 proxy connects as ``::ffff:a.b.c.d``."""
+    given = [address.strip() for address in addresses.split(",") if address.strip()]
+    mapped = []
+    for address in given:
+        try:
+            network = ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            continue  # "*", or a name uvicorn matches as written
+        if network.version == 4:
+            mapped.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+    return ",".join(given + mapped)
 
 
 @contextmanager
@@ -97,7 +112,7 @@ def serve(host: str, port: int) -> int:
         access_log=False,
         server_header=False,
         proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        forwarded_allow_ips=dual_stack(settings.forwarded_allow_ips),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,  # configured above, and by the app in each worker (src/core/logs.py)
     )

@@ -9,7 +9,9 @@ from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import WorkspaceMember
 from src.core.engines import get_engine
+from src.core.security import hash_password
 from src.core.timestamps import utcnow
+from src.services import users
 
 
 def record(count: int, *, start_minutes_ago: int = 60) -> list[uuid.UUID]:
@@ -56,3 +58,15 @@ def user_row(username: str, **overrides: object) -> dict[str, object]:
         "is_active": True,
         "created_at": utcnow(),
     } | overrides
+
+
+def register(session: Session, name: str, password: str = "correct horse battery") -> User:
+    """A user named ``name`` (email name@example.com), registered through the service."""
+    return users.register_user(
+        session,
+        email=f"{name}@example.com",
+        username=name,
+        hashed_password=hash_password(password),
+        first_name=name.title(),
+        last_name="Tester",
+    )

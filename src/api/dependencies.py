@@ -21,6 +21,7 @@ from src.core.databases import get_database
 from src.core.errors import Unauthorized
 from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
 from src.core.request_context import current_request_context
+from src.core.security import TokenClaims, decode_access_token
 from src.core.sessions import RequestSessions
 from src.services import users, workspaces
 from src.services.workspaces import WorkspaceAccess
@@ -61,12 +62,18 @@ AuditSessionDep = Annotated[Session, database_session("audit")]
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-BearerToken = Annotated[str | None, Depends(bearer_token)]
-
-
-def get_current_user(session: SessionDep, token: BearerToken) -> User:
+def get_valid_token(token: Annotated[str | None, Depends(bearer_token)]) -> TokenClaims:
+    """The claims of the request's bearer token, checked (signature, issuer, expiry) before anything else, the body
+    included; whose user they name is read by ``get_current_user``."""
     if token is None:
         raise Unauthorized("not authenticated: send Authorization: Bearer <token> from POST " + TOKEN_URL)
+    return decode_access_token(token)
+
+
+ValidToken = Annotated[TokenClaims, Depends(get_valid_token)]
+
+
+def get_current_user(session: SessionDep, token: ValidToken) -> User:
     user = users.user_for_token(session, token)
     if context := current_request_context():
         context.user_id = user.id  # for the request's log line
@@ -76,7 +83,7 @@ def get_current_user(session: SessionDep, token: BearerToken) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def get_caller_workspace(session: SessionDep, token: BearerToken, workspace_id: uuid.UUID) -> WorkspaceAccess:
+def get_caller_workspace(session: SessionDep, token: ValidToken, workspace_id: uuid.UUID) -> WorkspaceAccess:
     """The workspace as the caller may act on it; 404 when the caller is not a member (or it does not exist).
 
     The caller and the membership in one worker-thread trip. Each action's role rule is decided by its
@@ -89,7 +96,7 @@ def get_caller_workspace(session: SessionDep, token: BearerToken, workspace_id: 
 CallerWorkspace = Annotated[WorkspaceAccess, Depends(get_caller_workspace)]
 
 
-async def get_audited_workspace_id(request: Request, token: BearerToken, workspace_id: uuid.UUID) -> uuid.UUID:
+async def get_audited_workspace_id(request: Request, token: ValidToken, workspace_id: uuid.UUID) -> uuid.UUID:
     """The workspace whose audit trail the caller may read: admins and owners.
 
     Checked in a core unit of work of its own that ends before the audit database is asked, so a

@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     # failures are forgotten once it has had none for LOGIN_FAILURE_WINDOW_SECONDS past its lockout.
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_address: int = Field(default=50, ge=1)
+    # Failures on one account from every address but those it logged in from in LOGIN_KNOWN_ADDRESS_DAYS: a guess
+    # spread over many addresses is stopped, and the owner's own address still gets in.
+    login_failures_per_account_from_anywhere: int = Field(default=100, ge=1)
+    login_known_address_days: int = Field(default=30, ge=1)
+    # Sign-ups per client address before it is refused for LOGIN_LOCKOUT_SECONDS (doubling, as for log-ins).
+    sign_ups_per_address: int = Field(default=20, ge=1)
     login_lockout_seconds: float = Field(default=60.0, gt=0)
     login_failure_window_seconds: float = Field(default=900.0, gt=0)
 
@@ -177,6 +183,11 @@ class Settings(BaseSettings):
     password_hash_parallelism: int = Field(default=4, ge=1)
     # Hashes computed at once; the others wait (src/core/security.py). Default: the cores this process may use.
     password_hash_concurrency: int = Field(default_factory=usable_cores, ge=1)
+    # Hashes waiting or running at once in a worker; past it, password routes answer 503 at once (src/core/security.py).
+    password_hash_queue: int = Field(default=64, ge=1)
+    # Password checks in flight at once per account and per client address, in a worker; more are refused (429)
+    # before they are hashed.
+    password_checks_per_client: int = Field(default=2, ge=1)
 
     # The relay that moves audit events from the core outbox to the audit database (src/services/audit_relay.py).
     audit_relay_enabled: bool = True

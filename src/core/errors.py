@@ -53,9 +53,21 @@ class TooManyAttempts(AppError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
+class Busy(AppError):
+    """Too much password work is waiting already: refused at once, before any of it is done."""
+
+    status_code = 503
+    code = "busy"
+    retry_after_seconds = 1
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
 class WrongPassword(AppError):
     status_code = 400
     code = "wrong_password"
+    keeps_changes = True  # the failed check, counted and recorded
 
 
 class Forbidden(AppError):

@@ -4,6 +4,7 @@ Behind a proxy, set FORWARDED_ALLOW_IPS to the proxy's address (``make serve``)
 so that the client address is the caller's, not the proxy's.
 """
 
+import ipaddress
 import itertools
 import logging
 import re
@@ -50,6 +51,16 @@ class RequestContext:
 _current: ContextVar[RequestContext | None] = ContextVar("request_context", default=None)
 
 
+def client_address(host: str) -> str:
+    """The client's address in one form: an IPv4 client of a dual-stack server (``::ffff:203.0.113.7``) as IPv4."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an address (a test client's name, a Unix socket)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
+
+
 def current_request_context() -> RequestContext | None:
     return _current.get()
 
@@ -75,7 +86,7 @@ class RequestContextMiddleware:
                 user_agent = value[:256].decode("latin-1")
         request_id = given if given and _VALID_REQUEST_ID.fullmatch(given) else new_request_id()
         client = scope.get("client")
-        context = RequestContext(request_id, client[0] if client else None, user_agent)
+        context = RequestContext(request_id, client_address(client[0]) if client else None, user_agent)
         echoed = (_REQUEST_ID_KEY, request_id.encode("latin-1"))
         status = 500  # what the client gets when the app fails before it answers
 

@@ -7,24 +7,27 @@ import os
 import sys
 import threading
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import TypeVar
 
 import jwt
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from src.core.config import get_settings
-from src.core.errors import InvalidToken
+from src.core.errors import Busy, InvalidToken, TooManyAttempts
 from src.core.timestamps import utcnow
 
 # Only this algorithm is accepted when decoding, which rules out "none" and key confusion.
 JWT_ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "iss", "aud", "pwd"]
 HASHING_NICENESS = 10
+T = TypeVar("T")
 
 
 @cache
@@ -67,21 +70,85 @@ def hashing_threads() -> ThreadPoolExecutor:
     return _hashing_threads(get_settings().password_hash_concurrency)
 
 
-def hash_password(password: str) -> str:
-    return hashing_threads().submit(password_hash().hash, password).result()
+class _HashQueue:
+    """Counts the hashes waiting or running in this process; past PASSWORD_HASH_QUEUE, more are refused at once
+    (``Busy``): a flood must not build a queue that every later log-in waits behind."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queued = 0
+
+    def submit(self, function: Callable[..., T], *args: object) -> "Future[T]":
+        with self._lock:
+            if self._queued >= get_settings().password_hash_queue:
+                raise Busy("too many password checks are waiting; retry in a second")
+            self._queued += 1
+        future = hashing_threads().submit(function, *args)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: object) -> None:
+        with self._lock:
+            self._queued -= 1
 
 
-def _verification(password: str, hashed_password: str) -> "Future[bool]":
-    return hashing_threads().submit(password_hash().verify, password, hashed_password)
+_hash_queue = _HashQueue()
+# A forked child has no hashes of its parent's in flight.
+os.register_at_fork(after_in_child=_hash_queue.reset)
 
 
-def verify_password(password: str, hashed_password: str) -> bool:
-    return _verification(password, hashed_password).result()
+async def hash_new_password(password: str) -> str:
+    """A hash of a new password, awaited on the event loop: the wait holds no worker thread, connection or lock."""
+    return await asyncio.wrap_future(_hash_queue.submit(password_hash().hash, password))
 
 
 async def password_matches_hash(password: str, hashed_password: str) -> bool:
-    """``verify_password`` awaited on the event loop: the wait holds no worker thread."""
-    return await asyncio.wrap_future(_verification(password, hashed_password))
+    """Whether the password is the hashed one, awaited on the event loop like ``hash_new_password``."""
+    return await asyncio.wrap_future(_hash_queue.submit(password_hash().verify, password, hashed_password))
+
+
+def hash_password(password: str) -> str:
+    """``hash_new_password`` for code outside requests (scripts, tests): it blocks until the hash is made."""
+    return _hash_queue.submit(password_hash().hash, password).result()
+
+
+def verify_password(password: str, hashed_password: str) -> bool:
+    """``password_matches_hash``, blocking, for code outside requests."""
+    return _hash_queue.submit(password_hash().verify, password, hashed_password).result()
+
+
+class ChecksInFlight:
+    """The password checks each client (an account, an address) has in flight in this process: one more than
+    PASSWORD_CHECKS_PER_CLIENT is refused before its hash starts, so no client can queue up hashing work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    @contextmanager
+    def holding(self, keys: Iterable[str]) -> Iterator[None]:
+        keys = list(keys)
+        with self._lock:
+            if any(self._counts.get(key, 0) >= get_settings().password_checks_per_client for key in keys):
+                raise TooManyAttempts(
+                    "another password check for this account or address is in progress", retry_after_seconds=1
+                )
+            for key in keys:
+                self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                for key in keys:
+                    self._counts[key] -= 1
+                    if not self._counts[key]:
+                        del self._counts[key]
+
+
+checks_in_flight = ChecksInFlight()
 
 
 @cache
@@ -96,7 +163,7 @@ def _verify_against_dummy(password: str) -> None:
 
 async def spend_verification_time(password: str) -> None:
     """Verify against a throwaway hash, so an unknown login takes as long as a wrong password."""
-    await asyncio.wrap_future(hashing_threads().submit(_verify_against_dummy, password))
+    await asyncio.wrap_future(_hash_queue.submit(_verify_against_dummy, password))
 
 
 def password_stamp(password_hash: str) -> str:

@@ -1,9 +1,12 @@
-"""Log-in throttling: failures counted per account and per client address, in the core database.
+"""Log-in throttling: failures counted per account at each client address, per address, and per account from
+the addresses it has not logged in from, in the core database.
 
 Kept in the database, the counts hold across workers and instances. A locked-out
-attempt is refused before its password is hashed. Failures for a login that names
-no user are counted under that login, so throttling behaves the same whether or not
-the account exists.
+attempt is refused before its password is hashed, and writes nothing. Failures for a
+login that names no user are counted under a digest of that login, so throttling
+behaves the same whether or not the account exists. A stranger's failures lock out the
+stranger's address, never the owner's: the account-wide count spares the addresses the
+account has logged in from (docs/decisions/0011-lockouts-spare-the-owner.md).
 """
 
 import ipaddress
@@ -41,20 +44,44 @@ class Lockout:
     retry_after_seconds: int
 
 
-def limits_for(login: str, user_id: uuid.UUID | None) -> tuple[Limit, ...]:
-    # A login naming no user is kept as a digest: it may be anything, a mistyped password included.
-    account = f"account:{user_id}" if user_id else f"login:{sha256(fold(login.strip()).encode()).hexdigest()}"
+def login_digest(login: str) -> str:
+    """How a login that names no user is kept: it may be anything, a password typed in the wrong field included."""
+    return sha256(fold(login.strip()).encode()).hexdigest()
+
+
+def limits_for(session: Session, login: str, user_id: uuid.UUID | None) -> tuple[Limit, ...]:
+    """The counters an attempt is held against: the account at this address, the address, and the account from
+    anywhere unless this address is one the account logged in from."""
+    account = f"account:{user_id}" if user_id else f"login:{login_digest(login)}"
     settings = get_settings()
-    limits = [Limit("account", account, settings.login_failures_per_account)]
     request = current_request_context()
-    if request and request.ip:
-        address = f"address:{client_network(request.ip)}"[:KEY_LENGTH]
-        limits.append(Limit("address", address, settings.login_failures_per_address))
+    network = client_network(request.ip) if request and request.ip else None
+    if network is None:
+        return (Limit("account", account, settings.login_failures_per_account),)
+    limits = [
+        Limit("account", f"{account}|address:{network}"[:KEY_LENGTH], settings.login_failures_per_account),
+        Limit("address", f"address:{network}"[:KEY_LENGTH], settings.login_failures_per_address),
+    ]
+    if session.get(LoginFailure, _known_key(account, network)) is None:
+        limits.append(Limit("account", account, settings.login_failures_per_account_from_anywhere))
     return tuple(limits)
 
 
+def sign_up_limit() -> tuple[Limit, ...]:
+    request = current_request_context()
+    if not request or not request.ip:
+        return ()
+    key = f"sign-up:{client_network(request.ip)}"[:KEY_LENGTH]
+    return (Limit("address", key, get_settings().sign_ups_per_address),)
+
+
+def _known_key(account: str, network: str) -> str:
+    return f"known:{account}|address:{network}"[:KEY_LENGTH]
+
+
 def client_network(address: str) -> str:
-    """An IPv4 address as it is; an IPv6 address as its /64, which one client is usually given whole."""
+    """An IPv4 address as it is; an IPv6 address as its /64, which one client is usually given whole (the request
+    context has already made an IPv4-mapped address IPv4)."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -98,9 +125,11 @@ def current_lockout(session: Session, limits: tuple[Limit, ...], *, lock: bool =
     return max(lockouts, key=lambda lockout: lockout.retry_after_seconds, default=None)
 
 
-def count_failure(session: Session, limits: tuple[Limit, ...]) -> None:
-    """Add one failure to each of ``limits``; concurrent failures are all counted."""
+def count_failure(session: Session, limits: tuple[Limit, ...]) -> list[tuple[Limit, int]]:
+    """Add one failure to each of ``limits``; concurrent failures are all counted. Returns the lockouts this
+    failure began, each with its count of failures."""
     now = utcnow()
+    began = []
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     for limit in limits:
         # The row exists before it is locked, so two first failures at once do not clash on the key.
@@ -113,17 +142,39 @@ def count_failure(session: Session, limits: tuple[Limit, ...]) -> None:
         row.failures = 1 if _forgotten(row, limit.max_failures, now) else row.failures + 1
         row.last_failure_at = now
         session.add(row)
+        if row.failures >= limit.max_failures:
+            began.append((limit, row.failures))
+    settings = get_settings()
     # Counters are forgotten at the latest a window after a lockout of at most a window: older rows go.
-    stale = now - timedelta(seconds=2 * get_settings().login_failure_window_seconds)
-    session.exec(delete(LoginFailure).where(col(LoginFailure.last_failure_at) < stale))
+    stale = now - timedelta(seconds=2 * settings.login_failure_window_seconds)
+    known = col(LoginFailure.key).startswith("known:")
+    forgotten = now - timedelta(days=settings.login_known_address_days)
+    session.exec(
+        delete(LoginFailure).where(
+            (~known & (col(LoginFailure.last_failure_at) < stale))
+            | (known & (col(LoginFailure.last_failure_at) < forgotten))
+        )
+    )
     session.flush()
+    return began
 
 
-def clear_account(session: Session, limits: tuple[Limit, ...]) -> None:
-    """A successful log-in forgets its account's failures; the address keeps its own.
+def clear_account(session: Session, user_id: uuid.UUID, limits: tuple[Limit, ...]) -> None:
+    """A successful log-in forgets its account's failures (the address keeps its own), and makes this address one
+    the account is known at.
 
     The count is set to zero rather than the row deleted: a failure being counted at the same
     moment finds the row it has just made sure of.
     """
     keys = [limit.key for limit in limits if limit.kind == "account"]
     session.exec(update(LoginFailure).where(col(LoginFailure.key).in_(keys)).values(failures=0))
+    request = current_request_context()
+    if request and request.ip:
+        known = _known_key(f"account:{user_id}", client_network(request.ip))
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(LoginFailure).values(key=known, failures=0, last_failure_at=utcnow())
+        session.exec(
+            statement.on_conflict_do_update(
+                index_elements=["key"], set_={"last_failure_at": statement.excluded.last_failure_at}
+            )
+        )

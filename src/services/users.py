@@ -12,12 +12,11 @@ from src.core.errors import Conflict, InvalidCredentials, InvalidToken, TooManyA
 from src.core.metrics import LOGINS_THROTTLED
 from src.core.security import (
     AccessToken,
+    TokenClaims,
+    checks_in_flight,
     create_access_token,
-    decode_access_token,
-    hash_password,
     password_matches_hash,
     spend_verification_time,
-    verify_password,
 )
 from src.core.text import fold
 from src.services import login_throttle
@@ -36,10 +35,21 @@ def _full_name(first_name: str, last_name: str) -> str:
     return f"{first_name} {last_name}"
 
 
+def refuse_sign_up_while_throttled(session: Session) -> None:
+    """``TooManyAttempts`` while this client address has signed up SIGN_UPS_PER_ADDRESS times lately."""
+    lockout = login_throttle.current_lockout(session, login_throttle.sign_up_limit())
+    if lockout:
+        raise TooManyAttempts(
+            f"too many sign-ups from this address; retry in {lockout.retry_after_seconds}s",
+            retry_after_seconds=lockout.retry_after_seconds,
+        )
+
+
 def register_user(
-    session: Session, *, email: str, username: str, password: str, first_name: str, last_name: str
+    session: Session, *, email: str, username: str, hashed_password: str, first_name: str, last_name: str
 ) -> User:
-    """Create an active user, email lowercased; ``EmailTaken`` or ``UsernameTaken`` when either is in use."""
+    """Create an active user with a password hashed beforehand (outside the transaction), email lowercased;
+    ``EmailTaken`` or ``UsernameTaken`` when either is in use. Counted against the client address's sign-ups."""
     email = fold(email)
     _ensure_available(session, email=email, username=username)
     user = User(
@@ -48,7 +58,7 @@ def register_user(
         first_name=first_name,
         last_name=last_name,
         full_name=_full_name(first_name, last_name),
-        hashed_password=hash_password(password),
+        hashed_password=hashed_password,
     )
     session.add(user)
     try:
@@ -62,6 +72,7 @@ def register_user(
         if "email" in clashing:
             raise EmailTaken(f"the email {email!r} is already registered") from None
         raise
+    login_throttle.count_failure(session, login_throttle.sign_up_limit())
     record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))
     return user
 
@@ -97,69 +108,101 @@ class LoginAttempt:
 
 def find_login(session: Session, login: str) -> LoginAttempt:
     user = find_user_by_login(session, login)
-    user_id = user.id if user else None
-    limits = login_throttle.limits_for(login, user_id)
-    lockout = login_throttle.current_lockout(session, limits)
     if user is None:
-        return LoginAttempt(login, None, None, False, limits, lockout)
-    return LoginAttempt(login, user_id, user.hashed_password, user.is_active, limits, lockout)
+        limits = login_throttle.limits_for(session, login, None)
+        return LoginAttempt(login, None, None, False, limits, login_throttle.current_lockout(session, limits))
+    return password_check(session, user, login)
+
+
+def password_check(session: Session, user: User, login: str | None = None) -> LoginAttempt:
+    """What checking the user's password needs: a log-in's, or a password change's (``current_password``), which
+    counts against the same limits."""
+    limits = login_throttle.limits_for(session, login or user.username, user.id)
+    lockout = login_throttle.current_lockout(session, limits)
+    return LoginAttempt(login or user.username, user.id, user.hashed_password, user.is_active, limits, lockout)
 
 
 async def password_matches(attempt: LoginAttempt, password: str) -> bool:
     """Checked outside any transaction: a hash takes a quarter second, and must hold no connection or lock.
 
-    A locked-out attempt spends no hashing time at all.
+    A locked-out attempt is refused (``TooManyAttempts``) with no hashing and no writing, and so is one past
+    PASSWORD_CHECKS_PER_CLIENT checks in flight for its account or address.
     """
     if attempt.lockout:
-        return False
-    if attempt.hashed_password is None:
-        await spend_verification_time(password)
-        return False
-    return await password_matches_hash(password, attempt.hashed_password) and attempt.is_active
+        raise throttled(attempt.lockout)
+    with checks_in_flight.holding(limit.key for limit in attempt.limits):
+        if attempt.hashed_password is None:
+            await spend_verification_time(password)
+            return False
+        return await password_matches_hash(password, attempt.hashed_password) and attempt.is_active
 
 
 def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) -> AccessToken:
     """A token for a successful log-in; ``InvalidCredentials`` without saying which part was wrong, and
     ``TooManyAttempts`` while the account or the client address is locked out.
     """
-    target = Target("user", attempt.user_id) if attempt.user_id else None
-    # Checked again, rows locked: failures counted while this attempt's password was hashed may have locked it out.
-    lockout = attempt.lockout or login_throttle.current_lockout(session, attempt.limits, lock=True)
+    user = session.get(User, attempt.user_id) if attempt.user_id else None
+    # The password is checked against the hash read before: a change in between fails the log-in.
+    if succeeded and user is not None and user.hashed_password == attempt.hashed_password and user.is_active:
+        refuse_while_locked_out(session, attempt)
+        login_throttle.clear_account(session, user.id, attempt.limits)
+        record_event(session, action="user.logged_in", actor_id=user.id, target=Target("user", user.id))
+        return create_access_token(user.id, password_hash=user.hashed_password)
+    record_failure(session, attempt, "user.login_failed")
+    raise InvalidCredentials("incorrect username, email or password")
+
+
+def throttled(lockout: login_throttle.Lockout) -> TooManyAttempts:
+    LOGINS_THROTTLED.labels(lockout.limit.kind).inc()
+    return TooManyAttempts(
+        f"too many failed log-ins for this {lockout.limit.kind}; retry in {lockout.retry_after_seconds}s",
+        retry_after_seconds=lockout.retry_after_seconds,
+    )
+
+
+def record_wrong_password(session: Session, check: LoginAttempt) -> None:
+    """A wrong ``current_password``: counted like a failed log-in of the account, recorded, and refused."""
+    record_failure(session, check, "user.password_check_failed")
+    raise WrongPassword("current_password is incorrect")
+
+
+def refuse_while_locked_out(session: Session, attempt: LoginAttempt) -> None:
+    """``TooManyAttempts``, writing nothing, when failures counted while this attempt's password was hashed began a
+    lockout; read with the counters locked."""
+    lockout = login_throttle.current_lockout(session, attempt.limits, lock=True)
     if lockout:
-        LOGINS_THROTTLED.labels(lockout.limit.kind).inc()
+        raise throttled(lockout)
+
+
+def record_failure(session: Session, attempt: LoginAttempt, action: str) -> None:
+    """Count a wrong password and record it; each lockout it begins is recorded once, with its count."""
+    refuse_while_locked_out(session, attempt)
+    target = Target("user", attempt.user_id) if attempt.user_id else None
+    # A login that names no user is kept as a digest: it may be a password typed in the wrong field.
+    login = (
+        {"login": attempt.login[:320]}
+        if attempt.user_id
+        else {"login_digest": login_throttle.login_digest(attempt.login)}
+    )
+    for limit, failures in login_throttle.count_failure(session, attempt.limits):
         record_event(
             session,
             action="user.login_throttled",
             actor_id=None,
             target=target,
             outcome="failure",
-            details={"login": attempt.login[:320], "limit": lockout.limit.kind},
+            details=login
+            | {
+                "limit": limit.kind,
+                "failures": failures,
+                "lockout_seconds": login_throttle.lockout_seconds(failures, limit.max_failures),
+            },
         )
-        raise TooManyAttempts(
-            f"too many failed log-ins for this {lockout.limit.kind}; retry in {lockout.retry_after_seconds}s",
-            retry_after_seconds=lockout.retry_after_seconds,
-        )
-    user = session.get(User, attempt.user_id) if attempt.user_id else None
-    # The password is checked against the hash read before: a change in between fails the log-in.
-    if succeeded and user is not None and user.hashed_password == attempt.hashed_password and user.is_active:
-        login_throttle.clear_account(session, attempt.limits)
-        record_event(session, action="user.logged_in", actor_id=user.id, target=target)
-        return create_access_token(user.id, password_hash=user.hashed_password)
-    login_throttle.count_failure(session, attempt.limits)
-    record_event(
-        session,
-        action="user.login_failed",
-        actor_id=None,
-        target=target,
-        outcome="failure",
-        details={"login": attempt.login[:320]},
-    )
-    raise InvalidCredentials("incorrect username, email or password")
+    record_event(session, action=action, actor_id=None, target=target, outcome="failure", details=login)
 
 
-def user_for_token(session: Session, token: str) -> User:
-    """The active user a bearer token was issued to; ``InvalidToken`` otherwise."""
-    claims = decode_access_token(token)
+def user_for_token(session: Session, claims: TokenClaims) -> User:
+    """The active user a valid bearer token (its claims) was issued to; ``InvalidToken`` otherwise."""
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise InvalidToken("the token's user does not exist or is inactive")
@@ -174,14 +217,15 @@ def update_profile(
     *,
     first_name: str | None = None,
     last_name: str | None = None,
-    password: str | None = None,
-    current_password: str | None = None,
+    new_password_hash: str | None = None,
+    checked_hash: str | None = None,
 ) -> User:
-    """Change names (keeping full_name in step) and the password, which needs the current one."""
-    if password is not None:
-        if current_password is None or not verify_password(current_password, user.hashed_password):
-            raise WrongPassword("current_password is missing or incorrect")
-        user.hashed_password = hash_password(password)
+    """Change names (keeping full_name in step) and the password: ``new_password_hash``, made once the current
+    password was found to match ``checked_hash``, which must still be the user's."""
+    if new_password_hash is not None:
+        if user.hashed_password != checked_hash:
+            raise WrongPassword("the password was changed meanwhile; try again with the current one")
+        user.hashed_password = new_password_hash
         record_event(session, action="user.password_changed", actor_id=user.id, target=Target("user", user.id))
     names_before = {"first_name": user.first_name, "last_name": user.last_name}
     if first_name is not None:

@@ -24,7 +24,7 @@ from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.engines import create_app_engine
 from src.core.schema_versions import alembic_config, script_directory
-from src.core.security import create_access_token
+from src.core.security import create_access_token, hash_password
 from src.core.sessions import RequestSessions
 from src.main import create_app
 from src.services import users, workspaces
@@ -165,6 +165,7 @@ def make_user(session: Session) -> MakeUser:
             "first_name": "Test",
             "last_name": f"User{number}",
         } | fields
+        values["hashed_password"] = hash_password(values.pop("password"))
         user = users.register_user(session, **values)
         session.commit()
         return user

@@ -28,9 +28,10 @@ from src.core.engines import get_engine
 from src.core.schema_versions import alembic_config
 from src.core.security import hashing_threads
 from src.main import create_app
-from src.services import users, workspaces
+from src.services import workspaces
 from tests.api.conftest import PASSWORD, auth
 from tests.conftest import DatabaseUrls, server_in_thread
+from tests.factories import register
 
 SIMULTANEOUS_REQUESTS = 200
 
@@ -49,9 +50,7 @@ def live_server(configured_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(get_settings(), "db_pool_timeout", 3.0)
     command.upgrade(alembic_config(), "head")
     with Session(get_engine("core")) as session:
-        user = users.register_user(
-            session, email="load@example.com", username="load", password=PASSWORD, first_name="Lo", last_name="Ad"
-        )
+        user = register(session, "load")
         session.commit()
         headers = auth(user)
 
@@ -160,6 +159,7 @@ def test_log_ins_waiting_for_a_hash_hold_up_no_other_request(
 ) -> None:
     # More log-ins than the pool has connections (two), all waiting for the one hashing thread.
     monkeypatch.setattr(get_settings(), "password_hash_concurrency", 1)
+    monkeypatch.setattr(get_settings(), "password_checks_per_client", 3)
     hash_in_progress = threading.Event()
     hashing_threads().submit(hash_in_progress.wait, 10)  # takes the one hashing thread
 
@@ -182,6 +182,44 @@ def test_log_ins_waiting_for_a_hash_hold_up_no_other_request(
     assert [reply.status_code for reply in others] == [200, 201] and elapsed < 2
     assert [reply.status_code for reply in logged_in] == [200] * 3
     assert all("access_token" in reply.json() for reply in logged_in)
+
+
+def test_password_work_past_its_budget_is_refused_at_once_without_hashing(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's log-ins beyond PASSWORD_CHECKS_PER_CLIENT, and any hash beyond PASSWORD_HASH_QUEUE, are refused
+    while the hashing thread is busy: they never queue behind it."""
+    monkeypatch.setattr(get_settings(), "password_hash_concurrency", 1)
+    monkeypatch.setattr(get_settings(), "password_hash_queue", 3)
+    hash_in_progress = threading.Event()
+    hashing_threads().submit(hash_in_progress.wait, 10)  # takes the one hashing thread
+
+    async def flood() -> tuple[list[Reply], list[Reply], list[Reply]]:
+        log_ins = [
+            asyncio.create_task(send_form(live_server, "/api/v1/auth/token", "load", PASSWORD)) for _ in range(6)
+        ]
+        await asyncio.sleep(0.5)
+        refused_log_ins = [log_in.result() for log_in in log_ins if log_in.done()]
+        sign_ups = [
+            asyncio.create_task(send(live_server, "POST", "/api/v1/users", sign_up_body(f"flood{number}")))
+            for number in range(3)
+        ]
+        await asyncio.sleep(0.5)
+        refused_sign_ups = [sign_up.result() for sign_up in sign_ups if sign_up.done()]
+        hash_in_progress.set()
+        return refused_log_ins, refused_sign_ups, list(await asyncio.gather(*log_ins, *sign_ups))
+
+    refused_log_ins, refused_sign_ups, everything = asyncio.run(flood())
+
+    # Two log-ins of the account wait for the hash; four are refused at once.
+    assert [(reply.status_code, reply.json()["error"]) for reply in refused_log_ins] == [(429, "too_many_attempts")] * 4
+    # The queue holds three hashes: the two log-ins' and one sign-up's; two sign-ups are refused at once.
+    assert [(reply.status_code, reply.json()["error"]) for reply in refused_sign_ups] == [(503, "busy")] * 2
+    assert sorted(reply.status_code for reply in everything) == [200] * 2 + [201] + [429] * 4 + [503] * 2
+
+
+def sign_up_body(name: str) -> dict[str, str]:
+    return {"email": f"{name}@example.com", "username": name, "password": PASSWORD, "first_name": "F", "last_name": "L"}
 
 
 async def send_form(server: LiveServer, path: str, username: str, password: str) -> Reply:
@@ -256,9 +294,7 @@ def owned_workspace(live_server: LiveServer) -> Workspace:
 def test_simultaneous_adds_of_one_member_add_it_once(live_server: LiveServer) -> None:
     workspace = owned_workspace(live_server)
     with Session(get_engine("core")) as session:
-        users.register_user(
-            session, email="bob@example.com", username="bob", password=PASSWORD, first_name="Bo", last_name="B"
-        )
+        register(session, "bob")
         session.commit()
     add: Request = (
         "POST",
@@ -281,9 +317,7 @@ def test_two_owners_demoting_each_other_at_once_take_turns(live_server: LiveServ
     workspace = owned_workspace(live_server)
     with Session(get_engine("core")) as session:
         owner = session.exec(select(User).where(User.username == "load")).one()
-        other = users.register_user(
-            session, email="bo@example.com", username="bo", password=PASSWORD, first_name="Bo", last_name="B"
-        )
+        other = register(session, "bo")
         session.add(WorkspaceMember(workspace_id=workspace.id, user_id=other.id, role=Role.OWNER))
         session.commit()
         session.refresh(owner)
@@ -312,9 +346,7 @@ def test_adding_a_member_to_a_workspace_deleted_meanwhile_is_404(
 ) -> None:
     workspace = owned_workspace(live_server)
     with Session(get_engine("core")) as session:
-        users.register_user(
-            session, email="cy@example.com", username="cy", password=PASSWORD, first_name="Cy", last_name="C"
-        )
+        register(session, "cy")
         session.commit()
     add: Request = ("POST", f"/api/v1/workspaces/{workspace.id}/members", {"email": "cy@example.com", "role": "member"})
     deleter = create_engine(configured_databases["core"])

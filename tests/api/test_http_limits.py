@@ -20,10 +20,11 @@ import pytest
 import uvicorn
 
 from src.core.config import PROJECT_ROOT, get_settings
+from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
-from tests.conftest import free_port, point_settings_at, server_in_thread, sqlite_urls, url_variables
+from tests.conftest import UNREACHABLE_URL, free_port, point_settings_at, server_in_thread, sqlite_urls, url_variables
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -238,3 +239,37 @@ def test_serve_refuses_to_start_without_an_environment(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: make serve runs as production does: set ENVIRONMENT")
+
+
+def test_a_dual_stack_server_sees_ipv4_clients_as_ipv4_and_trusts_its_ipv4_proxy() -> None:
+    # Several workers share one socket bound to :: that takes IPv4 too (one worker's asyncio socket is IPv6 only).
+    # Nothing here reaches a database: the URLs need only be PostgreSQL's, which allow several workers.
+    port = free_port()
+    env = os.environ | {"FORWARDED_ALLOW_IPS": "127.0.0.1", "LOG_FORMAT": "json", "WEB_CONCURRENCY": "2"}
+    env |= {database.url_setting.upper(): f"{UNREACHABLE_URL}_{name}" for name, database in DATABASES.items()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "src.serve", "--host", "::", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                direct = httpx.get(f"http://127.0.0.1:{port}/api/v1/users/me", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
+                time.sleep(0.1)
+        proxied = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/users/me", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=2
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+
+    assert (direct.status_code, proxied.status_code) == (401, 401)
+    requests = [json.loads(line) for line in stderr.splitlines() if '"logger": "src.requests"' in line]
+    assert [line["client"] for line in requests] == ["127.0.0.1", "203.0.113.9"]

@@ -10,20 +10,16 @@ from sqlmodel import Session, select
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.engines import get_engine
-from src.services import members, users, workspaces
+from src.services import members, workspaces
 from src.services.members import LastOwner, MemberNotFound
 from tests.conftest import DatabaseUrls
+from tests.factories import register
 
 
 def workspace_of_two(second_role: Role) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
     """A workspace owned by a first user, with a second one in ``second_role``: their three ids."""
     with Session(get_engine("core")) as session:
-        first, second = (
-            users.register_user(
-                session, email=f"{name}@example.com", username=name, password="x" * 8, first_name="A", last_name="B"
-            )
-            for name in ("first", "second")
-        )
+        first, second = (register(session, name) for name in ("first", "second"))
         owner = workspaces.create_workspace(session, owner_id=first.id, name="W")
         members.add_member(session, owner, role=second_role, user_id=second.id)
         session.commit()

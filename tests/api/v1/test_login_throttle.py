@@ -1,11 +1,12 @@
 """Log-in throttling: per account and per client address, kept in the core database, with no hashing when locked."""
 
 import concurrent.futures
+import uuid
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from src.api.v1.models.login_failure import LoginFailure
 from src.api.v1.models.outbox_event import OutboxEvent
@@ -23,6 +24,11 @@ TOKEN_URL = "/api/v1/auth/token"
 def log_in(client: TestClient, login: str, password: str = "wrong password") -> tuple[int, dict[str, str], str]:
     response = client.post(TOKEN_URL, data={"username": login, "password": password})
     return response.status_code, dict(response.headers), response.json().get("error", "")
+
+
+def log_in_from(client: TestClient, address: str, login: str, password: str = "wrong password") -> int:
+    """A log-in as a client at ``address`` makes it: its status."""
+    return log_in(TestClient(client.app, client=(address, 50000)), login, password)[0]
 
 
 def fail(client: TestClient, login: str, times: int) -> list[int]:
@@ -67,17 +73,68 @@ def test_an_account_is_locked_out_after_its_limit_and_even_its_password_is_refus
     assert len(hashes) == get_settings().login_failures_per_account
 
 
-def test_the_lockout_is_an_audit_event_naming_the_account(
+def test_a_lockout_is_one_audit_event_with_its_count_and_refusals_write_nothing(
     client: TestClient, session: Session, make_user: MakeUser
 ) -> None:
     ada = make_user(username="ada")
-    fail(client, "ada", get_settings().login_failures_per_account + 1)
+    limit = get_settings().login_failures_per_account
+    fail(client, "ada", limit)
+    events = session.exec(select(func.count()).select_from(OutboxEvent)).one()
 
+    assert fail(client, "ada", 20) == [429] * 20
+    assert session.exec(select(func.count()).select_from(OutboxEvent)).one() == events
     throttled = session.exec(select(OutboxEvent).where(OutboxEvent.action == "user.login_throttled")).all()
-
     assert [(event.outcome, event.target_id, event.details) for event in throttled] == [
-        ("failure", ada.id, {"login": "ada", "limit": "account"})
+        (
+            "failure",
+            ada.id,
+            {
+                "login": "ada",
+                "limit": "account",
+                "failures": limit,
+                "lockout_seconds": get_settings().login_lockout_seconds,
+            },
+        )
     ]
+
+
+def test_an_unknown_login_is_recorded_as_a_digest_never_as_typed(client: TestClient, session: Session) -> None:
+    # What a user types into the login field may be their password.
+    fail(client, "my secret password", 1)
+
+    [failed] = session.exec(select(OutboxEvent).where(OutboxEvent.action == "user.login_failed")).all()
+    assert failed.details == {"login_digest": login_throttle.login_digest("my secret password")}
+    assert "secret" not in str(failed.details)
+
+
+def test_a_stranger_locks_out_their_own_address_not_the_owner(
+    client: TestClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_user(username="ada")
+    at_home = "198.51.100.1"
+    assert log_in_from(client, at_home, "ada", PASSWORD) == 200  # the owner's address is now known
+
+    stranger = "203.0.113.66"
+    refused = [log_in_from(client, stranger, "ada") for _ in range(get_settings().login_failures_per_account + 1)]
+
+    assert refused[-1] == 429
+    assert log_in_from(client, at_home, "ada", PASSWORD) == 200
+    assert log_in_from(client, "192.0.2.40", "ada", PASSWORD) == 200
+
+
+def test_guesses_spread_over_many_addresses_lock_the_account_but_not_at_its_known_address(
+    client: TestClient, make_user: MakeUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "login_failures_per_account_from_anywhere", 6)
+    make_user(username="ada")
+    at_home = "198.51.100.1"
+    assert log_in_from(client, at_home, "ada", PASSWORD) == 200
+
+    for number in range(6):
+        assert log_in_from(client, f"203.0.113.{number}", "ada") == 401
+
+    assert log_in_from(client, "203.0.113.99", "ada", PASSWORD) == 429
+    assert log_in_from(client, at_home, "ada", PASSWORD) == 200
 
 
 def test_email_and_username_share_one_account_budget(client: TestClient, make_user: MakeUser) -> None:
@@ -175,7 +232,7 @@ def test_stale_counters_are_deleted_when_failures_are_counted(client: TestClient
     fail(client, "new", 1)
 
     keys = {row.key for row in session.exec(select(LoginFailure)).all()}
-    assert len(keys) == 2  # the new login's and the address's, counted afresh
+    assert len(keys) == 3  # the new login's at this address, the address's and the login's, counted afresh
     assert all(row.failures == 1 for row in session.exec(select(LoginFailure)).all())
 
 
@@ -201,7 +258,7 @@ def test_successes_and_failures_at_once_never_fail_the_request(migrated_database
             if number % 3:
                 login_throttle.count_failure(session, limits)
             else:
-                login_throttle.clear_account(session, limits)
+                login_throttle.clear_account(session, uuid.uuid4(), limits)
             session.commit()
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
@@ -220,7 +277,7 @@ def test_concurrent_failures_are_all_counted(migrated_databases: DatabaseUrls) -
         token = _current.set(context)
         try:
             with Session(get_engine("core")) as session:
-                login_throttle.count_failure(session, login_throttle.limits_for("nobody", None))
+                login_throttle.count_failure(session, login_throttle.limits_for(session, "nobody", None))
                 session.commit()
         finally:
             _current.reset(token)
@@ -230,5 +287,6 @@ def test_concurrent_failures_are_all_counted(migrated_databases: DatabaseUrls) -
 
     with Session(get_engine("core")) as session:
         rows = {row.key: row.failures for row in session.exec(select(LoginFailure)).all()}
-    assert sorted(rows.values()) == [attempts, attempts]
+    # The login at this address, the address, and the login from anywhere.
+    assert sorted(rows.values()) == [attempts] * 3
     assert "address:192.0.2.7" in rows

@@ -4,7 +4,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
+from src.core.config import get_settings
 from src.core.security import verify_password
 from tests.api.conftest import PASSWORD, MakeUser, auth
 
@@ -225,3 +227,34 @@ def test_a_username_is_stored_case_folded(client: TestClient) -> None:
     response = client.post("/api/v1/users", json=SIGN_UP | {"username": "Ada"})
 
     assert response.status_code == 201 and response.json()["username"] == "ada"
+
+
+def test_wrong_current_passwords_are_recorded_and_throttled_like_log_ins(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    user = make_user(username="ada")
+    limit = get_settings().login_failures_per_account
+    change = {"password": "difference engine", "current_password": "a guess"}
+
+    statuses = [client.patch("/api/v1/users/me", headers=auth(user), json=change).status_code for _ in range(limit + 1)]
+    right = client.patch("/api/v1/users/me", headers=auth(user), json=change | {"current_password": PASSWORD})
+
+    assert statuses == [400] * limit + [429]
+    assert (right.status_code, right.json()["error"]) == (429, "too_many_attempts")
+    actions = [event.action for event in session.exec(select(OutboxEvent).where(OutboxEvent.target_id == user.id))]
+    assert actions.count("user.password_check_failed") == limit
+    assert actions.count("user.login_throttled") == 1
+    stored = stored_user(session, "ada")
+    assert stored is not None and verify_password(PASSWORD, stored.hashed_password)
+
+
+def test_sign_ups_from_one_address_are_limited(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "sign_ups_per_address", 3)
+
+    responses = [
+        client.post("/api/v1/users", json=SIGN_UP | {"email": f"ada{number}@example.com", "username": f"ada{number}"})
+        for number in range(4)
+    ]
+
+    assert [response.status_code for response in responses] == [201, 201, 201, 429]
+    assert int(responses[-1].headers["retry-after"]) > 0

@@ -1,21 +1,33 @@
-"""Sign-up and the caller's own profile."""
+"""Sign-up and the caller's own profile.
 
-from fastapi import APIRouter, status
+Both hash a password: they do it between two units of work, holding no connection, admission slot or lock while
+the hash is made (as a log-in does, src/api/v1/routes/auth.py).
+"""
 
-from src.api.dependencies import CurrentUser, SessionDep
+import anyio.to_thread
+from fastapi import APIRouter, Request, status
+from sqlmodel import Session
+
+from src.api.dependencies import CurrentUser, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
+from src.core.security import hash_new_password
 from src.services import users
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409, 422))
-def sign_up(body: UserCreate, session: SessionDep) -> UserPublic:
-    """Create an account; 409 names the email or username already in use."""
-    user = users.register_user(session, **body.model_dump())
-    return UserPublic.model_validate(user)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409, 422, 429, 503))
+async def sign_up(request: Request, body: UserCreate) -> UserPublic:
+    """Create an account; 409 names the email or username already in use; 429 after SIGN_UPS_PER_ADDRESS sign-ups
+    from one address."""
+    sessions = request_sessions(request, "core")
+    async with sessions.unit_of_work(reads_only=True) as session:
+        await anyio.to_thread.run_sync(users.refuse_sign_up_while_throttled, session)
+    fields = body.model_dump(exclude={"password"}) | {"hashed_password": await hash_new_password(body.password)}
+    async with sessions.unit_of_work() as session:
+        return await anyio.to_thread.run_sync(lambda: UserPublic.model_validate(users.register_user(session, **fields)))
 
 
 @router.get("/me", responses=error_responses(401))
@@ -23,8 +35,32 @@ async def read_me(user: CurrentUser) -> UserPublic:
     return UserPublic.model_validate(user)
 
 
-@router.patch("/me", responses=error_responses(400, 401, 422))
-def update_me(body: UserUpdate, user: CurrentUser, session: SessionDep) -> UserPublic:
-    """Change names or the password; a new password needs ``current_password`` (400 when it is wrong)."""
-    user = users.update_profile(session, user, **body.model_dump())
-    return UserPublic.model_validate(user)
+@router.patch("/me", responses=error_responses(400, 401, 422, 429, 503))
+async def update_me(request: Request, body: UserUpdate, token: ValidToken) -> UserPublic:
+    """Change names or the password; a new password needs ``current_password`` (400 when it is wrong). Wrong
+    current passwords count as failed log-ins of the account (429 once it is locked out) and are recorded."""
+    sessions = request_sessions(request, "core")
+    new_password_hash = checked_hash = None
+    if body.password is not None:
+        async with sessions.unit_of_work(reads_only=True) as session:
+            check = await anyio.to_thread.run_sync(
+                lambda: users.password_check(session, get_current_user(session, token))
+            )
+        if not await users.password_matches(check, body.current_password or ""):
+            async with sessions.unit_of_work() as session:
+                await anyio.to_thread.run_sync(users.record_wrong_password, session, check)
+        new_password_hash, checked_hash = await hash_new_password(body.password), check.hashed_password
+    changes = body.model_dump(include={"first_name", "last_name"})
+
+    def update(session: Session) -> UserPublic:
+        user = users.update_profile(
+            session,
+            get_current_user(session, token),
+            **changes,
+            new_password_hash=new_password_hash,
+            checked_hash=checked_hash,
+        )
+        return UserPublic.model_validate(user)
+
+    async with sessions.unit_of_work() as session:
+        return await anyio.to_thread.run_sync(update, session)
