@@ -12,6 +12,7 @@ PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
 import argparse
 import ipaddress
 import os
+import resource
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -38,6 +39,14 @@ def worker_count(*, sqlite: bool, cores: int) -> int:
             raise ValueError("WEB_CONCURRENCY above 1 needs PostgreSQL: SQLite databases allow one worker process")
         return 1
     return int(given) if given else cores
+
+
+def raise_descriptor_limit() -> None:
+    """Open files (client connections among them) up to the hard limit the system sets, not the soft 1024 most
+    shells start with; the workers inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def dual_stack(addresses: str) -> str:
@@ -96,6 +105,7 @@ def serve(host: str, port: int) -> int:
                 "make serve runs as production does: set ENVIRONMENT (production or staging; local or test to try it"
                 " with the example settings)"
             )
+        raise_descriptor_limit()
         sqlite = any(url.startswith("sqlite") for url in get_settings().database_urls().values())
         workers = worker_count(sqlite=sqlite, cores=usable_cores())
     except ValidationError as error:

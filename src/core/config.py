@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     # (src/api/body_limit.py): from when the app begins to read it.
     max_request_header_bytes: int = Field(default=16 * 1024, ge=1024)
     max_request_headers: int = Field(default=100, ge=10)
+    # Client connections a worker holds at once (make serve); further ones are closed at once, with a log line.
+    # Lowered to fit the process's descriptor limit, which make serve first raises as far as the system allows.
+    max_connections_per_worker: int = Field(default=4096, ge=1)
     request_header_timeout_seconds: float = Field(default=10.0, gt=0)
     request_body_timeout_seconds: float = Field(default=60.0, gt=0)
     # Host names clients reach the service by (the Host header), e.g. ["api.example.com", "*.example.com"];

@@ -3,17 +3,54 @@
 uvicorn bounds neither the size of request headers nor the time a client may take
 to send them: a client sending a header a byte at a time holds its connection,
 and the memory of the header so far, for ever. This protocol answers such requests
-itself, in the one error shape, and closes the connection. ``make serve`` runs
-uvicorn with it (``--http src.core.http_protocol:LimitedHttpToolsProtocol``). A
-slow body is timed where the app reads it (src/api/body_limit.py).
+itself, in the one error shape, and closes the connection. A connection whose
+request was answered before its body arrived whole is closed too: a client that
+never sends the rest would hold it for ever. ``make serve`` runs uvicorn with it
+(``--http src.core.http_protocol:LimitedHttpToolsProtocol``). A slow body is
+timed where the app reads it (src/api/body_limit.py).
 """
 
 import asyncio
 import json
+import logging
+import resource
+import time
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from src.core.config import get_settings
+from src.core.databases import DATABASES
+
+logger = logging.getLogger(__name__)
+# Descriptors a worker keeps for other things than client connections: pooled database connections, log and
+# metrics files, the listening socket.
+RESERVED_DESCRIPTORS = 128
+
+
+def connection_limit() -> int:
+    """The client connections a worker holds at most: MAX_CONNECTIONS_PER_WORKER, and fewer when the descriptor
+    limit leaves no room for them beside what the worker needs besides."""
+    descriptors, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    settings = get_settings()
+    pooled = len(DATABASES) * (settings.db_pool_size + settings.db_max_overflow)
+    limit = settings.max_connections_per_worker
+    if descriptors != resource.RLIM_INFINITY:
+        limit = min(limit, descriptors - RESERVED_DESCRIPTORS - pooled)
+    return max(1, limit)
+
+
+_last_warning = 0.0
+
+
+def _log_limit_reached() -> None:
+    global _last_warning
+    if time.monotonic() - _last_warning >= 1:  # once a second at most: a flood must not flood the log too
+        _last_warning = time.monotonic()
+        logger.warning(
+            "connection limit reached: %d connections held (MAX_CONNECTIONS_PER_WORKER and the descriptor limit);"
+            " new connections are closed",
+            connection_limit(),
+        )
 
 
 class _Refused(Exception):
@@ -32,6 +69,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if len(self.connections) > connection_limit():
+            # Past it the worker would run out of descriptors, and fail everything that opens one (a database
+            # connection included): a new connection is closed at once instead.
+            _log_limit_reached()
+            transport.close()
+            return
         # A connection that never sends a request is held no longer than one whose headers are slow.
         self._start_header_deadline()
 
@@ -73,6 +116,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = False
         self._cancel_deadline()
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        if self.cycle is not None and self.cycle.more_body and not self.transport.is_closing():
+            # Answered before its body arrived whole (the app had no use for it): the rest would have to be read
+            # before the next request could be, and a client may never send it. The connection ends here.
+            self.transport.close()
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn answers every parser error with this; a refusal chosen in a callback is answered instead.

@@ -4,6 +4,7 @@ A real uvicorn server in a thread, run with the protocol ``make serve`` uses, an
 raw sockets, since no HTTP client sends what these tests send.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -145,6 +146,43 @@ def test_a_connection_that_sends_nothing_is_closed(server: Address) -> None:
 
     assert status == 408
     assert took < 5
+
+
+def test_a_connection_whose_body_was_not_read_is_closed_once_answered(server: Address) -> None:
+    # A probe with a huge declared body: answered at once; the client then sends a byte and goes silent.
+    with socket.create_connection(server, timeout=10) as connection:
+        connection.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000000\r\n\r\n")
+        answer = connection.recv(65536)
+        connection.sendall(b"x")
+        started = time.monotonic()
+        rest = b""
+        with contextlib.suppress(ConnectionResetError):  # closed with the byte unread: the kernel may reset
+            while chunk := connection.recv(65536):
+                rest += chunk
+        closed_after = time.monotonic() - started
+
+    assert answer.startswith(b"HTTP/1.1 200 ") and rest == b""
+    assert closed_after < 1  # closed by the server, not by the socket's 10 s timeout
+
+
+def test_connections_past_the_limit_are_closed_at_once_with_a_log_line(
+    server: Address, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(get_settings(), "max_connections_per_worker", 3)
+    silent = [socket.create_connection(server, timeout=10) for _ in range(3)]
+    try:
+        time.sleep(0.1)
+        with socket.create_connection(server, timeout=10) as refused, contextlib.suppress(ConnectionResetError):
+            assert refused.recv(1) == b""  # closed by the server at once
+        for connection in silent:
+            connection.close()
+        time.sleep(0.1)
+        assert exchange(server, b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")[1] == 200
+    finally:
+        for connection in silent:
+            connection.close()
+
+    assert "connection limit reached: 3 connections held" in caplog.text
 
 
 def test_slow_clients_do_not_hold_up_others(server: Address) -> None:
