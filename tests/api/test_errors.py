@@ -17,7 +17,7 @@ from src.api.allowed_hosts import AllowedHostsMiddleware
 from src.api.error_handling import handle_error
 from src.core.config import get_settings
 from src.main import create_app
-from tests.api.conftest import create_test_app
+from tests.api.conftest import MakeUser, MakeWorkspace, auth, create_test_app
 
 
 def test_an_unknown_route_is_404_in_the_error_shape(client: TestClient) -> None:
@@ -220,3 +220,60 @@ def test_a_deadlock_is_a_409_to_retry_not_the_database_being_down(database_urls:
 
     assert response.status_code == 409
     assert json.loads(bytes(response.body))["error"] == "concurrent_change"
+
+
+# Every text a client sends, each with a NUL in it (PostgreSQL refuses NUL in text), and each name with a
+# character that NFC normalisation turns into three, a hundred times over (past the column's 100).
+NUL = "a\x00b"
+LONG_ONCE_NORMALISED = "\ufb2c" * 100
+EDGE_INPUTS = [
+    pytest.param("POST", "/api/v1/users", "email", NUL, id="sign-up-email-nul"),
+    pytest.param("POST", "/api/v1/users", "username", NUL, id="sign-up-username-nul"),
+    pytest.param("POST", "/api/v1/users", "password", "long enough" + NUL, id="sign-up-password-nul"),
+    pytest.param("POST", "/api/v1/users", "first_name", NUL, id="sign-up-first-name-nul"),
+    pytest.param("POST", "/api/v1/users", "last_name", LONG_ONCE_NORMALISED, id="sign-up-last-name-normalised"),
+    pytest.param("PATCH", "/api/v1/users/me", "first_name", NUL, id="profile-first-name-nul"),
+    pytest.param("PATCH", "/api/v1/users/me", "last_name", LONG_ONCE_NORMALISED, id="profile-last-name-normalised"),
+    pytest.param("POST", "/api/v1/workspaces", "name", NUL, id="workspace-name-nul"),
+    pytest.param("POST", "/api/v1/workspaces", "name", LONG_ONCE_NORMALISED, id="workspace-name-normalised"),
+    pytest.param("POST", "/api/v1/workspaces/{id}/members", "email", NUL, id="member-email-nul"),
+    pytest.param("GET", "/api/v1/workspaces/{id}/audit-events", "action", NUL, id="audit-action-nul"),
+    pytest.param("GET", "/api/v1/workspaces/{id}/members", "cursor", NUL, id="members-cursor-nul"),
+    pytest.param("GET", "/api/v1/workspaces/{id}%00", None, None, id="path-nul"),
+]
+VALID_BODIES = {
+    "/api/v1/users": {
+        "email": "e@example.com",
+        "username": "edge",
+        "password": "long enough",
+        "first_name": "E",
+        "last_name": "E",
+    },
+    "/api/v1/users/me": {"first_name": "E"},
+    "/api/v1/workspaces": {"name": "Edge"},
+    "/api/v1/workspaces/{id}/members": {"email": "other@example.com", "role": "member"},
+}
+
+
+@pytest.mark.parametrize(("method", "path", "field", "value"), EDGE_INPUTS)
+def test_edge_input_anywhere_is_422_never_500(
+    client: TestClient,
+    make_user: MakeUser,
+    make_workspace: MakeWorkspace,
+    method: str,
+    path: str,
+    field: str | None,
+    value: str | None,
+) -> None:
+    owner = make_user()
+    make_user(email="other@example.com")
+    workspace = make_workspace(owner)
+    url = path.replace("{id}", str(workspace.id))
+    if method == "GET":
+        response = client.get(url, params={field: value} if field else None, headers=auth(owner))
+    else:
+        body = VALID_BODIES[path] | {field: value}
+        response = client.request(method, url, json=body, headers=auth(owner))
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "validation_error"

@@ -5,6 +5,8 @@ in front of PostgreSQL that this test closes and opens again.
 """
 
 import contextlib
+import os
+import resource
 import socket
 import threading
 import time
@@ -16,6 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from src.core.config import get_settings
+from src.core.engines import dispose_engines, get_engine
 from src.main import create_app
 from tests.api.conftest import PASSWORD, logged_in
 from tests.conftest import DatabaseUrls
@@ -125,3 +128,23 @@ def test_the_service_answers_503_during_a_core_outage_and_recovers_after_it(prox
     assert ready_during.status_code == 503
     assert after == [200, 200, 200]
     assert ready_after.status_code == 200
+
+
+def test_pooled_connections_are_checked_above_descriptor_1024(migrated_databases: DatabaseUrls) -> None:
+    # select() refuses descriptors above 1023; a busy worker's database sockets get there.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip(f"the descriptor limit ({hard}) leaves no room above 1024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        engine = get_engine("core")
+        for _ in range(2):  # the second checkout takes the pooled connection, whose socket is checked
+            with engine.connect() as connection:
+                assert connection.connection.dbapi_connection.fileno() > 1024  # type: ignore[union-attr]
+                assert connection.execute(text("SELECT 1")).scalar_one() == 1
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        dispose_engines()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
