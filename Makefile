@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 # The migrate-* targets are not listed: a pattern rule is never used for a phony target.
-.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune soak bench drill
+.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune soak abuse bench drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,9 @@ audit-prune: install ## Delete audit events older than DAYS=N, in batches
 
 soak: install ## Mixed traffic on PostgreSQL for SOAK_SECONDS (90) with the audit database stopped a while; checks nothing is lost
 	@$(PY) -m bench.soak
+
+abuse: install ## Floods (log-ins, sign-ups, silent sockets, probes) against make serve on PostgreSQL: a bystander's latency in each (ABUSE_SECONDS=10)
+	@$(PY) -m bench.abuse
 
 bench: install ## wrk against the API served as in production, ratios to a bare FastAPI ping (BENCH_DB=sqlite, BENCH_OUT=)
 	@$(PY) -m bench

@@ -208,8 +208,10 @@ def main() -> int:
             env = production_env(urls) | {
                 "WEB_CONCURRENCY": "2",
                 "AUDIT_RELAY_INTERVAL_SECONDS": "0.5",
-                # Every virtual user comes from 127.0.0.1: its address budget would throttle them all.
+                # Every virtual user comes from 127.0.0.1: its address budgets would throttle them all.
                 "LOGIN_FAILURES_PER_ADDRESS": "1000000",
+                "SIGN_UPS_PER_ADDRESS": "1000000",
+                "PASSWORD_CHECKS_PER_CLIENT": "1000",
             }
             subprocess.run([sys.executable, "-m", "src.migrate", "upgrade"], cwd=ROOT, env=env, check=True)
             print(f"soak: {SECONDS}s, {USERS} virtual users, audit stopped for the middle third", flush=True)

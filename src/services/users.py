@@ -35,9 +35,10 @@ def _full_name(first_name: str, last_name: str) -> str:
     return f"{first_name} {last_name}"
 
 
-def refuse_sign_up_while_throttled(session: Session) -> None:
-    """``TooManyAttempts`` while this client address has signed up SIGN_UPS_PER_ADDRESS times lately."""
-    lockout = login_throttle.current_lockout(session, login_throttle.sign_up_limit())
+def refuse_sign_up_while_throttled(session: Session, *, lock: bool = False) -> None:
+    """``TooManyAttempts`` while this client address has signed up SIGN_UPS_PER_ADDRESS times lately; with ``lock``,
+    the count is read locked, so that sign-ups at once are judged one after another."""
+    lockout = login_throttle.current_lockout(session, login_throttle.sign_up_limit(), lock=lock)
     if lockout:
         raise TooManyAttempts(
             f"too many sign-ups from this address; retry in {lockout.retry_after_seconds}s",
@@ -50,6 +51,7 @@ def register_user(
 ) -> User:
     """Create an active user with a password hashed beforehand (outside the transaction), email lowercased;
     ``EmailTaken`` or ``UsernameTaken`` when either is in use. Counted against the client address's sign-ups."""
+    refuse_sign_up_while_throttled(session, lock=True)
     email = fold(email)
     _ensure_available(session, email=email, username=username)
     user = User(

@@ -12,8 +12,8 @@ from src.api.dependencies import CurrentUser, ValidToken, get_current_user, requ
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
-from src.core.security import hash_new_password
-from src.services import users
+from src.core.security import checks_in_flight, hash_new_password
+from src.services import login_throttle, users
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
 
@@ -25,7 +25,10 @@ async def sign_up(request: Request, body: UserCreate) -> UserPublic:
     sessions = request_sessions(request, "core")
     async with sessions.unit_of_work(reads_only=True) as session:
         await anyio.to_thread.run_sync(users.refuse_sign_up_while_throttled, session)
-    fields = body.model_dump(exclude={"password"}) | {"hashed_password": await hash_new_password(body.password)}
+    # Like log-ins, at most PASSWORD_CHECKS_PER_CLIENT sign-ups of one address hash at once; more are refused unhashed.
+    with checks_in_flight.holding(limit.key for limit in login_throttle.sign_up_limit()):
+        hashed_password = await hash_new_password(body.password)
+    fields = body.model_dump(exclude={"password"}) | {"hashed_password": hashed_password}
     async with sessions.unit_of_work() as session:
         return await anyio.to_thread.run_sync(lambda: UserPublic.model_validate(users.register_user(session, **fields)))
 
