@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -224,6 +225,17 @@ def test_bad_worker_counts_are_refused(given: str, message: str, monkeypatch: py
         worker_count(sqlite=True, cores=2)
 
 
+def first_answer(process: "subprocess.Popen[Any]", url: str) -> httpx.Response:
+    """The answer to a GET of ``url`` from the server ``process`` runs, once it has started."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
+            time.sleep(0.1)
+
+
 def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
     port = free_port()
     env = os.environ | url_variables(sqlite_urls(tmp_path))
@@ -231,14 +243,7 @@ def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.PIPE
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
-                time.sleep(0.1)
+        response = first_answer(process, f"http://127.0.0.1:{port}/health")
         assert response.status_code == 200
         assert "server" not in response.headers
         # One worker: its metrics are read from the folder make serve made, like several workers' would be.
@@ -293,14 +298,7 @@ def test_a_dual_stack_server_sees_ipv4_clients_as_ipv4_and_trusts_its_ipv4_proxy
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                direct = httpx.get(f"http://127.0.0.1:{port}/api/v1/users/me", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
-                time.sleep(0.1)
+        direct = first_answer(process, f"http://127.0.0.1:{port}/api/v1/users/me")
         proxied = httpx.get(
             f"http://127.0.0.1:{port}/api/v1/users/me", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=2
         )
