@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import sha256
+from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -125,12 +126,16 @@ def current_lockout(session: Session, limits: tuple[Limit, ...], *, lock: bool =
     return max(lockouts, key=lambda lockout: lockout.retry_after_seconds, default=None)
 
 
-def count_failure(session: Session, limits: tuple[Limit, ...]) -> list[tuple[Limit, int]]:
-    """Add one failure to each of ``limits``; concurrent failures are all counted. Returns the lockouts this
-    failure began, each with its count of failures."""
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def count_attempt(session: Session, limits: tuple[Limit, ...]) -> list[tuple[Limit, int]]:
+    """Add one to each of ``limits`` (a failed log-in, a sign-up); attempts at once are all counted. Returns the
+    lockouts this attempt began, each with its count."""
     now = utcnow()
     began = []
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    insert = _insert(session)
     for limit in limits:
         # The row exists before it is locked, so two first failures at once do not clash on the key.
         session.exec(
@@ -171,8 +176,7 @@ def clear_account(session: Session, user_id: uuid.UUID, limits: tuple[Limit, ...
     request = current_request_context()
     if request and request.ip:
         known = _known_key(f"account:{user_id}", client_network(request.ip))
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        statement = insert(LoginFailure).values(key=known, failures=0, last_failure_at=utcnow())
+        statement = _insert(session)(LoginFailure).values(key=known, failures=0, last_failure_at=utcnow())
         session.exec(
             statement.on_conflict_do_update(
                 index_elements=["key"], set_={"last_failure_at": statement.excluded.last_failure_at}

@@ -74,7 +74,7 @@ def register_user(
         if "email" in clashing:
             raise EmailTaken(f"the email {email!r} is already registered") from None
         raise
-    login_throttle.count_failure(session, login_throttle.sign_up_limit())
+    login_throttle.count_attempt(session, login_throttle.sign_up_limit())
     record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))
     return user
 
@@ -186,7 +186,7 @@ def record_failure(session: Session, attempt: LoginAttempt, action: str) -> None
         if attempt.user_id
         else {"login_digest": login_throttle.login_digest(attempt.login)}
     )
-    for limit, failures in login_throttle.count_failure(session, attempt.limits):
+    for limit, failures in login_throttle.count_attempt(session, attempt.limits):
         record_event(
             session,
             action="user.login_throttled",

@@ -256,7 +256,7 @@ def test_successes_and_failures_at_once_never_fail_the_request(migrated_database
     def count_one(number: int) -> None:
         with Session(get_engine("core")) as session:
             if number % 3:
-                login_throttle.count_failure(session, limits)
+                login_throttle.count_attempt(session, limits)
             else:
                 login_throttle.clear_account(session, uuid.uuid4(), limits)
             session.commit()
@@ -277,7 +277,7 @@ def test_concurrent_failures_are_all_counted(migrated_databases: DatabaseUrls) -
         token = _current.set(context)
         try:
             with Session(get_engine("core")) as session:
-                login_throttle.count_failure(session, login_throttle.limits_for(session, "nobody", None))
+                login_throttle.count_attempt(session, login_throttle.limits_for(session, "nobody", None))
                 session.commit()
         finally:
             _current.reset(token)
