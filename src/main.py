@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from src.api import health, metrics
+from src.api import docs, health, metrics
 from src.api.allowed_hosts import AllowedHostsMiddleware
 from src.api.body_limit import BodyLimitMiddleware
 from src.api.error_handling import register_error_handler
@@ -60,13 +60,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.effective_log_format, settings.log_level)
-    docs = settings.serves_docs
     app = FastAPI(
         title="FastAPI starter",
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        docs_url=None,  # served by src/api/docs.py, from local assets
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.serves_docs else None,
     )
     register_error_handler(app)
     app.add_middleware(
@@ -88,6 +87,8 @@ def create_app() -> FastAPI:
     # Outermost: every answer, a refused host's included, carries the request id and is logged and counted.
     app.add_middleware(RequestContextMiddleware)
     add_routes(app, health.router)
+    if settings.serves_docs:
+        add_routes(app, docs.router)
     if settings.metrics_enabled:
         add_routes(app, metrics.router)
     for router in v1_routers:

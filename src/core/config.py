@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     # /ready and /metrics report the databases as checked at most this long ago: a flood of probes costs each
     # database one check per interval.
     readiness_cache_seconds: float = Field(default=1.0, ge=0)
-    # The interactive API docs (/docs, /redoc, /openapi.json): on in local and test, off elsewhere unless set.
+    # The interactive API docs (/docs and /openapi.json): on in local and test, off elsewhere unless set.
     docs_enabled: bool | None = None
 
     # Log-in throttling (src/services/login_throttle.py). After the limit of failures, an account or a client

@@ -1,6 +1,7 @@
 """The application as it serves: how its routes are held, and what its lifespan does to the collector."""
 
 import gc
+import re
 
 import anyio.to_thread
 import pytest
@@ -55,6 +56,13 @@ def test_the_interactive_docs_can_be_turned_off(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(get_settings(), "docs_enabled", served)
     client = TestClient(create_app())
 
-    statuses = [client.get(path).status_code for path in ("/docs", "/redoc", "/openapi.json")]
+    paths = ("/docs", "/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "/openapi.json")
+    statuses = [client.get(path).status_code for path in paths]
 
-    assert statuses == [200 if served else 404] * 3
+    assert statuses == [200 if served else 404] * len(paths)
+    if served:
+        page = client.get("/docs").text
+        # Everything the page loads comes from the app: no script or style from elsewhere.
+        loaded = re.findall(r"(?:src|href)=['\"]([^'\"]+)", page)
+        assert sorted(loaded) == ["/docs/swagger-ui-bundle.js", "/docs/swagger-ui.css", "data:,"]
+        assert "http" not in page
