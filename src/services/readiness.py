@@ -84,7 +84,8 @@ SERVING = {"ok", "post_deploy_pending", "unknown_revision"}
 
 class RecentReadiness:
     """The last readiness check, reused for ``max_age`` seconds: however many probes and scrapes arrive, each
-    database is checked once per interval. One caller checks while the others wait for its answer."""
+    database is checked once per interval. While one caller checks, the others get the previous answer at once
+    (they wait only for the very first): a database slow to answer holds up one thread, not every probe's."""
 
     def __init__(self, scripts: ScriptDirectory, *, max_age: float) -> None:
         self._scripts = scripts
@@ -93,10 +94,14 @@ class RecentReadiness:
         self._checked: tuple[float, Readiness] | None = None
 
     def get(self) -> Readiness:
-        with self._lock:
-            if self._checked is None or time.monotonic() - self._checked[0] >= self._max_age:
-                self._checked = (time.monotonic(), check_readiness(self._scripts))
-            return self._checked[1]
+        if self._lock.acquire(blocking=self._checked is None):
+            try:
+                if self._checked is None or time.monotonic() - self._checked[0] >= self._max_age:
+                    self._checked = (time.monotonic(), check_readiness(self._scripts))
+            finally:
+                self._lock.release()
+        assert self._checked is not None
+        return self._checked[1]
 
 
 def check_readiness(scripts: ScriptDirectory) -> Readiness:

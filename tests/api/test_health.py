@@ -1,6 +1,8 @@
 """Liveness and readiness, against real databases."""
 
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +248,29 @@ def test_a_flood_of_probes_checks_each_database_once_per_interval(
 
     assert statuses == [200] * 100
     assert checked == list(DATABASES)
+
+
+@pytest.mark.parametrize("dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_while_a_database_is_slow_to_answer_probes_get_the_last_answer_at_once(
+    migrated_databases: DatabaseUrls,
+) -> None:
+    recent = readiness.RecentReadiness(script_directory(), max_age=0)
+    assert recent.get().status == "ready"
+    locker = create_engine(migrated_databases["core"])
+    with locker.connect() as connection:
+        connection.execute(text("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE"))  # the next check waits
+        slow = threading.Thread(target=recent.get)
+        slow.start()
+        time.sleep(0.3)
+        answers: list[str] = []
+        probe = threading.Thread(target=lambda: answers.append(recent.get().status))
+        probe.start()
+        probe.join(timeout=1)
+        answered_at_once, still_checking = not probe.is_alive(), slow.is_alive()
+        connection.rollback()
+    slow.join(timeout=10)
+    probe.join(timeout=10)
+    locker.dispose()
+
+    assert answered_at_once and still_checking
+    assert answers == ["ready"]
