@@ -28,11 +28,15 @@ from src.core.text import fold
 from src.core.timestamps import utcnow
 
 KEY_LENGTH = 400
+KNOWN_ADDRESSES = 20
+# The kind of the account-wide limit, which spares the addresses the account is known at.
+FROM_NEW_ADDRESSES = "account from new addresses"
 
 
 @dataclass(frozen=True)
 class Limit:
-    """One counter an attempt is held against: ``kind`` is "account" or "address"."""
+    """One counter an attempt is held against: ``kind`` is "account" (at this address), "address", or
+    FROM_NEW_ADDRESSES."""
 
     kind: str
     key: str
@@ -64,7 +68,7 @@ def limits_for(session: Session, login: str, user_id: uuid.UUID | None) -> tuple
         Limit("address", f"address:{network}"[:KEY_LENGTH], settings.login_failures_per_address),
     ]
     if session.get(LoginFailure, _known_key(account, network)) is None:
-        limits.append(Limit("account", account, settings.login_failures_per_account_from_anywhere))
+        limits.append(Limit(FROM_NEW_ADDRESSES, account, settings.login_failures_per_account_from_anywhere))
     return tuple(limits)
 
 
@@ -136,7 +140,8 @@ def count_attempt(session: Session, limits: tuple[Limit, ...]) -> list[tuple[Lim
     now = utcnow()
     began = []
     insert = _insert(session)
-    for limit in limits:
+    # In key order, as current_lockout locks them: two attempts never lock the same rows in opposite orders.
+    for limit in sorted(limits, key=lambda limit: limit.key):
         # The row exists before it is locked, so two first failures at once do not clash on the key.
         session.exec(
             insert(LoginFailure)
@@ -173,12 +178,37 @@ def clear_account(session: Session, user_id: uuid.UUID, limits: tuple[Limit, ...
     """
     keys = [limit.key for limit in limits if limit.kind == "account"]
     session.exec(update(LoginFailure).where(col(LoginFailure.key).in_(keys)).values(failures=0))
+    remember_address(session, user_id)
+
+
+def remember_address(session: Session, user_id: uuid.UUID) -> None:
+    """Make the client's address one the account is known at (a log-in, or the sign-up): the account-wide count
+    spares it. An account keeps its KNOWN_ADDRESSES most recent ones."""
     request = current_request_context()
-    if request and request.ip:
-        known = _known_key(f"account:{user_id}", client_network(request.ip))
-        statement = _insert(session)(LoginFailure).values(key=known, failures=0, last_failure_at=utcnow())
-        session.exec(
-            statement.on_conflict_do_update(
-                index_elements=["key"], set_={"last_failure_at": statement.excluded.last_failure_at}
-            )
+    if not request or not request.ip:
+        return
+    prefix = _known_key(f"account:{user_id}", "")
+    statement = _insert(session)(LoginFailure).values(
+        key=_known_key(f"account:{user_id}", client_network(request.ip)), failures=0, last_failure_at=utcnow()
+    )
+    session.exec(
+        statement.on_conflict_do_update(
+            index_elements=["key"], set_={"last_failure_at": statement.excluded.last_failure_at}
         )
+    )
+    newest = (
+        select(LoginFailure.key)
+        .where(col(LoginFailure.key).startswith(prefix))
+        .order_by(col(LoginFailure.last_failure_at).desc())
+        .limit(KNOWN_ADDRESSES)
+    )
+    session.exec(
+        delete(LoginFailure).where(col(LoginFailure.key).startswith(prefix), col(LoginFailure.key).not_in(newest))
+    )
+
+
+def in_flight_keys(limits: tuple[Limit, ...]) -> list[str]:
+    """What a password check in flight is held against: its account, and its address unless the account is known
+    there (its limits then hold no account-wide counter): others at that address cannot crowd the owner out."""
+    known = all(limit.kind != FROM_NEW_ADDRESSES for limit in limits)
+    return [limit.key for limit in limits if limit.kind != "address" or not known]

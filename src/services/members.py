@@ -18,7 +18,7 @@ from src.core.errors import Conflict, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
 from src.core.text import fold
 from src.services.audit_log import Target
-from src.services.workspaces import WorkspaceAccess, WorkspaceNotFound, lock_memberships, record, require_role
+from src.services.workspaces import WorkspaceAccess, WorkspaceNotFound, lock_workspace, record, require_role
 
 
 class MemberNotFound(NotFound):
@@ -106,7 +106,7 @@ def _find_user(session: Session, *, user_id: uuid.UUID | None, email: str | None
 def change_role(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID, role: Role) -> MemberWithUser:
     """Give a member another role; owners only when the owner role is granted or taken away."""
     require_role(actor, Role.ADMIN)
-    lock_memberships(session, actor.workspace.id)
+    lock_workspace(session, actor.workspace.id)
     member = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id)
     target = member.membership
     if Role.OWNER in (role, target.role):
@@ -131,7 +131,7 @@ def remove_member(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUI
     leaving = user_id == actor.user_id
     if not leaving:
         require_role(actor, Role.ADMIN)
-    lock_memberships(session, actor.workspace.id)
+    lock_workspace(session, actor.workspace.id)
     target = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id).membership
     if target.role == Role.OWNER:
         if not leaving:

@@ -75,6 +75,7 @@ def register_user(
             raise EmailTaken(f"the email {email!r} is already registered") from None
         raise
     login_throttle.count_attempt(session, login_throttle.sign_up_limit())
+    login_throttle.remember_address(session, user.id)
     record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))
     return user
 
@@ -132,7 +133,7 @@ async def password_matches(attempt: LoginAttempt, password: str) -> bool:
     """
     if attempt.lockout:
         raise throttled(attempt.lockout)
-    with checks_in_flight.holding(limit.key for limit in attempt.limits):
+    with checks_in_flight.holding(login_throttle.in_flight_keys(attempt.limits)):
         if attempt.hashed_password is None:
             await spend_verification_time(password)
             return False

@@ -98,6 +98,7 @@ def list_workspaces(
 def rename_workspace(session: Session, actor: WorkspaceAccess, *, name: str) -> Workspace:
     """Give the workspace a new name; admins and owners."""
     require_role(actor, Role.ADMIN)
+    lock_workspace(session, actor.workspace.id)
     workspace = actor.workspace
     record(
         session,
@@ -115,14 +116,18 @@ def rename_workspace(session: Session, actor: WorkspaceAccess, *, name: str) -> 
 def delete_workspace(session: Session, actor: WorkspaceAccess) -> None:
     """Delete the workspace and its memberships; owners only."""
     require_role(actor, Role.OWNER)
+    lock_workspace(session, actor.workspace.id, deleting=True)
     record(session, actor, "workspace.deleted", Target("workspace", actor.workspace.id), {"name": actor.workspace.name})
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == actor.workspace.id))
     session.delete(actor.workspace)
     session.flush()
 
 
-def lock_memberships(session: Session, workspace_id: uuid.UUID) -> None:
-    """Make changes to a workspace's members take turns (PostgreSQL): each first locks the workspace's row, so that
-    two of them never lock the members' rows in opposite orders and deadlock. Adding a member does not wait."""
+def lock_workspace(session: Session, workspace_id: uuid.UUID, *, deleting: bool = False) -> None:
+    """Make changes to a workspace, and to its members, take turns (PostgreSQL): each first locks the workspace's
+    row, so that no two lock rows in opposite orders and deadlock. ``WorkspaceNotFound`` when it was deleted
+    meanwhile. Adding a member does not wait, except for a deletion."""
     # key_share: FOR NO KEY UPDATE, which the foreign key check of a new member's row does not wait for.
-    session.exec(select(Workspace.id).where(Workspace.id == workspace_id).with_for_update(key_share=True))
+    statement = select(Workspace.id).where(Workspace.id == workspace_id).with_for_update(key_share=not deleting)
+    if session.exec(statement).first() is None:
+        raise WorkspaceNotFound(f"workspace {workspace_id} not found")

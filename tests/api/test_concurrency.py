@@ -374,3 +374,25 @@ def test_adding_a_member_to_a_workspace_deleted_meanwhile_is_404(
     deleter.dispose()
 
     assert (reply.status_code, reply.json()["error"]) == (404, "workspace_not_found")
+
+
+def test_renaming_a_workspace_deleted_meanwhile_is_404(
+    live_server: LiveServer, configured_databases: DatabaseUrls
+) -> None:
+    workspace = owned_workspace(live_server)
+    rename: Request = ("PATCH", f"/api/v1/workspaces/{workspace.id}", {"name": "Renamed"})
+    deleter = create_engine(configured_databases["core"])
+
+    async def rename_while_deleting() -> Reply:
+        with deleter.connect() as connection:
+            connection.execute(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == workspace.id))
+            connection.execute(delete(Workspace).where(col(Workspace.id) == workspace.id))
+            renaming = asyncio.create_task(send(live_server, *rename))
+            await asyncio.sleep(0.5)
+            connection.commit()
+        return await renaming
+
+    reply = asyncio.run(rename_while_deleting())
+    deleter.dispose()
+
+    assert (reply.status_code, reply.json()["error"]) == (404, "workspace_not_found")

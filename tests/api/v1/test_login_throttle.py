@@ -290,3 +290,36 @@ def test_concurrent_failures_are_all_counted(migrated_databases: DatabaseUrls) -
     # The login at this address, the address, and the login from anywhere.
     assert sorted(rows.values()) == [attempts] * 3
     assert "address:192.0.2.7" in rows
+
+
+def test_an_owner_who_never_logged_in_is_known_at_the_address_they_signed_up_from(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(get_settings(), "login_failures_per_account_from_anywhere", 6)
+    signed_up = TestClient(client.app, client=("198.51.100.1", 50000)).post(
+        "/api/v1/users",
+        json={"email": "ada@example.com", "username": "ada", "password": PASSWORD, "first_name": "A", "last_name": "L"},
+    )
+    assert signed_up.status_code == 201
+
+    for number in range(6):
+        assert log_in_from(client, f"203.0.113.{number}", "ada") == 401
+
+    assert log_in_from(client, "198.51.100.1", "ada", PASSWORD) == 200
+
+
+def test_checks_in_flight_at_a_known_address_are_not_held_against_the_address(
+    session: Session, make_user: MakeUser
+) -> None:
+    # Others at the owner's address (a NAT, an office) must not crowd the owner's log-in out.
+    ada = make_user(username="ada")
+    token = _current.set(RequestContext("home", "198.51.100.1", None))
+    try:
+        before = login_throttle.in_flight_keys(login_throttle.limits_for(session, "ada", ada.id))
+        login_throttle.remember_address(session, ada.id)
+        after = login_throttle.in_flight_keys(login_throttle.limits_for(session, "ada", ada.id))
+    finally:
+        _current.reset(token)
+
+    assert "address:198.51.100.1" in before
+    assert after == [f"account:{ada.id}|address:198.51.100.1"]
