@@ -350,49 +350,32 @@ def test_two_owners_demoting_each_other_at_once_take_turns(live_server: LiveServ
     assert sorted(roles) == sorted([Role.OWNER, Role.ADMIN])
 
 
-def test_adding_a_member_to_a_workspace_deleted_meanwhile_is_404(
-    live_server: LiveServer, configured_databases: DatabaseUrls
+@pytest.mark.parametrize("change", ["add a member", "rename"])
+def test_changing_a_workspace_deleted_meanwhile_is_404(
+    live_server: LiveServer, configured_databases: DatabaseUrls, change: str
 ) -> None:
     workspace = owned_workspace(live_server)
     with Session(get_engine("core")) as session:
         register(session, "cy")
         session.commit()
-    add: Request = ("POST", f"/api/v1/workspaces/{workspace.id}/members", {"email": "cy@example.com", "role": "member"})
+    request: Request = (
+        ("POST", f"/api/v1/workspaces/{workspace.id}/members", {"email": "cy@example.com", "role": "member"})
+        if change == "add a member"
+        else ("PATCH", f"/api/v1/workspaces/{workspace.id}", {"name": "Renamed"})
+    )
     deleter = create_engine(configured_databases["core"])
 
-    async def add_while_deleting() -> Reply:
+    async def change_while_deleting() -> Reply:
         with deleter.connect() as connection:
-            # The deletion holds its locks, uncommitted, while the add arrives; then it commits.
+            # The deletion holds its locks, uncommitted, while the change arrives; then it commits.
             connection.execute(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == workspace.id))
             connection.execute(delete(Workspace).where(col(Workspace.id) == workspace.id))
-            adding = asyncio.create_task(send(live_server, *add))
+            changing = asyncio.create_task(send(live_server, *request))
             await asyncio.sleep(0.5)
             connection.commit()
-        return await adding
+        return await changing
 
-    reply = asyncio.run(add_while_deleting())
-    deleter.dispose()
-
-    assert (reply.status_code, reply.json()["error"]) == (404, "workspace_not_found")
-
-
-def test_renaming_a_workspace_deleted_meanwhile_is_404(
-    live_server: LiveServer, configured_databases: DatabaseUrls
-) -> None:
-    workspace = owned_workspace(live_server)
-    rename: Request = ("PATCH", f"/api/v1/workspaces/{workspace.id}", {"name": "Renamed"})
-    deleter = create_engine(configured_databases["core"])
-
-    async def rename_while_deleting() -> Reply:
-        with deleter.connect() as connection:
-            connection.execute(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == workspace.id))
-            connection.execute(delete(Workspace).where(col(Workspace.id) == workspace.id))
-            renaming = asyncio.create_task(send(live_server, *rename))
-            await asyncio.sleep(0.5)
-            connection.commit()
-        return await renaming
-
-    reply = asyncio.run(rename_while_deleting())
+    reply = asyncio.run(change_while_deleting())
     deleter.dispose()
 
     assert (reply.status_code, reply.json()["error"]) == (404, "workspace_not_found")
