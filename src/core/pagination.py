@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import Mapped
 
 DEFAULT_LIMIT = 20
@@ -69,13 +69,15 @@ def keyset_statement(
     id_: Mapped[uuid.UUID],
     newest_first: bool = False,
 ) -> Statement:
-    """Order by (created_at, id), oldest or newest first, start after the cursor, fetch one row more than a page."""
+    """Order by (created_at, id), oldest or newest first, start after the cursor, fetch one row more than a page.
+
+    The cursor is compared as a row value, ``(created_at, id) < (at, id)``: an index on the two columns then finds
+    where the page starts, however deep it is. Spelled ``a < x OR (a = x AND b < y)``, PostgreSQL reads every row
+    before it as a filter.
+    """
     if page.cursor is not None:
-        at, id_value = page.cursor.created_at, page.cursor.id
-        if newest_first:
-            statement = statement.where(or_(created_at < at, and_(created_at == at, id_ < id_value)))
-        else:
-            statement = statement.where(or_(created_at > at, and_(created_at == at, id_ > id_value)))
+        key, after = tuple_(created_at, id_), (page.cursor.created_at, page.cursor.id)
+        statement = statement.where(key < after if newest_first else key > after)
     order = (created_at.desc(), id_.desc()) if newest_first else (created_at.asc(), id_.asc())
     return statement.order_by(*order).limit(page.limit + 1)
 

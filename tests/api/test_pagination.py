@@ -1,13 +1,17 @@
 """Keyset pages (src/core/pagination.py) on the migrated workspaces table: every row once, ties broken by id."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlmodel import Session, col, select
 
+from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.workspace import Workspace
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from tests.conftest import DatabaseUrls
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -70,3 +74,27 @@ def test_a_cursor_survives_the_round_trip() -> None:
 def test_a_malformed_cursor_is_a_value_error(token: str) -> None:
     with pytest.raises(ValueError, match="cursor is malformed"):
         Cursor.decode(token)
+
+
+@pytest.mark.parametrize("dialect", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+def test_a_page_deep_in_the_audit_trail_starts_from_the_index(migrated_databases: DatabaseUrls) -> None:
+    """The cursor is a row comparison, which the (workspace_id, occurred_at, id) index serves as an index condition,
+    however deep the page: spelled with OR, every row before it was read and filtered out."""
+    workspace_id = uuid.uuid4()
+    page = PageRequest(limit=20, cursor=Cursor(START, uuid.uuid4()))
+    statement = keyset_statement(
+        select(AuditEvent).where(AuditEvent.workspace_id == workspace_id),
+        page,
+        created_at=col(AuditEvent.occurred_at),
+        id_=col(AuditEvent.id),
+        newest_first=True,
+    )
+    engine = create_engine(migrated_databases["audit"])
+    sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection:
+        connection.execute(text("SET enable_seqscan = off"))  # a handful of rows would be scanned whole
+        plan = json.dumps(connection.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar_one())
+    engine.dispose()
+
+    assert "ROW(occurred_at, id) < ROW(" in plan and '"Index Cond"' in plan
+    assert '"Filter"' not in plan
