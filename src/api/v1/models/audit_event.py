@@ -31,5 +31,8 @@ class AuditEvent(AuditEventBase, AuditModel, table=True):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_workspace_id_occurred_at", "workspace_id", "occurred_at", "id"),
+        # The list's filters, each in the list's order: a filter matching few events, or none, reads only those.
+        Index("ix_audit_events_workspace_id_action", "workspace_id", "action", "occurred_at", "id"),
+        Index("ix_audit_events_workspace_id_actor_id", "workspace_id", "actor_id", "occurred_at", "id"),
         Index("ix_audit_events_occurred_at", "occurred_at"),
     )
