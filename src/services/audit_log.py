@@ -35,13 +35,15 @@ def record_event(
     workspace_id: uuid.UUID | None = None,
     outcome: str = "success",
     details: dict[str, Any] | None = None,
+    actor_type: str | None = None,
 ) -> OutboxEvent:
-    """Add an event to the outbox in ``session``; it is delivered only if the session commits."""
+    """Add an event to the outbox in ``session``; it is delivered only if the session commits. The actor is a user,
+    anonymous, or (``actor_type="system"``) the service's own jobs."""
     request = current_request_context()
     event = OutboxEvent(
         action=action,
         outcome=outcome,
-        actor_type="user" if actor_id else "anonymous",
+        actor_type=actor_type or ("user" if actor_id else "anonymous"),
         actor_id=actor_id,
         workspace_id=workspace_id,
         target_type=target.type if target else None,

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import ReturningInsert
+from sqlmodel import Session
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
@@ -29,6 +30,7 @@ from src.core.databases import database_error_reason
 from src.core.engines import get_unpooled_engine
 from src.core.metrics import RELAY_DELIVERED, RELAY_FAILURES
 from src.core.timestamps import utcnow
+from src.services.audit_log import record_event
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +114,8 @@ def outbox_state() -> tuple[int, datetime | None]:
 
 
 def prune_audit_events(*, older_than_days: int, batch_size: int = 5000) -> int:
-    """Delete audit events older than the given number of days, a batch per transaction; returns how many."""
+    """Delete audit events older than the given number of days, a batch per transaction; returns how many. The
+    prune is itself an audit event (``audit.pruned``: before when, how many), recorded once it is done."""
     cutoff = utcnow() - timedelta(days=older_than_days)
     oldest = select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.occurred_at < cutoff).limit(batch_size)
     deleted = 0
@@ -121,4 +124,8 @@ def prune_audit_events(*, older_than_days: int, batch_size: int = 5000) -> int:
             count = audit.execute(delete(AUDIT_EVENTS).where(AUDIT_EVENTS.c.id.in_(oldest.scalar_subquery()))).rowcount
         deleted += count
         if count < batch_size:
+            with Session(get_unpooled_engine("core")) as core:
+                details = {"before": cutoff.isoformat(), "older_than_days": older_than_days, "deleted": deleted}
+                record_event(core, action="audit.pruned", actor_id=None, actor_type="system", details=details)
+                core.commit()
             return deleted

@@ -92,3 +92,7 @@ def test_prune_deletes_only_events_older_than_the_given_days(migrated_databases)
     assert prune_audit_events(older_than_days=30, batch_size=2) == 3
 
     assert [event.id for event in delivered()] == recent
+    # The prune is an audit event of its own, the service's: delivered as any other.
+    relay_pending(batch_size=10)
+    [pruned] = [event for event in delivered() if event.action == "audit.pruned"]
+    assert (pruned.actor_type, pruned.details["deleted"], pruned.details["older_than_days"]) == ("system", 3, 30)
