@@ -115,6 +115,16 @@ async def get_audited_workspace_id(request: Request, token: ValidToken, workspac
 AuditedWorkspaceId = Annotated[uuid.UUID, Depends(get_audited_workspace_id)]
 
 
+async def get_audited_user_id(request: Request, token: ValidToken) -> uuid.UUID:
+    """The caller, whose own events (those of no workspace) they may read; checked, like a workspace's audit
+    reader, in a core unit of work that ends before the audit database is asked."""
+    async with request_sessions(request, "core").unit_of_work(reads_only=True) as session:
+        return await anyio.to_thread.run_sync(lambda: get_current_user(session, token).id)
+
+
+AuditedUserId = Annotated[uuid.UUID, Depends(get_audited_user_id)]
+
+
 async def get_page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
     cursor: Annotated[

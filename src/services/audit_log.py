@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, cast, func
+from sqlalchemy import ColumnElement, Date, and_, cast, func
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
@@ -63,11 +63,26 @@ class EventFilter:
     until: datetime | None = None
 
 
+def in_workspace(workspace_id: uuid.UUID) -> ColumnElement[bool]:
+    """A workspace's events."""
+    return col(AuditEvent.workspace_id) == workspace_id
+
+
+def about_user(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """The events of no workspace that concern a user: their sign-up, log-ins, failed ones included, and changes
+    to their account."""
+    return and_(
+        col(AuditEvent.workspace_id).is_(None),
+        col(AuditEvent.target_type) == "user",
+        col(AuditEvent.target_id) == user_id,
+    )
+
+
 def list_events(
-    session: Session, *, workspace_id: uuid.UUID, filters: EventFilter, page: PageRequest
+    session: Session, *, scope: ColumnElement[bool], filters: EventFilter, page: PageRequest
 ) -> tuple[list[AuditEvent], str | None]:
-    """A workspace's events, newest first, and the cursor of the next page."""
-    statement = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    """The events in ``scope`` (``in_workspace``, ``about_user``), newest first, and the cursor of the next page."""
+    statement = select(AuditEvent).where(scope)
     if filters.action:
         statement = statement.where(AuditEvent.action == filters.action)
     if filters.actor_id:

@@ -237,3 +237,46 @@ def test_naive_and_aware_filters_agree(
 
     assert len(aware.json()["items"]) == len(naive.json()["items"]) == 1
     assert other_zone.json()["items"] == []
+
+
+def add_user_events(session: Session, user_id: uuid.UUID, *actions: str, workspace_id: uuid.UUID | None = None) -> None:
+    session.add_all(
+        AuditEvent(
+            occurred_at=utcnow() - timedelta(minutes=len(actions) - index),
+            action=action,
+            outcome="success",
+            actor_type="user",
+            actor_id=user_id,
+            workspace_id=workspace_id,
+            target_type="user",
+            target_id=user_id,
+        )
+        for index, action in enumerate(actions)
+    )
+    session.commit()
+
+
+def test_a_user_reads_their_own_events_of_no_workspace_and_no_one_elses(
+    client: TestClient, audit_session: Session, make_user: MakeUser, workspace: Workspace
+) -> None:
+    ada, bob = make_user(), make_user()
+    add_user_events(audit_session, ada.id, "user.signed_up", "user.login_failed", "user.logged_in")
+    add_user_events(audit_session, bob.id, "user.signed_up")
+    add_user_events(audit_session, ada.id, "workspace.member_added", workspace_id=workspace.id)  # the workspace's
+
+    response = client.get("/api/v1/users/me/audit-events", headers=auth(ada))
+    failed = client.get("/api/v1/users/me/audit-events", params={"action": "user.login_failed"}, headers=auth(ada))
+
+    assert response.status_code == 200
+    assert [item["action"] for item in response.json()["items"]] == [
+        "user.logged_in",
+        "user.login_failed",
+        "user.signed_up",
+    ]
+    assert [item["action"] for item in failed.json()["items"]] == ["user.login_failed"]
+
+
+def test_a_users_own_events_need_a_token(client: TestClient) -> None:
+    response = client.get("/api/v1/users/me/audit-events")
+
+    assert (response.status_code, response.json()["error"]) == (401, "not_authenticated")

@@ -34,5 +34,7 @@ class AuditEvent(AuditEventBase, AuditModel, table=True):
         # The list's filters, each in the list's order: a filter matching few events, or none, reads only those.
         Index("ix_audit_events_workspace_id_action", "workspace_id", "action", "occurred_at", "id"),
         Index("ix_audit_events_workspace_id_actor_id", "workspace_id", "actor_id", "occurred_at", "id"),
+        # A user's own events (of no workspace), in the list's order.
+        Index("ix_audit_events_target_id", "target_id", "occurred_at", "id"),
         Index("ix_audit_events_occurred_at", "occurred_at"),
     )

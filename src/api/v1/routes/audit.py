@@ -1,21 +1,24 @@
-"""A workspace's audit trail and activity, read from the audit database; admins and owners only."""
+"""Audit trails read from the audit database: a workspace's and its activity (admins and owners), and the caller's
+own events of no workspace."""
 
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import AfterValidator
+from sqlalchemy import ColumnElement
+from sqlmodel import Session
 
-from src.api.dependencies import AuditedWorkspaceId, AuditSessionDep, PageParams
+from src.api.dependencies import AuditedUserId, AuditedWorkspaceId, AuditSessionDep, PageParams
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
 from src.api.v1.schemas.fields import SearchText
-from src.core.pagination import Page
+from src.core.pagination import Page, PageRequest
 from src.services import audit_log
 
-router = APIRouter(prefix=API_PREFIX + "/workspaces/{workspace_id}", tags=["audit"])
+router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -29,23 +32,43 @@ def as_utc(moment: datetime) -> datetime:
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
-@router.get("/audit-events", responses=error_responses(401, 403, 404, 422, 503))
-def list_audit_events(
-    workspace_id: AuditedWorkspaceId,
-    page: PageParams,
-    audit_session: AuditSessionDep,
+def event_filter(
     action: Annotated[SearchText | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
     actor_id: uuid.UUID | None = None,
     since: Annotated[UtcTime | None, Query(description="from this time on (UTC when no zone is given)")] = None,
     until: Annotated[UtcTime | None, Query(description="before this time (UTC when no zone is given)")] = None,
+) -> audit_log.EventFilter:
+    return audit_log.EventFilter(action=action, actor_id=actor_id, since=since, until=until)
+
+
+EventFilterParams = Annotated[audit_log.EventFilter, Depends(event_filter)]
+
+
+def event_page(
+    session: Session, scope: ColumnElement[bool], filters: audit_log.EventFilter, page: PageRequest
 ) -> Page[AuditEventPublic]:
-    """The workspace's audit events, newest first."""
-    filters = audit_log.EventFilter(action=action, actor_id=actor_id, since=since, until=until)
-    events, next_cursor = audit_log.list_events(audit_session, workspace_id=workspace_id, filters=filters, page=page)
+    events, next_cursor = audit_log.list_events(session, scope=scope, filters=filters, page=page)
     return Page(items=[AuditEventPublic.of(event) for event in events], next_cursor=next_cursor)
 
 
-@router.get("/activity", responses=error_responses(401, 403, 404, 422, 503))
+@router.get("/workspaces/{workspace_id}/audit-events", responses=error_responses(401, 403, 404, 422, 503))
+def list_audit_events(
+    workspace_id: AuditedWorkspaceId, page: PageParams, audit_session: AuditSessionDep, filters: EventFilterParams
+) -> Page[AuditEventPublic]:
+    """The workspace's audit events, newest first."""
+    return event_page(audit_session, audit_log.in_workspace(workspace_id), filters, page)
+
+
+@router.get("/users/me/audit-events", responses=error_responses(401, 422, 503))
+def list_my_audit_events(
+    user_id: AuditedUserId, page: PageParams, audit_session: AuditSessionDep, filters: EventFilterParams
+) -> Page[AuditEventPublic]:
+    """The caller's own events of no workspace, newest first: sign-up, log-ins (failed and throttled ones too),
+    password and profile changes."""
+    return event_page(audit_session, audit_log.about_user(user_id), filters, page)
+
+
+@router.get("/workspaces/{workspace_id}/activity", responses=error_responses(401, 403, 404, 422, 503))
 def read_activity(
     workspace_id: AuditedWorkspaceId,
     audit_session: AuditSessionDep,
