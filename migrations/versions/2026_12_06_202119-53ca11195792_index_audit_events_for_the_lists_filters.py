@@ -1,8 +1,8 @@
-"""Index audit events by target
+"""Index audit events for the lists' filters: action, actor, and the user an event concerns
 
-Revision ID: 65f255def238
-Revises: 53ca11195792
-Create Date: 2026-12-06 20:29:33.983602+00:00
+Revision ID: 53ca11195792
+Revises: 4a57b1fb7aa8
+Create Date: 2026-12-06 20:21:19.661981+00:00
 
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "65f255def238"
-down_revision: str | Sequence[str] | None = "53ca11195792"
+revision: str = "53ca11195792"
+down_revision: str | Sequence[str] | None = "4a57b1fb7aa8"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -43,6 +43,18 @@ def upgrade_audit() -> None:
     # Built while the relay keeps writing: concurrently, outside a transaction (a plain build blocks writes).
     with op.get_context().autocommit_block():
         op.create_index(
+            "ix_audit_events_workspace_id_action",
+            "audit_events",
+            ["workspace_id", "action", "occurred_at", "id"],
+            postgresql_concurrently=True,
+        )
+        op.create_index(
+            "ix_audit_events_workspace_id_actor_id",
+            "audit_events",
+            ["workspace_id", "actor_id", "occurred_at", "id"],
+            postgresql_concurrently=True,
+        )
+        op.create_index(
             "ix_audit_events_target_id",
             "audit_events",
             ["target_id", "occurred_at", "id"],
@@ -53,3 +65,5 @@ def upgrade_audit() -> None:
 def downgrade_audit() -> None:
     with op.get_context().autocommit_block():
         op.drop_index("ix_audit_events_target_id", "audit_events", postgresql_concurrently=True)
+        op.drop_index("ix_audit_events_workspace_id_actor_id", "audit_events", postgresql_concurrently=True)
+        op.drop_index("ix_audit_events_workspace_id_action", "audit_events", postgresql_concurrently=True)
