@@ -58,7 +58,10 @@ def record_event(
 @dataclass(frozen=True)
 class EventFilter:
     action: str | None = None
+    action_prefix: str | None = None
     actor_id: uuid.UUID | None = None
+    target_id: uuid.UUID | None = None
+    outcome: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -85,8 +88,14 @@ def list_events(
     statement = select(AuditEvent).where(scope)
     if filters.action:
         statement = statement.where(AuditEvent.action == filters.action)
+    if filters.action_prefix:
+        statement = statement.where(col(AuditEvent.action).startswith(filters.action_prefix, autoescape=True))
     if filters.actor_id:
         statement = statement.where(AuditEvent.actor_id == filters.actor_id)
+    if filters.target_id:
+        statement = statement.where(AuditEvent.target_id == filters.target_id)
+    if filters.outcome:
+        statement = statement.where(AuditEvent.outcome == filters.outcome)
     if filters.since:
         statement = statement.where(AuditEvent.occurred_at >= filters.since)
     if filters.until:

@@ -146,6 +146,29 @@ def test_filters_by_action_actor_and_time(
     # No zone given: taken as UTC.
     assert details(since=(today - timedelta(hours=2)).replace(tzinfo=None).isoformat()) == [2]
     assert details(action="workspace.member_added", actor_id=str(alice)) == [0]
+    assert details(action_prefix="workspace.member") == [1, 0]
+    assert details(action_prefix="workspace.member_") == [1, 0]  # "_" is itself, not any one character
+    assert details(action_prefix="workspace.membe%") == []
+    assert details(outcome="success") == [2, 1, 0]
+    assert details(outcome="failure") == []
+
+
+def test_filters_by_target(
+    today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+) -> None:
+    rows = add_events(
+        audit_session,
+        workspace.id,
+        (today - timedelta(hours=2), "workspace.member_added", owner.id),
+        (today - timedelta(hours=1), "workspace.member_added", owner.id),
+    )
+    rows[0].target_type, rows[0].target_id = "user", uuid.uuid4()
+    audit_session.add(rows[0])
+    audit_session.commit()
+
+    response = client.get(events_url(workspace), params={"target_id": str(rows[0].target_id)}, headers=auth(owner))
+
+    assert [item["id"] for item in response.json()["items"]] == [str(rows[0].id)]
 
 
 @pytest.mark.parametrize(
@@ -205,6 +228,8 @@ def test_activity_counts_per_utc_day_and_action(
         pytest.param("/audit-events", {"cursor": "not-a-cursor"}, id="events-malformed-cursor"),
         pytest.param("/audit-events", {"limit": 0}, id="events-limit-zero"),
         pytest.param("/audit-events", {"action": "\x00"}, id="events-action-with-a-nul"),
+        pytest.param("/audit-events", {"outcome": "maybe"}, id="events-outcome-not-success-or-failure"),
+        pytest.param("/audit-events", {"target_id": "bob"}, id="events-target-not-a-uuid"),
         pytest.param("/activity", {"days": 0}, id="activity-zero-days"),
         pytest.param("/activity", {"days": 367}, id="activity-over-a-year"),
         pytest.param("/activity", {"days": "week"}, id="activity-days-not-a-number"),

@@ -3,7 +3,7 @@ own events of no workspace."""
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import AfterValidator
@@ -34,11 +34,24 @@ UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 def event_filter(
     action: Annotated[SearchText | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
-    actor_id: uuid.UUID | None = None,
+    action_prefix: Annotated[
+        SearchText | None, Query(max_length=64, description="actions starting so, e.g. workspace.member")
+    ] = None,
+    actor_id: Annotated[uuid.UUID | None, Query(description="who did it")] = None,
+    target_id: Annotated[uuid.UUID | None, Query(description="what it was done to: a user, a workspace")] = None,
+    outcome: Annotated[Literal["success", "failure"] | None, Query()] = None,
     since: Annotated[UtcTime | None, Query(description="from this time on (UTC when no zone is given)")] = None,
     until: Annotated[UtcTime | None, Query(description="before this time (UTC when no zone is given)")] = None,
 ) -> audit_log.EventFilter:
-    return audit_log.EventFilter(action=action, actor_id=actor_id, since=since, until=until)
+    return audit_log.EventFilter(
+        action=action,
+        action_prefix=action_prefix,
+        actor_id=actor_id,
+        target_id=target_id,
+        outcome=outcome,
+        since=since,
+        until=until,
+    )
 
 
 EventFilterParams = Annotated[audit_log.EventFilter, Depends(event_filter)]
