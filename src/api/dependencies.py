@@ -23,7 +23,7 @@ from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cur
 from src.core.request_context import current_request_context
 from src.core.security import TokenClaims, decode_access_token
 from src.core.sessions import RequestSessions
-from src.services import users, workspaces
+from src.services import audit_log, users, workspaces
 from src.services.workspaces import WorkspaceAccess
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
@@ -97,7 +97,7 @@ CallerWorkspace = Annotated[WorkspaceAccess, Depends(get_caller_workspace)]
 
 
 async def get_audited_workspace_id(request: Request, token: ValidToken, workspace_id: uuid.UUID) -> uuid.UUID:
-    """The workspace whose audit trail the caller may read: admins and owners.
+    """The workspace whose audit trail the caller may read: admins and owners. The read is itself an audit event.
 
     Checked in a core unit of work of its own that ends before the audit database is asked, so a
     slow or unreachable audit database holds no core connection and no admission slot.
@@ -106,8 +106,9 @@ async def get_audited_workspace_id(request: Request, token: ValidToken, workspac
     def audit_reader_access(session: Session) -> None:
         access = get_caller_workspace(session, token, workspace_id)
         workspaces.require_role(access, Role.ADMIN)  # the audit trail's rule, decided here only
+        audit_log.record_read(session, actor_id=access.user_id, workspace_id=workspace_id, asked=asked_for(request))
 
-    async with request_sessions(request, "core").unit_of_work(reads_only=True) as session:
+    async with request_sessions(request, "core").unit_of_work() as session:
         await anyio.to_thread.run_sync(audit_reader_access, session)
     return workspace_id
 
@@ -115,11 +116,22 @@ async def get_audited_workspace_id(request: Request, token: ValidToken, workspac
 AuditedWorkspaceId = Annotated[uuid.UUID, Depends(get_audited_workspace_id)]
 
 
+def asked_for(request: Request) -> str:
+    """What a request asked for: its path and query."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
 async def get_audited_user_id(request: Request, token: ValidToken) -> uuid.UUID:
-    """The caller, whose own events (those of no workspace) they may read; checked, like a workspace's audit
-    reader, in a core unit of work that ends before the audit database is asked."""
-    async with request_sessions(request, "core").unit_of_work(reads_only=True) as session:
-        return await anyio.to_thread.run_sync(lambda: get_current_user(session, token).id)
+    """The caller, whose own events (those of no workspace) they may read; checked, and the read recorded, like a
+    workspace's audit reader, in a core unit of work that ends before the audit database is asked."""
+
+    def audit_reader(session: Session) -> uuid.UUID:
+        user_id = get_current_user(session, token).id
+        audit_log.record_read(session, actor_id=user_id, workspace_id=None, asked=asked_for(request))
+        return user_id
+
+    async with request_sessions(request, "core").unit_of_work() as session:
+        return await anyio.to_thread.run_sync(audit_reader, session)
 
 
 AuditedUserId = Annotated[uuid.UUID, Depends(get_audited_user_id)]

@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from src.api.v1.models.audit_event import AuditEvent
+from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.core.timestamps import utcnow
@@ -282,7 +283,7 @@ def add_user_events(session: Session, user_id: uuid.UUID, *actions: str, workspa
 
 
 def test_a_user_reads_their_own_events_of_no_workspace_and_no_one_elses(
-    client: TestClient, audit_session: Session, make_user: MakeUser, workspace: Workspace
+    client: TestClient, session: Session, audit_session: Session, make_user: MakeUser, workspace: Workspace
 ) -> None:
     ada, bob = make_user(), make_user()
     add_user_events(audit_session, ada.id, "user.signed_up", "user.login_failed", "user.logged_in")
@@ -299,6 +300,9 @@ def test_a_user_reads_their_own_events_of_no_workspace_and_no_one_elses(
         "user.signed_up",
     ]
     assert [item["action"] for item in failed.json()["items"]] == ["user.login_failed"]
+    # Each read is recorded, as the reader's own event.
+    reads = session.exec(select(OutboxEvent).where(OutboxEvent.action == "audit.read")).all()
+    assert [(read.actor_id, read.target_id, read.workspace_id) for read in reads] == [(ada.id, ada.id, None)] * 2
 
 
 def test_a_users_own_events_need_a_token(client: TestClient) -> None:
