@@ -59,8 +59,7 @@ def limits_for(session: Session, login: str, user_id: uuid.UUID | None) -> tuple
     anywhere unless this address is one the account logged in from."""
     account = f"account:{user_id}" if user_id else f"login:{login_digest(login)}"
     settings = get_settings()
-    request = current_request_context()
-    network = client_network(request.ip) if request and request.ip else None
+    network = _requesting_network()
     if network is None:
         return (Limit("account", account, settings.login_failures_per_account),)
     limits = [
@@ -73,15 +72,20 @@ def limits_for(session: Session, login: str, user_id: uuid.UUID | None) -> tuple
 
 
 def sign_up_limit() -> tuple[Limit, ...]:
-    request = current_request_context()
-    if not request or not request.ip:
+    network = _requesting_network()
+    if network is None:
         return ()
-    key = f"sign-up:{client_network(request.ip)}"[:KEY_LENGTH]
-    return (Limit("address", key, get_settings().sign_ups_per_address),)
+    return (Limit("address", f"sign-up:{network}"[:KEY_LENGTH], get_settings().sign_ups_per_address),)
 
 
 def _known_key(account: str, network: str) -> str:
     return f"known:{account}|address:{network}"[:KEY_LENGTH]
+
+
+def _requesting_network() -> str | None:
+    """The current request's client, as it is counted (``client_network``); None outside a request."""
+    request = current_request_context()
+    return client_network(request.ip) if request and request.ip else None
 
 
 def client_network(address: str) -> str:
@@ -184,12 +188,12 @@ def clear_account(session: Session, user_id: uuid.UUID, limits: tuple[Limit, ...
 def remember_address(session: Session, user_id: uuid.UUID) -> None:
     """Make the client's address one the account is known at (a log-in, or the sign-up): the account-wide count
     spares it. An account keeps its KNOWN_ADDRESSES most recent ones."""
-    request = current_request_context()
-    if not request or not request.ip:
+    network = _requesting_network()
+    if network is None:
         return
     prefix = _known_key(f"account:{user_id}", "")
     statement = _insert(session)(LoginFailure).values(
-        key=_known_key(f"account:{user_id}", client_network(request.ip)), failures=0, last_failure_at=utcnow()
+        key=_known_key(f"account:{user_id}", network), failures=0, last_failure_at=utcnow()
     )
     session.exec(
         statement.on_conflict_do_update(
