@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 # The migrate-* targets are not listed: a pattern rule is never used for a phony target.
-.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune soak abuse bench drill
+.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune audit-verify audit-stream soak abuse bench drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,8 +66,14 @@ migrate-%: install
 audit-relay: install ## Deliver outbox events to the audit database once, or every interval with LOOP=1
 	@$(PY) -m src.audit_jobs relay $(if $(filter 1,$(LOOP)),--loop)
 
-audit-prune: install ## Delete audit events older than DAYS=N, in batches
+audit-prune: install ## Delete audit events recorded more than DAYS=N days ago, in batches
 	@$(PY) -m src.audit_jobs prune --days "$(DAYS)"
+
+audit-verify: install ## Walk the audit hash chains (one workspace's with WORKSPACE=id); fails at the first event that does not fit
+	@$(PY) -m src.audit_jobs verify --workspace "$(WORKSPACE)"
+
+audit-stream: install ## New audit events as NDJSON on stdout from where the last run stopped (POSITION=file, FOLLOW=1 keeps going)
+	@$(PY) -m src.audit_jobs stream --position "$(or $(POSITION),var/audit-stream.position)" $(if $(filter 1,$(FOLLOW)),--follow)
 
 soak: install ## Mixed traffic on PostgreSQL for SOAK_SECONDS (90) with the audit database stopped a while; checks nothing is lost
 	@$(PY) -m bench.soak

@@ -87,6 +87,7 @@ def production_env(urls: dict[str, str]) -> dict[str, str]:
         "SETTINGS_FILE": os.devnull,
         "ENVIRONMENT": "production",
         "SECRET_KEY": secrets.token_urlsafe(48),
+        "AUDIT_SIGNING_KEY": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": '["127.0.0.1"]',
         "CORE_DATABASE_URL": urls["core"],
         "AUDIT_DATABASE_URL": urls["audit"],

@@ -53,7 +53,8 @@ def carries_a_secret(record: logging.LogRecord) -> bool:
     text = f"{record.getMessage()} {getattr(record, 'fields', '')}"
     if record.exc_info:
         text += "".join(traceback.format_exception(*record.exc_info))
-    return bool(_SECRET_SHAPES.search(text)) or get_settings().secret_key in text
+    settings = get_settings()
+    return bool(_SECRET_SHAPES.search(text)) or settings.secret_key in text or settings.audit_signing_key in text
 
 
 @contextmanager

@@ -14,7 +14,7 @@ from src.core.timestamps import utcnow
 from src.services import users
 
 
-def record(count: int, *, start_minutes_ago: int = 60) -> list[uuid.UUID]:
+def record(count: int, *, start_minutes_ago: int = 60, workspace_id: uuid.UUID | None = None) -> list[uuid.UUID]:
     """Put events straight into the core outbox, oldest first; returns their ids."""
     events = [
         OutboxEvent(
@@ -23,6 +23,7 @@ def record(count: int, *, start_minutes_ago: int = 60) -> list[uuid.UUID]:
             outcome="success",
             actor_type="user",
             actor_id=uuid.uuid4(),
+            workspace_id=workspace_id,
             context={"ip": "127.0.0.1"},
             details={"index": index},
         )

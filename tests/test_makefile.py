@@ -1,5 +1,6 @@
 """The Makefile's migrate-* targets, run as a user would, in a copy of the project."""
 
+import json
 import os
 import re
 import shutil
@@ -305,7 +306,17 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
     declared = set(re.findall(r"^([a-z-]+):.*## ", (project.root / "Makefile").read_text(), flags=re.M))
     migrate_targets = {f"migrate-{function.__name__.replace('_', '-')}" for function in COMMANDS}
 
-    expected = {"dev-server", "test", "lint", "audit-relay", "audit-prune", "bench", "drill"}
+    expected = {
+        "dev-server",
+        "test",
+        "lint",
+        "audit-relay",
+        "audit-prune",
+        "audit-verify",
+        "audit-stream",
+        "bench",
+        "drill",
+    }
     commands = ("create", "merge", "upgrade", "post-deploy", "rollback", "status", "history", "check", "sql", "lint")
     assert migrate_targets == {f"migrate-{name}" for name in commands}
     assert listed == declared | migrate_targets and declared >= expected
@@ -322,7 +333,7 @@ def test_an_unknown_migrate_target_is_one_line(project: Project) -> None:
 
 @sqlite_only
 @at_head
-def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str, str]) -> None:
+def test_audit_relay_verify_and_prune_targets(project: Project, database_urls: dict[str, str]) -> None:
     engine = create_engine(database_urls["core"])
     with Session(engine) as session:
         session.add(OutboxEvent(action="workspace.created", outcome="success", actor_type="user"))
@@ -331,8 +342,19 @@ def test_audit_relay_and_prune_targets(project: Project, database_urls: dict[str
 
     assert project.ok("audit-relay") == "delivered 1 audit event(s)\n"
     assert project.ok("audit-relay") == "delivered 0 audit event(s)\n"
-    assert project.ok("audit-prune", "DAYS=0") == "deleted 1 audit event(s) older than 0 day(s)\n"
+    [line] = project.ok("audit-stream").splitlines()
+    assert (json.loads(line)["action"], json.loads(line)["chain_seq"]) == ("workspace.created", 1)
+    assert project.ok("audit-stream") == ""  # resumed from var/audit-stream.position
+    verified = project.ok("audit-verify")
+    assert re.fullmatch(
+        r"chain service: 1 event\(s\) verified; ok, head #1 [0-9a-f]{64}\nverified 1 chain\(s\)\n", verified
+    )
+    assert project.fails("audit-verify", "WORKSPACE=nope") == (
+        "error: WORKSPACE must be a workspace id: make audit-verify WORKSPACE=<uuid>"
+    )
+    assert project.ok("audit-prune", "DAYS=0") == "deleted 1 audit event(s) recorded more than 0 day(s) ago\n"
     assert project.fails("audit-prune") == "error: DAYS must be a whole number of days: make audit-prune DAYS=90"
+    assert project.ok("audit-verify").endswith("ok, head #1 " + verified.split()[-4] + "\nverified 1 chain(s)\n")
 
 
 # The recipe's test adds a database called "scratch": docs/migrations.md's own example, "reports", may already exist.

@@ -137,6 +137,13 @@ async def get_audited_user_id(request: Request, token: ValidToken) -> uuid.UUID:
 AuditedUserId = Annotated[uuid.UUID, Depends(get_audited_user_id)]
 
 
+async def current_usernames(request: Request, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The usernames of these users, from core, in a read-only unit of work of its own (for the audit trails,
+    once the audit database has answered)."""
+    async with request_sessions(request, "core").unit_of_work(reads_only=True) as session:
+        return await anyio.to_thread.run_sync(users.usernames, session, user_ids)
+
+
 async def get_page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
     cursor: Annotated[

@@ -22,6 +22,7 @@ from src.core.databases import DATABASES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SECRET_KEY = "example-secret-key-change-me-before-any-deploy"
+EXAMPLE_AUDIT_SIGNING_KEY = "example-audit-signing-key-change-me-before-any-deploy"
 MIN_SECRET_KEY_LENGTH = 32
 # One URL setting per named database: core_database_url (CORE_DATABASE_URL), audit_database_url, ...
 _URL_SETTINGS = [database.url_setting for database in DATABASES.values()]
@@ -196,6 +197,9 @@ class Settings(BaseSettings):
     audit_relay_enabled: bool = True
     audit_relay_interval_seconds: float = Field(default=2.0, gt=0)
     audit_relay_batch_size: int = Field(default=1000, ge=1, le=10000)
+    # Signs the heads of the audit hash chains (HMAC-SHA256, src/services/audit_chain.py). Keep it apart from
+    # SECRET_KEY: whoever verifies the trail needs this one and should not be able to sign tokens.
+    audit_signing_key: str = EXAMPLE_AUDIT_SIGNING_KEY
 
     @field_validator("*")
     @classmethod
@@ -223,10 +227,14 @@ class Settings(BaseSettings):
     def _refuse_weak_secret_outside_local(self) -> "Settings":
         if self.for_development:
             return self
-        if self.secret_key == EXAMPLE_SECRET_KEY:
-            raise ValueError(f"SECRET_KEY is the example key; set a real one for ENVIRONMENT={self.environment}")
-        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
-            raise ValueError(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters outside local and test")
+        for name, key, example in (
+            ("SECRET_KEY", self.secret_key, EXAMPLE_SECRET_KEY),
+            ("AUDIT_SIGNING_KEY", self.audit_signing_key, EXAMPLE_AUDIT_SIGNING_KEY),
+        ):
+            if key == example:
+                raise ValueError(f"{name} is the example key; set a real one for ENVIRONMENT={self.environment}")
+            if len(key) < MIN_SECRET_KEY_LENGTH:
+                raise ValueError(f"{name} must be at least {MIN_SECRET_KEY_LENGTH} characters outside local and test")
         return self
 
     @model_validator(mode="after")

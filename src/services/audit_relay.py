@@ -1,9 +1,9 @@
-"""Moves audit events from the core outbox to the audit database, and prunes old ones.
+"""Moves audit events from the core outbox to the audit database, linking each into its hash chain.
 
 Delivery is at-least-once made exactly-once: a batch is deleted from the outbox
 in a core transaction that commits only after audit committed the batch, its
 ids already there skipped. A crash between the two commits re-delivers the
-batch, and the insert skips what arrived.
+batch, and what arrived is skipped before the rest is linked into its chains.
 
 On PostgreSQL a batch is claimed with ``FOR UPDATE SKIP LOCKED``, so concurrent
 relays take disjoint batches; on SQLite the delete takes the write lock, so
@@ -12,39 +12,24 @@ relays take turns.
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import anyio.to_thread
-from sqlalchemy import Connection, Table, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.dml import ReturningInsert
-from sqlmodel import Session
 
-from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.config import get_settings
 from src.core.databases import database_error_reason
 from src.core.engines import get_unpooled_engine
 from src.core.metrics import RELAY_DELIVERED, RELAY_FAILURES
-from src.core.timestamps import utcnow
-from src.services.audit_log import record_event
+from src.services.audit_chain import AUDIT_EVENTS, link_events
 
 logger = logging.getLogger(__name__)
 
 OUTBOX: Table = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
-AUDIT_EVENTS: Table = AuditEvent.metadata.tables[AuditEvent.__tablename__]
-
-
-def insert_ignoring_delivered(connection: Connection) -> ReturningInsert[tuple[uuid.UUID]]:
-    # RETURNING lets SQLAlchemy send a batch as multi-row INSERTs; without it each event is a round trip.
-    if connection.dialect.name == "postgresql":
-        return (
-            postgresql.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(AUDIT_EVENTS.c.id)
-        )
-    return sqlite.insert(AUDIT_EVENTS).on_conflict_do_nothing(index_elements=["id"]).returning(AUDIT_EVENTS.c.id)
 
 
 @contextmanager
@@ -54,8 +39,8 @@ def relay_connections() -> Iterator[tuple[Connection, Connection]]:
         yield core, audit
 
 
-def deliver_batch(core: Connection, audit: Connection, *, batch_size: int) -> int:
-    """Deliver up to ``batch_size`` of the oldest outbox events; returns how many.
+def deliver_batch(core: Connection, audit: Connection, *, batch_size: int, signing_key: str) -> int:
+    """Deliver up to ``batch_size`` of the oldest outbox events, linked into their hash chains; returns how many.
 
     The events leave the outbox in one statement, whose deletion commits only after audit
     committed them: a failure on the way leaves them in the outbox.
@@ -68,15 +53,19 @@ def deliver_batch(core: Connection, audit: Connection, *, batch_size: int) -> in
         events = [dict(row) for row in core.execute(taken).mappings()]
         if events:
             with audit.begin():
-                audit.execute(insert_ignoring_delivered(audit), events)
+                new = link_events(audit, events, key=signing_key)
+                if new:
+                    # RETURNING lets SQLAlchemy send the batch as multi-row INSERTs, not a round trip per event.
+                    audit.execute(insert(AUDIT_EVENTS).returning(AUDIT_EVENTS.c.id), new)
     return len(events)
 
 
 def relay_pending(*, batch_size: int, max_batches: int | None = None) -> int:
     """Deliver batches until the outbox is empty (or ``max_batches`` were sent); returns how many events."""
     delivered, batches = 0, 0
+    signing_key = get_settings().audit_signing_key
     with relay_connections() as (core, audit):
-        while count := deliver_batch(core, audit, batch_size=batch_size):
+        while count := deliver_batch(core, audit, batch_size=batch_size, signing_key=signing_key):
             delivered, batches = delivered + count, batches + 1
             if count < batch_size or batches == max_batches:
                 break
@@ -111,21 +100,3 @@ def outbox_state() -> tuple[int, datetime | None]:
     with get_unpooled_engine("core").connect() as core:
         count, oldest = core.execute(select(func.count(), func.min(OUTBOX.c.occurred_at))).one()
     return int(count), oldest
-
-
-def prune_audit_events(*, older_than_days: int, batch_size: int = 5000) -> int:
-    """Delete audit events older than the given number of days, a batch per transaction; returns how many. The
-    prune is itself an audit event (``audit.pruned``: before when, how many), recorded once it is done."""
-    cutoff = utcnow() - timedelta(days=older_than_days)
-    oldest = select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.occurred_at < cutoff).limit(batch_size)
-    deleted = 0
-    while True:
-        with get_unpooled_engine("audit").begin() as audit:
-            count = audit.execute(delete(AUDIT_EVENTS).where(AUDIT_EVENTS.c.id.in_(oldest.scalar_subquery()))).rowcount
-        deleted += count
-        if count < batch_size:
-            with Session(get_unpooled_engine("core")) as core:
-                details = {"before": cutoff.isoformat(), "older_than_days": older_than_days, "deleted": deleted}
-                record_event(core, action="audit.pruned", actor_id=None, actor_type="system", details=details)
-                core.commit()
-            return deleted

@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from src.api.v1.models.user import User
 from src.core.databases import unique_violation_columns
@@ -202,6 +202,13 @@ def record_failure(session: Session, attempt: LoginAttempt, action: str) -> None
             },
         )
     record_event(session, action=action, actor_id=None, target=target, outcome="failure", details=login)
+
+
+def usernames(session: Session, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The current username of each of these users that still exists."""
+    if not user_ids:
+        return {}
+    return dict(session.exec(select(User.id, User.username).where(col(User.id).in_(user_ids))).all())
 
 
 def user_for_token(session: Session, claims: TokenClaims) -> User:

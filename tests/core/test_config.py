@@ -7,7 +7,14 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from src.core.config import EXAMPLE_SECRET_KEY, PROJECT_ROOT, Settings, get_settings, load_settings
+from src.core.config import (
+    EXAMPLE_AUDIT_SIGNING_KEY,
+    EXAMPLE_SECRET_KEY,
+    PROJECT_ROOT,
+    Settings,
+    get_settings,
+    load_settings,
+)
 from src.core.databases import DATABASES
 
 # The environment variable of each named database's URL setting: CORE_DATABASE_URL, AUDIT_DATABASE_URL, ...
@@ -15,7 +22,7 @@ URL_VARIABLES = [database.url_setting.upper() for database in DATABASES.values()
 
 
 def settings_from(monkeypatch: pytest.MonkeyPatch, env_file: Path | None = None, /, **env: str) -> Settings:
-    for name in (*URL_VARIABLES, "DATABASE_URL", "ENVIRONMENT", "SECRET_KEY"):
+    for name in (*URL_VARIABLES, "DATABASE_URL", "ENVIRONMENT", "SECRET_KEY", "AUDIT_SIGNING_KEY"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -108,21 +115,26 @@ def test_environment_wins_over_settings_file_which_wins_over_defaults(
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
-def test_example_secret_key_is_refused_outside_local_and_test(
-    monkeypatch: pytest.MonkeyPatch, environment: str
+@pytest.mark.parametrize(
+    ("name", "example"), [("SECRET_KEY", EXAMPLE_SECRET_KEY), ("AUDIT_SIGNING_KEY", EXAMPLE_AUDIT_SIGNING_KEY)]
+)
+def test_example_keys_are_refused_outside_local_and_test(
+    monkeypatch: pytest.MonkeyPatch, environment: str, name: str, example: str
 ) -> None:
-    with pytest.raises(ValidationError, match="SECRET_KEY is the example key"):
-        settings_from(monkeypatch, **PRODUCTION | {"ENVIRONMENT": environment, "SECRET_KEY": EXAMPLE_SECRET_KEY})
+    with pytest.raises(ValidationError, match=f"{name} is the example key"):
+        settings_from(monkeypatch, **PRODUCTION | {"ENVIRONMENT": environment, name: example})
 
 
-def test_short_secret_key_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValidationError, match="at least 32 characters"):
-        settings_from(monkeypatch, **PRODUCTION | {"SECRET_KEY": "hunter2"})
+@pytest.mark.parametrize("name", ["SECRET_KEY", "AUDIT_SIGNING_KEY"])
+def test_short_keys_are_refused_in_production(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    with pytest.raises(ValidationError, match=f"{name} must be at least 32 characters"):
+        settings_from(monkeypatch, **PRODUCTION | {name: "hunter2"})
 
 
 PRODUCTION = {
     "ENVIRONMENT": "production",
     "SECRET_KEY": "x" * 64,
+    "AUDIT_SIGNING_KEY": "y" * 64,
     "ALLOWED_HOSTS": '["api.example.com"]',
 } | {
     database.url_setting.upper(): f"postgresql://app:pw@db.internal/app_{name}" for name, database in DATABASES.items()
@@ -184,7 +196,7 @@ def test_databases_on_one_server_are_accepted(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize("environment", ["staging", "production"])
 def test_allowed_hosts_are_required_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
     with pytest.raises(ValidationError, match="ALLOWED_HOSTS must list the host names clients use"):
-        settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY="x" * 64)
+        settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY="x" * 64, AUDIT_SIGNING_KEY="y" * 64)
 
 
 def test_not_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

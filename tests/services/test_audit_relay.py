@@ -1,14 +1,20 @@
 """The outbox relay and retention, against real core and audit databases on both dialects."""
 
 import threading
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
-from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.config import get_settings
 from src.core.engines import get_engine
-from src.services.audit_relay import outbox_backlog, prune_audit_events, relay_pending
+from src.core.timestamps import utcnow
+from src.services import audit_chain
+from src.services.audit_chain import AUDIT_EVENTS, link_events, verify
+from src.services.audit_relay import OUTBOX, outbox_backlog, relay_pending
+from src.services.audit_retention import prune_audit_events
 from tests.factories import record
 
 
@@ -42,15 +48,19 @@ def test_relay_run_twice_delivers_once(migrated_databases) -> None:
 def test_crash_between_audit_insert_and_outbox_delete_delivers_once(migrated_databases) -> None:
     ids = record(4)
     # A relay that died after committing to audit and before deleting from the outbox left this behind.
-    with Session(get_engine("core")) as core, Session(get_engine("audit")) as audit:
-        for event in core.exec(select(OutboxEvent).order_by(col(OutboxEvent.occurred_at)).limit(2)):
-            audit.add(AuditEvent.model_validate(event.model_dump()))
-        audit.commit()
+    with get_engine("core").connect() as core, get_engine("audit").begin() as audit:
+        first_two = [
+            dict(row) for row in core.execute(OUTBOX.select().order_by(OUTBOX.c.occurred_at).limit(2)).mappings()
+        ]
+        audit.execute(insert(AUDIT_EVENTS), link_events(audit, first_two, key=get_settings().audit_signing_key))
 
     assert relay_pending(batch_size=10) == 4
 
     assert [event.id for event in delivered()] == ids
+    assert [event.chain_seq for event in delivered()] == [1, 2, 3, 4]  # linked once each
     assert outbox_backlog() == 0
+    with get_engine("audit").connect() as audit:
+        assert verify(audit, key=get_settings().audit_signing_key).ok
 
 
 def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
@@ -84,12 +94,16 @@ def test_concurrent_relays_deliver_each_event_exactly_once(migrated_databases) -
     assert outbox_backlog() == 0
 
 
-def test_prune_deletes_only_events_older_than_the_given_days(migrated_databases) -> None:
-    record(3, start_minutes_ago=60 * 24 * 40)
-    recent = record(2)
+def test_prune_deletes_only_events_recorded_before_the_given_days(migrated_databases, monkeypatch) -> None:
+    with monkeypatch.context() as clock:
+        recorded_long_ago = utcnow() - timedelta(days=40)
+        clock.setattr(audit_chain, "utcnow", lambda: recorded_long_ago)
+        record(3, start_minutes_ago=60 * 24 * 40)
+        relay_pending(batch_size=10)
+    recent = record(2, start_minutes_ago=60 * 24 * 40)  # as old, but delivered now: after an outage
     relay_pending(batch_size=10)
 
-    assert prune_audit_events(older_than_days=30, batch_size=2) == 3
+    assert prune_audit_events(older_than_days=30, signing_key=get_settings().audit_signing_key, batch_size=2) == 3
 
     assert [event.id for event in delivered()] == recent
     # The prune is an audit event of its own, the service's: delivered as any other.

@@ -108,11 +108,22 @@ def test_event_shows_actor_target_context_and_metadata(
 
     [item] = client.get(events_url(workspace), headers=auth(owner)).json()["items"]
 
-    assert item["actor"] == {"type": "user", "id": str(owner.id)}
+    assert item["actor"] == {"type": "user", "id": str(owner.id), "username": owner.username}
     assert item["target"] == {"type": "user", "id": str(target)}
     assert item["context"] == {"ip": "10.0.0.1", "user_agent": "curl/8", "request_id": "abc"}
     assert item["metadata"] == {"before": {"role": "member"}, "after": {"role": "admin"}}
     assert item["occurred_at"].endswith(("Z", "+00:00"))
+
+
+def test_an_actor_whose_account_is_gone_has_no_username(
+    today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
+) -> None:
+    gone = uuid.uuid4()
+    add_events(audit_session, workspace.id, (today, "workspace.renamed", gone))
+
+    [item] = client.get(events_url(workspace), headers=auth(owner)).json()["items"]
+
+    assert item["actor"] == {"type": "user", "id": str(gone), "username": None}
 
 
 def test_filters_by_action_actor_and_time(
@@ -157,15 +168,20 @@ def test_filters_by_action_actor_and_time(
 def test_filters_by_target(
     today: datetime, client: TestClient, audit_session: Session, owner: User, workspace: Workspace
 ) -> None:
-    rows = add_events(
-        audit_session,
-        workspace.id,
-        (today - timedelta(hours=2), "workspace.member_added", owner.id),
-        (today - timedelta(hours=1), "workspace.member_added", owner.id),
+    target = AuditEvent(
+        occurred_at=today - timedelta(hours=2),
+        action="workspace.member_added",
+        outcome="success",
+        actor_type="user",
+        actor_id=owner.id,
+        workspace_id=workspace.id,
+        target_type="user",
+        target_id=uuid.uuid4(),
     )
-    rows[0].target_type, rows[0].target_id = "user", uuid.uuid4()
-    audit_session.add(rows[0])
+    audit_session.add(target)
     audit_session.commit()
+    add_events(audit_session, workspace.id, (today - timedelta(hours=1), "workspace.member_added", owner.id))
+    rows = [target]
 
     response = client.get(events_url(workspace), params={"target_id": str(rows[0].target_id)}, headers=auth(owner))
 

@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index
+from sqlalchemy import JSON, BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 from src.core.databases import AuditModel
@@ -26,7 +26,13 @@ class AuditEventBase(SQLModel):
 
 
 class AuditEvent(AuditEventBase, AuditModel, table=True):
-    """One recorded change; ``id`` is the event's idempotency key."""
+    """One recorded change; ``id`` is the event's idempotency key.
+
+    The relay links each event into its workspace's hash chain (src/services/audit_chain.py): ``chain_seq`` is its
+    place there, ``hash`` covers its content and the previous event's hash. ``context`` and ``details`` hold the
+    personal data and enter the hash only through ``personal_digest``, salted with ``personal_salt``: erasing them
+    (and the salt) leaves the chain verifiable. Events delivered before chaining began have no ``chain_seq``.
+    """
 
     __tablename__ = "audit_events"
     __table_args__ = (
@@ -37,4 +43,13 @@ class AuditEvent(AuditEventBase, AuditModel, table=True):
         # A user's own events (of no workspace), in the list's order.
         Index("ix_audit_events_target_id", "target_id", "occurred_at", "id"),
         Index("ix_audit_events_occurred_at", "occurred_at"),
+        Index("ix_audit_events_workspace_id_chain_seq", "workspace_id", "chain_seq"),
+        Index("ix_audit_events_recorded_at", "recorded_at"),
     )
+
+    chain_seq: int | None = Field(default=None, sa_type=BigInteger)
+    # When the relay delivered it; never decreasing along a chain, so a prune by it cuts each chain at one place.
+    recorded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    personal_salt: str | None = Field(default=None, max_length=32)
+    personal_digest: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)

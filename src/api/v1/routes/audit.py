@@ -5,14 +5,20 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 from sqlalchemy import ColumnElement
 from sqlmodel import Session
 
-from src.api.dependencies import AuditedUserId, AuditedWorkspaceId, AuditSessionDep, PageParams
+from src.api.dependencies import (
+    AuditedUserId,
+    AuditedWorkspaceId,
+    AuditSessionDep,
+    PageParams,
+)
 from src.api.error_handling import error_responses
-from src.api.v1 import API_PREFIX
+from src.api.v1 import API_PREFIX, audit_export
 from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
 from src.api.v1.schemas.fields import SearchText
 from src.core.pagination import Page, PageRequest
@@ -57,28 +63,63 @@ def event_filter(
 EventFilterParams = Annotated[audit_log.EventFilter, Depends(event_filter)]
 
 
-def event_page(
-    session: Session, scope: ColumnElement[bool], filters: audit_log.EventFilter, page: PageRequest
+async def event_page(
+    request: Request,
+    session: Session,
+    scope: ColumnElement[bool],
+    filters: audit_log.EventFilter,
+    page: PageRequest,
 ) -> Page[AuditEventPublic]:
-    events, next_cursor = audit_log.list_events(session, scope=scope, filters=filters, page=page)
-    return Page(items=[AuditEventPublic.of(event) for event in events], next_cursor=next_cursor)
+    events, next_cursor = await audit_export.read_events(request, session, scope, filters, page)
+    return Page(items=events, next_cursor=next_cursor)
 
 
 @router.get("/workspaces/{workspace_id}/audit-events", responses=error_responses(401, 403, 404, 422, 503))
-def list_audit_events(
-    workspace_id: AuditedWorkspaceId, page: PageParams, audit_session: AuditSessionDep, filters: EventFilterParams
+async def list_audit_events(
+    request: Request,
+    workspace_id: AuditedWorkspaceId,
+    page: PageParams,
+    audit_session: AuditSessionDep,
+    filters: EventFilterParams,
 ) -> Page[AuditEventPublic]:
-    """The workspace's audit events, newest first."""
-    return event_page(audit_session, audit_log.in_workspace(workspace_id), filters, page)
+    """The workspace's audit events, newest first, each actor with their current username."""
+    return await event_page(request, audit_session, audit_log.in_workspace(workspace_id), filters, page)
+
+
+@router.get(
+    "/workspaces/{workspace_id}/audit-events/export",
+    responses=error_responses(401, 403, 404, 422, 503)
+    | {200: {"content": {media_type: {} for media_type in audit_export.MEDIA_TYPES.values()}}},
+    response_class=StreamingResponse,
+)
+async def export_audit_events(
+    request: Request,
+    workspace_id: AuditedWorkspaceId,
+    filters: EventFilterParams,
+    format: Annotated[audit_export.ExportFormat, Query(description="one JSON event per line, or CSV")] = "ndjson",
+) -> StreamingResponse:
+    """All of the workspace's audit events that match the filters, newest first, streamed as one download: each
+    line is an event as the list shows it (NDJSON), or a CSV row (context and metadata as JSON)."""
+    body = await audit_export.export(request, audit_log.in_workspace(workspace_id), filters, format)
+    filename = f"audit-events-{workspace_id}.{format}"
+    return StreamingResponse(
+        body,
+        media_type=audit_export.MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.get("/users/me/audit-events", responses=error_responses(401, 422, 503))
-def list_my_audit_events(
-    user_id: AuditedUserId, page: PageParams, audit_session: AuditSessionDep, filters: EventFilterParams
+async def list_my_audit_events(
+    request: Request,
+    user_id: AuditedUserId,
+    page: PageParams,
+    audit_session: AuditSessionDep,
+    filters: EventFilterParams,
 ) -> Page[AuditEventPublic]:
     """The caller's own events of no workspace, newest first: sign-up, log-ins (failed and throttled ones too),
     password and profile changes."""
-    return event_page(audit_session, audit_log.about_user(user_id), filters, page)
+    return await event_page(request, audit_session, audit_log.about_user(user_id), filters, page)
 
 
 @router.get("/workspaces/{workspace_id}/activity", responses=error_responses(401, 403, 404, 422, 503))

@@ -1,0 +1,89 @@
+"""Taking audit events out again: the retention prune, and erasing a person's data from their events.
+
+Both keep the hash chains verifiable (src/services/audit_chain.py). A prune deletes the events recorded before a
+time; as recording times never decrease along a chain, that removes the start of each chain, and the prune's
+signed record says where each one now begins. Erasure empties an event's personal part (``context``, ``details``)
+and its salt, which the chain covers only through a digest.
+"""
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select, update
+from sqlmodel import Session
+
+from src.api.v1.models.outbox_event import OutboxEvent
+from src.core.engines import get_unpooled_engine
+from src.core.timestamps import utcnow
+from src.services.audit_chain import AUDIT_EVENTS, ERASED, PRUNES, chain_of, prune_signature
+from src.services.audit_log import record_event
+
+OUTBOX = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
+
+
+def recorded_before(cutoff: datetime) -> ColumnElement[bool]:
+    # Events delivered before chaining began have no recording time: their own time decides.
+    return or_(
+        AUDIT_EVENTS.c.recorded_at < cutoff,
+        and_(AUDIT_EVENTS.c.recorded_at.is_(None), AUDIT_EVENTS.c.occurred_at < cutoff),
+    )
+
+
+def last_pruned(audit: Connection, cutoff: datetime) -> dict[str, list[int | str]]:
+    """Per chain, the place and hash of the last event the prune removes."""
+    last = (
+        select(AUDIT_EVENTS.c.workspace_id, func.max(AUDIT_EVENTS.c.chain_seq).label("seq"))
+        .where(AUDIT_EVENTS.c.recorded_at < cutoff)
+        .group_by(AUDIT_EVENTS.c.workspace_id)
+        .subquery()
+    )
+    rows = audit.execute(
+        select(AUDIT_EVENTS.c.workspace_id, AUDIT_EVENTS.c.chain_seq, AUDIT_EVENTS.c.hash).join(
+            last,
+            and_(
+                AUDIT_EVENTS.c.workspace_id.is_not_distinct_from(last.c.workspace_id),
+                AUDIT_EVENTS.c.chain_seq == last.c.seq,
+            ),
+        )
+    )
+    return {chain_of(workspace_id): [seq, hash_] for workspace_id, seq, hash_ in rows}
+
+
+def prune_audit_events(*, older_than_days: int, signing_key: str, batch_size: int = 5000) -> int:
+    """Delete audit events recorded more than ``older_than_days`` days ago, a batch per transaction; returns how
+    many. First a signed record of the prune (the cutoff, and where each chain will begin) is written; once done,
+    the prune is itself an audit event (``audit.pruned``: before when, how many)."""
+    cutoff = utcnow() - timedelta(days=older_than_days)
+    engine = get_unpooled_engine("audit")
+    with engine.begin() as audit:
+        anchors = last_pruned(audit, cutoff)
+        record = {"before": cutoff, "pruned_at": utcnow(), "deleted": 0, "anchors": anchors}
+        record["signature"] = prune_signature(signing_key, cutoff, anchors)
+        prune_id = audit.execute(insert(PRUNES).values(record).returning(PRUNES.c.id)).scalar_one()
+    oldest = select(AUDIT_EVENTS.c.id).where(recorded_before(cutoff)).limit(batch_size)
+    deleted = 0
+    while True:
+        with engine.begin() as audit:
+            count = audit.execute(delete(AUDIT_EVENTS).where(AUDIT_EVENTS.c.id.in_(oldest.scalar_subquery()))).rowcount
+        deleted += count
+        if count < batch_size:
+            break
+    with engine.begin() as audit:
+        audit.execute(update(PRUNES).where(PRUNES.c.id == prune_id).values(deleted=deleted))
+    with Session(get_unpooled_engine("core")) as core:
+        details = {"before": cutoff.isoformat(), "older_than_days": older_than_days, "deleted": deleted}
+        record_event(core, action="audit.pruned", actor_id=None, actor_type="system", details=details)
+        core.commit()
+    return deleted
+
+
+def erase_personal_data(core: Connection, audit: Connection, user_id: uuid.UUID) -> int:
+    """Empty the personal part of every event a person did or that was done to them, delivered or still in the
+    outbox, in the callers' transactions; returns how many delivered events were erased."""
+    about = or_(AUDIT_EVENTS.c.actor_id == user_id, AUDIT_EVENTS.c.target_id == user_id)
+    erased = audit.execute(
+        update(AUDIT_EVENTS).where(about).values(context=ERASED, details=ERASED, personal_salt=None)
+    ).rowcount
+    waiting = or_(OUTBOX.c.actor_id == user_id, OUTBOX.c.target_id == user_id)
+    core.execute(update(OUTBOX).where(waiting).values(context=ERASED, details=ERASED))
+    return erased
