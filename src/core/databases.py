@@ -8,9 +8,11 @@ class and one entry here.
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import MetaData, Table
-from sqlalchemy.engine import make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import registry
 from sqlalchemy.sql.schema import ColumnCollectionConstraint
@@ -130,3 +132,9 @@ def constraint_violation(error: DBAPIError) -> str:
         return f"a {kind} constraint"
     # SQLite names the columns of a not-null or unique constraint, and a check constraint by its name.
     return f"the {kind} constraint {'' if kind == 'check' else 'on '}{named}"
+
+
+def upsert_insert(bind: Connection | Engine, table: Table | type[SQLModel]) -> Any:
+    """An INSERT into ``table`` that can say what to do ON CONFLICT, in the dialect of ``bind`` (PostgreSQL's and
+    SQLite's are written alike)."""
+    return (postgresql if bind.dialect.name == "postgresql" else sqlite).insert(table)

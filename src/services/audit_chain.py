@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from src.api.v1.models.audit_chain import AuditChainHead, AuditPrune
 from src.api.v1.models.audit_event import AuditEvent
+from src.core.databases import upsert_insert
 from src.core.timestamps import utcnow
 
 AUDIT_EVENTS: Table = AuditEvent.metadata.tables[AuditEvent.__tablename__]
@@ -88,12 +88,8 @@ def prune_signature(key: str, before: datetime, anchors: Mapping[str, Any]) -> s
     return sign(key, ["prune", timestamp(before), anchors])
 
 
-def dialect_insert(connection: Connection) -> Any:
-    return (postgresql if connection.dialect.name == "postgresql" else sqlite).insert(HEADS)
-
-
 def upsert_heads(connection: Connection) -> Any:
-    insert = dialect_insert(connection)
+    insert = upsert_insert(connection, HEADS)
     moved = {name: insert.excluded[name] for name in ("seq", "hash", "recorded_at", "signature")}
     return insert.on_conflict_do_update(index_elements=["chain"], set_=moved)
 
@@ -112,7 +108,7 @@ def link_events(audit: Connection, events: list[dict[str, Any]], *, key: str) ->
     chains = sorted({chain_of(event["workspace_id"]) for event in new})
     now = utcnow()
     genesis = [{"chain": chain, "seq": 0, "hash": GENESIS, "recorded_at": now, "signature": ""} for chain in chains]
-    audit.execute(dialect_insert(audit).on_conflict_do_nothing().returning(HEADS.c.chain), genesis)
+    audit.execute(upsert_insert(audit, HEADS).on_conflict_do_nothing().returning(HEADS.c.chain), genesis)
     locked = select(HEADS).where(HEADS.c.chain.in_(chains)).order_by(HEADS.c.chain)
     if audit.dialect.name == "postgresql":
         locked = locked.with_for_update()

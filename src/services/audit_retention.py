@@ -12,13 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, or_, select, update
 from sqlmodel import Session
 
-from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.engines import get_unpooled_engine
 from src.core.timestamps import utcnow
 from src.services.audit_chain import AUDIT_EVENTS, ERASED, PRUNES, chain_of, prune_signature
 from src.services.audit_log import record_event
-
-OUTBOX = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
+from src.services.audit_relay import OUTBOX
 
 
 def recorded_before(cutoff: datetime) -> ColumnElement[bool]:

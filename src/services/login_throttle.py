@@ -15,14 +15,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from hashlib import sha256
-from typing import Any
 
 from sqlalchemy import delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.login_failure import LoginFailure
 from src.core.config import get_settings
+from src.core.databases import upsert_insert
 from src.core.request_context import current_request_context
 from src.core.text import fold
 from src.core.timestamps import utcnow
@@ -134,23 +133,17 @@ def current_lockout(session: Session, limits: tuple[Limit, ...], *, lock: bool =
     return max(lockouts, key=lambda lockout: lockout.retry_after_seconds, default=None)
 
 
-def _insert(session: Session) -> Any:
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
 def count_attempt(session: Session, limits: tuple[Limit, ...]) -> list[tuple[Limit, int]]:
     """Add one to each of ``limits`` (a failed log-in, a sign-up); attempts at once are all counted. Returns the
     lockouts this attempt began, each with its count."""
     now = utcnow()
     began = []
-    insert = _insert(session)
+    insert = upsert_insert(session.get_bind(), LoginFailure)
     # In key order, as current_lockout locks them: two attempts never lock the same rows in opposite orders.
     for limit in sorted(limits, key=lambda limit: limit.key):
         # The row exists before it is locked, so two first failures at once do not clash on the key.
         session.exec(
-            insert(LoginFailure)
-            .values(key=limit.key, failures=0, last_failure_at=now)
-            .on_conflict_do_nothing(index_elements=["key"])
+            insert.values(key=limit.key, failures=0, last_failure_at=now).on_conflict_do_nothing(index_elements=["key"])
         )
         row = session.exec(select(LoginFailure).where(LoginFailure.key == limit.key).with_for_update()).one()
         row.failures = 1 if _forgotten(row, limit.max_failures, now) else row.failures + 1
@@ -192,7 +185,7 @@ def remember_address(session: Session, user_id: uuid.UUID) -> None:
     if network is None:
         return
     prefix = _known_key(f"account:{user_id}", "")
-    statement = _insert(session)(LoginFailure).values(
+    statement = upsert_insert(session.get_bind(), LoginFailure).values(
         key=_known_key(f"account:{user_id}", network), failures=0, last_failure_at=utcnow()
     )
     session.exec(
