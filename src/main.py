@@ -42,7 +42,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     if settings.audit_relay_enabled:
         relay = asyncio.create_task(
-            relay_forever(interval=settings.audit_relay_interval_seconds, batch_size=settings.audit_relay_batch_size)
+            relay_forever(
+                interval=settings.audit_relay_interval_seconds,
+                batch_size=settings.audit_relay_batch_size,
+                busy_share=settings.audit_relay_busy_share,
+            )
         )
     # What startup made lives as long as the app: full collections, which under load took tens of
     # milliseconds each, need not walk it again while the app serves.

@@ -5,14 +5,18 @@ src/core/http_protocol.py, no access log (the app logs a line per request),
 proxy headers trusted from FORWARDED_ALLOW_IPS only (default: 127.0.0.1), and a
 graceful shutdown that lets requests in flight and a relay batch finish.
 WEB_CONCURRENCY sets the worker processes (default: the usable cores); SQLite
-databases allow one. The workers' metrics meet in
-PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
+databases allow one. The audit relay runs as a process of its own at a lower
+CPU priority (AUDIT_RELAY_ENABLED=false: none), so that delivering a backlog
+does not slow the workers' requests. The workers' and the relay's metrics meet
+in PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
 """
 
 import argparse
 import ipaddress
 import os
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +32,7 @@ from pydantic import ValidationError
 PROTOCOL = "src.core.http_protocol:LimitedHttpToolsProtocol"
 GRACEFUL_SHUTDOWN_SECONDS = 30
 METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; src/core/metrics.py
+RELAY_NICENESS = 10  # the relay gets the CPU the workers leave
 
 
 def worker_count(*, sqlite: bool, cores: int) -> int:
@@ -81,6 +86,37 @@ def metrics_folder() -> Iterator[None]:
         yield
 
 
+def stopped(signal_number: int, _frame: object) -> None:
+    raise SystemExit(128 + signal_number)
+
+
+@contextmanager
+def relay_process(*, enabled: bool) -> Iterator[None]:
+    """``make audit-relay LOOP=1`` beside the workers, which then run no relay of their own; stopped as they are:
+    its batch finishes first."""
+    if not enabled:
+        yield
+        return
+    # A session of its own: Ctrl-C in a terminal reaches the server, which then stops the relay once.
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "src.audit_jobs", "relay", "--loop"],
+        start_new_session=True,
+        preexec_fn=lambda: os.nice(RELAY_NICENESS),
+    )
+    os.environ["AUDIT_RELAY_ENABLED"] = "false"  # read by the workers' settings
+    # Uvicorn raises the signal that stopped it again once it has: as an exception, it lets the relay stop too.
+    signal.signal(signal.SIGTERM, stopped)
+    try:
+        yield
+    finally:
+        relay.send_signal(signal.SIGINT)
+        try:
+            relay.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            relay.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.serve")
     parser.add_argument("--host", default="127.0.0.1")
@@ -112,6 +148,13 @@ def serve(host: str, port: int) -> int:
         return invalid_settings(error)
     except ValueError as error:
         return fail(str(error))
+    with relay_process(enabled=settings.audit_relay_enabled):
+        get_settings.cache_clear()  # a single worker runs in this process: it reads the relay's setting again
+        run_workers(host, port, workers, settings.forwarded_allow_ips)
+    return 0
+
+
+def run_workers(host: str, port: int, workers: int, forwarded_allow_ips: str) -> None:
     uvicorn.run(
         "src.main:app",
         host=host,
@@ -122,11 +165,10 @@ def serve(host: str, port: int) -> int:
         access_log=False,
         server_header=False,
         proxy_headers=True,
-        forwarded_allow_ips=dual_stack(settings.forwarded_allow_ips),
+        forwarded_allow_ips=dual_stack(forwarded_allow_ips),
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_config=None,  # configured above, and by the app in each worker (src/core/logs.py)
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -316,6 +316,8 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
         "audit-stream",
         "bench",
         "drill",
+        "audit-drill",
+        "relay-drill",
     }
     commands = ("create", "merge", "upgrade", "post-deploy", "rollback", "status", "history", "check", "sql", "lint")
     assert migrate_targets == {f"migrate-{name}" for name in commands}

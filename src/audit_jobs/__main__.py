@@ -68,8 +68,12 @@ def run(args: argparse.Namespace) -> int:
     load_models()
     settings = get_settings()
     if args.command == "prune":
-        deleted = prune_audit_events(older_than_days=int(args.days), signing_key=settings.audit_signing_key)
-        print(f"deleted {deleted} audit event(s) recorded more than {args.days} day(s) ago")
+        pruned = prune_audit_events(older_than_days=int(args.days), signing_key=settings.audit_signing_key)
+        print(f"deleted {pruned.deleted} audit event(s) recorded more than {args.days} day(s) ago")
+        if pruned.dropped_partitions:
+            print(f"dropped month partition(s) {', '.join(pruned.dropped_partitions)}")
+        if pruned.created_partitions:
+            print(f"created month partition(s) {', '.join(pruned.created_partitions)}")
     elif args.command == "stream":
         with suppress(KeyboardInterrupt):
             stream(Path(args.position), follow=args.follow, interval=settings.audit_relay_interval_seconds)
@@ -81,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(settings.effective_log_format, settings.log_level)
         interval, batch_size = settings.audit_relay_interval_seconds, settings.audit_relay_batch_size
         with suppress(KeyboardInterrupt):  # Ctrl-C is how a relay run by hand stops
-            asyncio.run(relay_forever(interval=interval, batch_size=batch_size))
+            asyncio.run(
+                relay_forever(interval=interval, batch_size=batch_size, busy_share=settings.audit_relay_busy_share)
+            )
     else:
         delivered = relay_pending(batch_size=settings.audit_relay_batch_size)
         print(f"delivered {delivered} audit event(s)")

@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     audit_relay_enabled: bool = True
     audit_relay_interval_seconds: float = Field(default=2.0, gt=0)
     audit_relay_batch_size: int = Field(default=1000, ge=1, le=10000)
+    # While a backlog drains, the relay rests between batches so that delivering takes at most this share of its
+    # time (and of the database's work for it): the web requests keep the rest.
+    audit_relay_busy_share: float = Field(default=0.5, gt=0, le=1)
     # Signs the heads of the audit hash chains (HMAC-SHA256, src/services/audit_chain.py). Keep it apart from
     # SECRET_KEY: whoever verifies the trail needs this one and should not be able to sign tokens.
     audit_signing_key: str = EXAMPLE_AUDIT_SIGNING_KEY

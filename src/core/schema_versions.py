@@ -11,6 +11,8 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection
 
 from src.core.config import PROJECT_ROOT
+from src.core.databases import DATABASES
+from src.core.partitions import is_partition
 
 ALEMBIC_INI = PROJECT_ROOT / "alembic.ini"
 
@@ -20,7 +22,11 @@ BACKFILL_PROGRESS_TABLE = "migration_backfills"
 
 
 def _is_model_table(name: str | None, type_: str, _parent_names: object) -> bool:
-    return not (type_ == "table" and name == BACKFILL_PROGRESS_TABLE)
+    if type_ != "table" or name is None:
+        return True
+    # A partition is its parent's model (src/core/partitions.py).
+    partition = any(is_partition(name, database.metadata) for database in DATABASES.values())
+    return not (name == BACKFILL_PROGRESS_TABLE or partition)
 
 
 # How the models are compared with a schema, by autogenerate in env.py and by make migrate-status alike.

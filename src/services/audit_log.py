@@ -1,4 +1,4 @@
-"""Recording audit events with the change they describe, and reading them back per workspace.
+"""Recording audit events with the change they describe, and reading them back: the events, and the activity.
 
 Events are written to the core outbox in the caller's session, so the change and
 its event commit together or not at all; src/services/audit_relay.py moves them
@@ -7,12 +7,13 @@ to the audit database. Reads go to the audit database.
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Date, and_, cast, func
+from sqlalchemy import ColumnElement, and_
 from sqlmodel import Session, col, select
 
+from src.api.v1.models.audit_daily_count import AuditDailyCount
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
@@ -116,33 +117,13 @@ def list_events(
     return split_page(rows, page, lambda event: Cursor(event.occurred_at, event.id))
 
 
-@dataclass(frozen=True)
-class ActivityCount:
-    day: date
-    action: str
-    count: int
-
-
-def utc_day(session: Session, column: Any) -> ColumnElement[Any]:
-    """The UTC calendar day of a timestamp column, computed by the database."""
-    if session.get_bind().dialect.name == "postgresql":
-        return cast(func.timezone("UTC", column), Date)
-    return func.date(column)  # SQLite keeps UTC timestamps as ISO text
-
-
-def activity(session: Session, *, workspace_id: uuid.UUID, days: int) -> tuple[date, list[ActivityCount]]:
-    """Events per UTC day and action over the last ``days`` days (today included), aggregated in SQL."""
+def activity(session: Session, *, workspace_id: uuid.UUID, days: int) -> tuple[date, list[AuditDailyCount]]:
+    """Events per UTC day and action over the last ``days`` days (today included), oldest day first, read from the
+    daily counts: the cost follows the days, not the events they hold."""
     first_day = utcnow().date() - timedelta(days=days - 1)
-    start = datetime.combine(first_day, datetime.min.time(), tzinfo=UTC)
-    day = utc_day(session, AuditEvent.occurred_at).label("day")
     statement = (
-        select(day, AuditEvent.action, func.count().label("count"))
-        .where(AuditEvent.workspace_id == workspace_id, AuditEvent.occurred_at >= start)
-        .group_by(day, AuditEvent.action)
-        .order_by(day, AuditEvent.action)
+        select(AuditDailyCount)
+        .where(AuditDailyCount.workspace_id == workspace_id, col(AuditDailyCount.day) >= first_day)
+        .order_by(col(AuditDailyCount.day), col(AuditDailyCount.action))
     )
-    counts = [
-        ActivityCount(day=date.fromisoformat(str(row_day)), action=action, count=count)
-        for row_day, action, count in session.exec(statement).all()
-    ]
-    return first_day, counts
+    return first_day, list(session.exec(statement))

@@ -12,9 +12,11 @@ relays take turns.
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
 import anyio.to_thread
 from sqlalchemy import Connection, Table, delete, func, insert, select
@@ -53,11 +55,17 @@ def deliver_batch(core: Connection, audit: Connection, *, batch_size: int, signi
         events = [dict(row) for row in core.execute(taken).mappings()]
         if events:
             with audit.begin():
-                new = link_events(audit, events, key=signing_key)
-                if new:
-                    # RETURNING lets SQLAlchemy send the batch as multi-row INSERTs, not a round trip per event.
-                    audit.execute(insert(AUDIT_EVENTS).returning(AUDIT_EVENTS.c.id), new)
+                store(audit, events, signing_key=signing_key)
     return len(events)
+
+
+def store(audit: Connection, events: list[dict[str, Any]], *, signing_key: str) -> None:
+    """Insert the ``events`` not delivered yet, linked into their chains, in the caller's transaction (a trigger adds
+    them to the daily counts)."""
+    new = link_events(audit, events, key=signing_key)
+    if new:
+        # RETURNING lets SQLAlchemy send the batch as multi-row INSERTs, not a round trip per event.
+        audit.execute(insert(AUDIT_EVENTS).returning(AUDIT_EVENTS.c.id), new)
 
 
 def relay_pending(*, batch_size: int, max_batches: int | None = None) -> int:
@@ -72,14 +80,20 @@ def relay_pending(*, batch_size: int, max_batches: int | None = None) -> int:
     return delivered
 
 
-async def relay_forever(*, interval: float, batch_size: int) -> None:
-    """Deliver the outbox every interval; while a database is down, log it and try again next time."""
+async def relay_forever(*, interval: float, batch_size: int, busy_share: float) -> None:
+    """Deliver the outbox every interval, a batch at a time (stopping waits for one batch at most). While a backlog
+    drains, rest after each batch so that delivering takes at most ``busy_share`` of the time. While a database is
+    down, log it and try again next time."""
     while True:
         try:
-            delivered = await anyio.to_thread.run_sync(lambda: relay_pending(batch_size=batch_size))
+            started = time.monotonic()
+            delivered = await anyio.to_thread.run_sync(lambda: relay_pending(batch_size=batch_size, max_batches=1))
             if delivered:
                 RELAY_DELIVERED.inc(delivered)
                 logger.info("delivered %d audit event(s)", delivered)
+            if delivered == batch_size:  # more are waiting
+                await asyncio.sleep((time.monotonic() - started) * (1 / busy_share - 1))
+                continue
         except DBAPIError as error:
             RELAY_FAILURES.inc()
             logger.warning("audit relay: %s; retrying in %gs", database_error_reason(error), interval)

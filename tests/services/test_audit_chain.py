@@ -197,7 +197,9 @@ def test_a_prune_keeps_the_rest_verifiable_from_its_signed_record(migrated_datab
     kept = record(2, workspace_id=WORKSPACE)
     relay_pending(batch_size=10)
 
-    assert prune_audit_events(older_than_days=30, signing_key=get_settings().audit_signing_key, batch_size=2) == 5
+    assert (
+        prune_audit_events(older_than_days=30, signing_key=get_settings().audit_signing_key, batch_size=2).deleted == 5
+    )
 
     relay_pending(batch_size=10)  # the prune's own event
     verification = verified()
@@ -228,7 +230,14 @@ def test_events_delivered_before_chaining_began_are_counted_not_verified(migrate
     record(1)
     relay_pending(batch_size=10)
     with get_engine("audit").begin() as audit:
-        old = {"id": uuid.uuid4(), "occurred_at": utcnow(), "action": "user.signed_up", "outcome": "success"}
+        now = utcnow()
+        old = {
+            "id": uuid.uuid4(),
+            "occurred_at": now,
+            "recorded_at": now,
+            "action": "user.signed_up",
+            "outcome": "success",
+        }
         audit.execute(insert(AUDIT_EVENTS), [old | {"actor_type": "user", "context": {}, "details": {}}])
 
     verification = verified()

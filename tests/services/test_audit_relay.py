@@ -1,19 +1,23 @@
 """The outbox relay and retention, against real core and audit databases on both dialects."""
 
+import asyncio
+import itertools
 import threading
-from datetime import timedelta
+import uuid
+from datetime import date, timedelta
+from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from src.api.v1.models.audit_daily_count import AuditDailyCount
 from src.api.v1.models.audit_event import AuditEvent
 from src.core.config import get_settings
 from src.core.engines import get_engine
 from src.core.timestamps import utcnow
-from src.services import audit_chain
-from src.services.audit_chain import AUDIT_EVENTS, link_events, verify
-from src.services.audit_relay import OUTBOX, outbox_backlog, relay_pending
+from src.services import audit_chain, audit_relay
+from src.services.audit_chain import verify
+from src.services.audit_relay import OUTBOX, outbox_backlog, relay_pending, store
 from src.services.audit_retention import prune_audit_events
 from tests.factories import record
 
@@ -52,7 +56,7 @@ def test_crash_between_audit_insert_and_outbox_delete_delivers_once(migrated_dat
         first_two = [
             dict(row) for row in core.execute(OUTBOX.select().order_by(OUTBOX.c.occurred_at).limit(2)).mappings()
         ]
-        audit.execute(insert(AUDIT_EVENTS), link_events(audit, first_two, key=get_settings().audit_signing_key))
+        store(audit, first_two, signing_key=get_settings().audit_signing_key)
 
     assert relay_pending(batch_size=10) == 4
 
@@ -61,6 +65,55 @@ def test_crash_between_audit_insert_and_outbox_delete_delivers_once(migrated_dat
     assert outbox_backlog() == 0
     with get_engine("audit").connect() as audit:
         assert verify(audit, key=get_settings().audit_signing_key).ok
+
+
+def daily_counts() -> dict[tuple[uuid.UUID, date, str], int]:
+    with get_engine("audit").connect() as audit:
+        rows = audit.execute(AuditDailyCount.metadata.tables[AuditDailyCount.__tablename__].select())
+        return {(workspace_id, day, action): count for workspace_id, day, action, count in rows}
+
+
+def test_relay_counts_each_workspace_event_once_per_utc_day_and_action(migrated_databases) -> None:
+    workspace_id = uuid.uuid4()
+    record(3, workspace_id=workspace_id, start_minutes_ago=60 * 24 * 3)
+    record(2, workspace_id=workspace_id, start_minutes_ago=0)
+    record(4)  # of no workspace: no activity to count
+    with get_engine("core").connect() as core, get_engine("audit").begin() as audit:
+        # A relay that died between its two commits stored these; the relay delivers them again.
+        first_two = [
+            dict(row) for row in core.execute(OUTBOX.select().order_by(OUTBOX.c.occurred_at).limit(2)).mappings()
+        ]
+        store(audit, first_two, signing_key=get_settings().audit_signing_key)
+
+    relay_pending(batch_size=4)
+
+    days = [(utcnow() - timedelta(days=days)).date() for days in (3, 0)]
+    assert daily_counts() == {
+        (workspace_id, days[0], "workspace.created"): 3,
+        (workspace_id, days[1], "workspace.created"): 2,
+    }
+
+
+def test_the_loop_rests_after_each_full_batch_for_the_share_it_may_take(
+    migrated_databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(5)
+    ticks = itertools.count()  # every batch seems to take one second
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if seconds == 60:  # the interval: the backlog is gone
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(audit_relay, "time", SimpleNamespace(monotonic=lambda: float(next(ticks))))
+    monkeypatch.setattr(audit_relay, "asyncio", SimpleNamespace(sleep=pause))
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(audit_relay.relay_forever(interval=60, batch_size=2, busy_share=0.25))
+
+    assert pauses == [3, 3, 60]  # resting three seconds for each second of work, then the interval
+    assert outbox_backlog() == 0
 
 
 def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
@@ -74,8 +127,9 @@ def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("dialect", ["postgresql"], indirect=True)
-def test_concurrent_relays_deliver_each_event_exactly_once(migrated_databases) -> None:
-    ids = record(600)
+def test_concurrent_relays_deliver_and_count_each_event_exactly_once(migrated_databases) -> None:
+    workspace_id = uuid.uuid4()
+    ids = record(600, workspace_id=workspace_id, start_minutes_ago=1)
     counts: list[int] = []
     start = threading.Barrier(2)
 
@@ -91,6 +145,7 @@ def test_concurrent_relays_deliver_each_event_exactly_once(migrated_databases) -
 
     assert sum(counts) == 600  # no event was claimed by both relays
     assert sorted(event.id for event in delivered()) == sorted(ids)
+    assert sum(daily_counts().values()) == 600
     assert outbox_backlog() == 0
 
 
@@ -103,7 +158,9 @@ def test_prune_deletes_only_events_recorded_before_the_given_days(migrated_datab
     recent = record(2, start_minutes_ago=60 * 24 * 40)  # as old, but delivered now: after an outage
     relay_pending(batch_size=10)
 
-    assert prune_audit_events(older_than_days=30, signing_key=get_settings().audit_signing_key, batch_size=2) == 3
+    assert (
+        prune_audit_events(older_than_days=30, signing_key=get_settings().audit_signing_key, batch_size=2).deleted == 3
+    )
 
     assert [event.id for event in delivered()] == recent
     # The prune is an audit event of its own, the service's: delivered as any other.

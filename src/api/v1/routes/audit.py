@@ -126,7 +126,7 @@ async def list_my_audit_events(
 def read_activity(
     workspace_id: AuditedWorkspaceId,
     audit_session: AuditSessionDep,
-    days: Annotated[int, Query(ge=1, le=366, description="how many UTC days back, today included")] = 30,
+    days: Annotated[int, Query(ge=1, le=36500, description="how many UTC days back, today included")] = 30,
 ) -> ActivityPublic:
     """How many events of each action the workspace had per UTC day."""
     since, counts = audit_log.activity(audit_session, workspace_id=workspace_id, days=days)

@@ -1,0 +1,54 @@
+"""make serve's production layout: the web workers, and the audit relay as a process of its own."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from src.core.config import PROJECT_ROOT
+from src.serve import RELAY_NICENESS
+from tests.conftest import DatabaseUrls, free_port, url_variables
+
+
+def children(pid: int) -> dict[int, str]:
+    """The command lines of a process's children, by pid, read from /proc."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found[int(stat.parent.name)] = command
+    return found
+
+
+def test_the_relay_runs_beside_the_workers_at_a_lower_priority_and_stops_with_them(
+    migrated_databases: DatabaseUrls,
+) -> None:
+    port = free_port()
+    env = os.environ | {"WEB_CONCURRENCY": "1", "AUDIT_RELAY_ENABLED": "true", **url_variables(migrated_databases)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "make serve did not start"
+                time.sleep(0.2)
+        [relay] = [pid for pid, command in children(server.pid).items() if "src.audit_jobs relay --loop" in command]
+        niceness = int(Path(f"/proc/{relay}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert niceness == RELAY_NICENESS
+    assert not Path(f"/proc/{relay}").exists()
