@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -81,19 +81,11 @@ def relay_pending(*, batch_size: int, max_batches: int | None = None) -> int:
 
 
 async def relay_forever(*, interval: float, batch_size: int, busy_share: float) -> None:
-    """Deliver the outbox every interval, a batch at a time (stopping waits for one batch at most). While a backlog
-    drains, rest after each batch so that delivering takes at most ``busy_share`` of the time. While a database is
-    down, log it and try again next time."""
+    """Deliver the outbox every interval (stopping waits for one batch at most). While a database is down, log it and
+    try again next time."""
     while True:
         try:
-            started = time.monotonic()
-            delivered = await anyio.to_thread.run_sync(lambda: relay_pending(batch_size=batch_size, max_batches=1))
-            if delivered:
-                RELAY_DELIVERED.inc(delivered)
-                logger.info("delivered %d audit event(s)", delivered)
-            if delivered == batch_size:  # more are waiting
-                await asyncio.sleep((time.monotonic() - started) * (1 / busy_share - 1))
-                continue
+            await drain(batch_size=batch_size, busy_share=busy_share)
         except DBAPIError as error:
             RELAY_FAILURES.inc()
             logger.warning("audit relay: %s; retrying in %gs", database_error_reason(error), interval)
@@ -102,6 +94,25 @@ async def relay_forever(*, interval: float, batch_size: int, busy_share: float) 
             RELAY_FAILURES.inc()
             logger.exception("audit relay failed; retrying in %gs", interval)
         await asyncio.sleep(interval)
+
+
+async def drain(*, batch_size: int, busy_share: float) -> None:
+    """Deliver batches on one pair of connections until one comes back short of ``batch_size``, resting after each
+    full batch so that delivering takes at most ``busy_share`` of the time."""
+    signing_key = get_settings().audit_signing_key
+    with ExitStack() as connections:
+        core, audit = await anyio.to_thread.run_sync(lambda: connections.enter_context(relay_connections()))
+        while True:
+            started = time.monotonic()
+            delivered = await anyio.to_thread.run_sync(
+                lambda: deliver_batch(core, audit, batch_size=batch_size, signing_key=signing_key)
+            )
+            if delivered:
+                RELAY_DELIVERED.inc(delivered)
+                logger.info("delivered %d audit event(s)", delivered)
+            if delivered < batch_size:
+                return
+            await asyncio.sleep((time.monotonic() - started) * (1 / busy_share - 1))
 
 
 def outbox_backlog() -> int:

@@ -8,12 +8,13 @@ from datetime import date, timedelta
 from types import SimpleNamespace
 
 import pytest
+from sqlalchemy import event
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_daily_count import AuditDailyCount
 from src.api.v1.models.audit_event import AuditEvent
 from src.core.config import get_settings
-from src.core.engines import get_engine
+from src.core.engines import get_engine, get_unpooled_engine
 from src.core.timestamps import utcnow
 from src.services import audit_chain, audit_relay
 from src.services.audit_chain import verify
@@ -114,6 +115,22 @@ def test_the_loop_rests_after_each_full_batch_for_the_share_it_may_take(
 
     assert pauses == [3, 3, 60]  # resting three seconds for each second of work, then the interval
     assert outbox_backlog() == 0
+
+
+def test_a_drain_keeps_one_connection_to_each_database_for_all_its_batches(migrated_databases) -> None:
+    record(7)
+    connects: list[str] = []
+    counters = {name: lambda *_, name=name: connects.append(name) for name in ("core", "audit")}
+    for name, count in counters.items():
+        event.listen(get_unpooled_engine(name), "connect", count)
+    try:
+        asyncio.run(audit_relay.drain(batch_size=2, busy_share=1))
+    finally:
+        for name, count in counters.items():
+            event.remove(get_unpooled_engine(name), "connect", count)
+
+    assert len(delivered()) == 7
+    assert sorted(connects) == ["audit", "core"]
 
 
 def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
