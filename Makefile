@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 # The migrate-* targets are not listed: a pattern rule is never used for a phony target.
-.PHONY: help install lock dev-server serve test fuzz lint audit-relay audit-prune audit-verify audit-stream soak abuse bench drill audit-drill relay-drill
+.PHONY: help install lock dev-server serve test openapi fuzz lint audit-relay audit-prune audit-verify audit-stream soak abuse bench drill audit-drill relay-drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ TEST_ENV := PYTHONDONTWRITEBYTECODE= SETTINGS_FILE=config/test.env
 
 test: install ## Run the tests (PostgreSQL ones skip unless the server answers; REQUIRE_POSTGRES=1 makes that a failure)
 	@$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+
+openapi: install ## Write openapi.json, the API's contract as the app serves it (a test fails when it differs)
+	@$(TEST_ENV) $(PY) -m src.api.contract
 
 fuzz: install ## Schemathesis over every /api/v1 operation with FUZZ_EXAMPLES=300 new random inputs each, both dialects
 	@$(TEST_ENV) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n $(TEST_WORKERS) tests/api/test_openapi.py -q

@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from src.api import docs, health, metrics
+from src.api import contract, docs, health, metrics
 from src.api.allowed_hosts import AllowedHostsMiddleware
 from src.api.body_limit import BodyLimitMiddleware
 from src.api.error_handling import register_error_handler
+from src.api.head_requests import HeadAsGetMiddleware
 from src.api.v1.models import load_models
 from src.api.v1.router import routers as v1_routers
 from src.core.config import get_settings
@@ -70,6 +71,7 @@ def create_app() -> FastAPI:
         docs_url=None,  # served by src/api/docs.py, from local assets
         redoc_url=None,
         openapi_url="/openapi.json" if settings.serves_docs else None,
+        openapi_tags=contract.TAGS,
     )
     register_error_handler(app)
     app.add_middleware(
@@ -88,6 +90,8 @@ def create_app() -> FastAPI:
     # Nothing but the request's log line and metrics sees a request for a host the service does not answer to.
     if settings.allowed_hosts and "*" not in settings.allowed_hosts:
         app.add_middleware(AllowedHostsMiddleware, allowed=settings.allowed_hosts)
+    # Inside the request context: a HEAD is logged and counted as HEAD, under the GET route that answered it.
+    app.add_middleware(HeadAsGetMiddleware)
     # Outermost: every answer, a refused host's included, carries the request id and is logged and counted.
     app.add_middleware(RequestContextMiddleware)
     add_routes(app, health.router)
@@ -97,6 +101,8 @@ def create_app() -> FastAPI:
         add_routes(app, metrics.router)
     for router in v1_routers:
         add_routes(app, router)
+    generate = app.openapi
+    app.openapi = lambda: contract.listing_every_status(generate())  # type: ignore[method-assign]  # FastAPI's hook
     return app
 
 

@@ -309,6 +309,7 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
     expected = {
         "dev-server",
         "test",
+        "openapi",
         "lint",
         "audit-relay",
         "audit-prune",

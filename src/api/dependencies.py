@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
@@ -161,3 +161,21 @@ async def get_page_request(
 
 
 PageParams = Annotated[PageRequest, Depends(get_page_request)]
+
+
+async def get_if_match(
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            max_length=1024,
+            description="Change only the version with this ETag (from a GET or an earlier change), or `*`; 412 when"
+            " the resource changed since",
+        ),
+    ] = None,
+) -> frozenset[str] | None:
+    """The entity tags of an If-Match header (RFC 9110 13.1.1), None without one."""
+    return None if if_match is None else frozenset(tag.strip() for tag in if_match.split(","))
+
+
+IfMatch = Annotated[frozenset[str] | None, Depends(get_if_match)]

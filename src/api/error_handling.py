@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from src.core.databases import DATABASES, constraint_violation, database_error_reason
 from src.core.errors import AppError
@@ -49,8 +50,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, ErrorResponse, "Role too low inside a workspace the caller belongs to"),
         (404, ErrorResponse, "Not found, or not visible to the caller"),
         (409, ErrorResponse, "Conflicts with the current state"),
+        (
+            412,
+            ErrorResponse,
+            "If-Match names another version: it changed since it was read (precondition_failed)",
+        ),
+        (413, ErrorResponse, "The body is larger than MAX_REQUEST_BODY_BYTES (payload_too_large)"),
+        (415, ErrorResponse, "The body is not sent as application/json (unsupported_media_type)"),
         (422, ValidationErrorResponse, "Invalid input"),
         (429, ErrorResponse, "Too many failed attempts; retry after the seconds in the Retry-After header"),
+        (500, ErrorResponse, "An unexpected failure (internal_error); the server log has it under the X-Request-ID"),
         (
             503,
             ErrorResponse,
@@ -142,6 +151,20 @@ def _json(status_code: int, body: BaseModel, headers: Mapping[str, str] | None =
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method served at the request's path, HEAD wherever GET (src/api/head_requests.py): RFC 9110's Allow.
+
+    Starlette's 405 names only the methods of the first route whose path matched.
+    """
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 async def handle_error(request: Request, error: Exception) -> JSONResponse:
     """The one handler: every error the app answers with goes through here."""
     if isinstance(error, AppError):
@@ -176,7 +199,10 @@ async def handle_error(request: Request, error: Exception) -> JSONResponse:
         return _json(503, ErrorResponse(error="database_unavailable", detail="a database is unavailable; try again"))
     if isinstance(error, StarletteHTTPException):
         code = _HTTP_CODES.get(error.status_code, "http_error")
-        return _json(error.status_code, ErrorResponse(error=code, detail=str(error.detail)), error.headers)
+        headers = error.headers
+        if error.status_code == 405 and (allowed := _allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": allowed}
+        return _json(error.status_code, ErrorResponse(error=code, detail=str(error.detail)), headers)
     if isinstance(error, ProgrammingError):
         # Registered to answer schema_behind, it never reaches ServerErrorMiddleware: its traceback is logged here.
         logger.error("unexpected database error", exc_info=error)

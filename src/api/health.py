@@ -2,12 +2,13 @@
 
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import Request, Response, status
 from pydantic import BaseModel
 
+from src.api.contract import tagged_router
 from src.services.readiness import Readiness
 
-router = APIRouter(tags=["health"])
+router = tagged_router("health")
 
 
 class Health(BaseModel):
@@ -19,14 +20,12 @@ ALIVE = Health(status="ok").model_dump_json().encode()
 
 
 @router.get("/health", response_model=Health)
-@router.head("/health", include_in_schema=False)
 async def health() -> Response:
     """The process is alive; says nothing about the databases."""
     return Response(ALIVE, media_type="application/json")
 
 
 @router.get("/ready", responses={503: {"model": Readiness}})
-@router.head("/ready", include_in_schema=False)
 def ready(request: Request, response: Response) -> Readiness:
     """200 when the service can serve (ready, or degraded without audit); 503 otherwise.
 

@@ -3,12 +3,13 @@
 import hmac
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import DBAPIError
 
+from src.api.contract import tagged_router
 from src.core.config import get_settings
 from src.core.errors import Unauthorized
 from src.core.metrics import collected_registry
@@ -16,7 +17,7 @@ from src.core.timestamps import utcnow
 from src.services.audit_relay import outbox_state
 from src.services.readiness import RecentReadiness
 
-router = APIRouter(tags=["health"])
+router = tagged_router("health")
 
 
 class DatabaseCollector(Collector):

@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API (CORS), e.g. ["https://app.example.com"]; none by default.
     cors_origins: list[str] = []
 
+    # How long a creating request's answer is kept for retries under the same Idempotency-Key.
+    idempotency_key_hours: int = Field(default=24, ge=1, le=24 * 30)
+
     # Bearer tokens: HS256 signed with secret_key; issuer and audience are checked on every request.
     access_token_expire_minutes: int = Field(default=60, ge=1)
     jwt_issuer: str = Field(default="fastapi-starter", min_length=1)

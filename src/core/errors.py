@@ -83,3 +83,19 @@ class NotFound(AppError):
 class Conflict(AppError):
     status_code = 409
     code = "conflict"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(AppError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+class PreconditionFailed(AppError):
+    """If-Match named another version than the current one: someone changed the resource since it was read."""
+
+    status_code = 412
+    code = "precondition_failed"

@@ -8,6 +8,7 @@ its own role here, once.
 """
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.errors import Forbidden, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from src.core.timestamps import utcnow
+from src.core.versions import entity_tag, require_match
 from src.services.audit_log import Target, record_event
 
 RANK = {Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
@@ -95,10 +98,26 @@ def list_workspaces(
     ], next_cursor
 
 
-def rename_workspace(session: Session, actor: WorkspaceAccess, *, name: str) -> Workspace:
-    """Give the workspace a new name; admins and owners."""
+def version(workspace: Workspace) -> str:
+    """The workspace's entity tag: it changes with each change, made by this version of the code or an older one."""
+    return entity_tag(workspace.id, workspace.name, workspace.updated_at)
+
+
+def lock_current(session: Session, actor: WorkspaceAccess, *, if_match: Collection[str] | None, deleting: bool) -> None:
+    """Lock the workspace and read it again as it is now; ``PreconditionFailed`` when ``if_match`` names another
+    version."""
+    lock_workspace(session, actor.workspace.id, deleting=deleting)
+    if if_match is not None:
+        session.refresh(actor.workspace)
+        require_match(if_match, version(actor.workspace))
+
+
+def rename_workspace(
+    session: Session, actor: WorkspaceAccess, *, name: str, if_match: Collection[str] | None = None
+) -> Workspace:
+    """Give the workspace a new name; admins and owners. Only while its version is one of ``if_match``, when given."""
     require_role(actor, Role.ADMIN)
-    lock_workspace(session, actor.workspace.id)
+    lock_current(session, actor, if_match=if_match, deleting=False)
     workspace = actor.workspace
     record(
         session,
@@ -107,16 +126,17 @@ def rename_workspace(session: Session, actor: WorkspaceAccess, *, name: str) -> 
         Target("workspace", workspace.id),
         {"before": {"name": workspace.name}, "after": {"name": name}},
     )
-    workspace.name = name
+    workspace.name, workspace.updated_at = name, utcnow()
     session.add(workspace)
     session.flush()
     return workspace
 
 
-def delete_workspace(session: Session, actor: WorkspaceAccess) -> None:
-    """Delete the workspace and its memberships; owners only."""
+def delete_workspace(session: Session, actor: WorkspaceAccess, *, if_match: Collection[str] | None = None) -> None:
+    """Delete the workspace and its memberships; owners only. Only while its version is one of ``if_match``, when
+    given."""
     require_role(actor, Role.OWNER)
-    lock_workspace(session, actor.workspace.id, deleting=True)
+    lock_current(session, actor, if_match=if_match, deleting=True)
     record(session, actor, "workspace.deleted", Target("workspace", actor.workspace.id), {"name": actor.workspace.name})
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == actor.workspace.id))
     session.delete(actor.workspace)

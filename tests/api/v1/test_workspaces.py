@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role
 from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth
@@ -244,3 +245,73 @@ def test_a_workspace_named_only_a_zero_width_space_is_422(client: TestClient, ma
 
     assert response.status_code == 422
     assert "must contain a visible character" in response.json()["detail"]
+
+
+def test_two_admins_renaming_from_the_same_version_the_second_gets_412(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, admin = make_user(), make_user()
+    workspace = make_workspace(owner, name="Acme")
+    add_member(workspace, admin, Role.ADMIN)
+    read = {
+        caller.id: client.get(f"/api/v1/workspaces/{workspace.id}", headers=auth(caller)) for caller in (owner, admin)
+    }
+    outbox_before = len(session.exec(select(OutboxEvent)).all())
+
+    first = client.patch(
+        f"/api/v1/workspaces/{workspace.id}",
+        headers=auth(owner) | {"If-Match": read[owner.id].headers["etag"]},
+        json={"name": "Acme One"},
+    )
+    second = client.patch(
+        f"/api/v1/workspaces/{workspace.id}",
+        headers=auth(admin) | {"If-Match": read[admin.id].headers["etag"]},
+        json={"name": "Acme Two"},
+    )
+
+    assert read[owner.id].headers["etag"] == read[admin.id].headers["etag"]
+    assert first.status_code == 200
+    assert first.headers["etag"] != read[owner.id].headers["etag"]
+    assert first.json()["updated_at"] > first.json()["created_at"]
+    assert (second.status_code, second.json()["error"]) == (412, "precondition_failed")
+    assert workspace_name(session, workspace.id) == "Acme One"
+    assert len(session.exec(select(OutboxEvent)).all()) == outbox_before + 1  # the refused rename recorded nothing
+
+
+@pytest.mark.parametrize("if_match", ["current", "*", "current_in_a_list"])
+def test_a_rename_under_a_matching_if_match_goes_through(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, if_match: str
+) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner)
+    etag = client.get(f"/api/v1/workspaces/{workspace.id}", headers=auth(owner)).headers["etag"]
+    header = {"current": etag, "*": "*", "current_in_a_list": f'"0123", {etag}'}[if_match]
+
+    response = client.patch(
+        f"/api/v1/workspaces/{workspace.id}", headers=auth(owner) | {"If-Match": header}, json={"name": "Renamed"}
+    )
+
+    assert response.status_code == 200
+    assert (
+        response.headers["etag"]
+        == client.get(f"/api/v1/workspaces/{workspace.id}", headers=auth(owner)).headers["etag"]
+    )
+    assert workspace_name(session, workspace.id) == "Renamed"
+
+
+@pytest.mark.parametrize("stale", ['"0123"', "W/{etag}"])
+def test_a_delete_under_a_stale_or_weak_if_match_is_412_and_keeps_the_workspace(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, stale: str
+) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner, name="Acme")
+    etag = client.get(f"/api/v1/workspaces/{workspace.id}", headers=auth(owner)).headers["etag"]
+
+    response = client.delete(
+        f"/api/v1/workspaces/{workspace.id}", headers=auth(owner) | {"If-Match": stale.format(etag=etag)}
+    )
+    deleted = client.delete(f"/api/v1/workspaces/{workspace.id}", headers=auth(owner) | {"If-Match": etag})
+
+    assert (response.status_code, response.json()["error"]) == (412, "precondition_failed")
+    assert deleted.status_code == 204
+    assert workspace_name(session, workspace.id) is None

@@ -16,3 +16,5 @@ class Workspace(WorkspaceBase, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set by each change; NULL until the first. Part of the workspace's version (ETag), with the name.
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -5,12 +5,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 from sqlalchemy import ColumnElement
 from sqlmodel import Session
 
+from src.api.contract import tagged_router
 from src.api.dependencies import (
     AuditedUserId,
     AuditedWorkspaceId,
@@ -24,7 +25,7 @@ from src.api.v1.schemas.fields import SearchText
 from src.core.pagination import Page, PageRequest
 from src.services import audit_log
 
-router = APIRouter(prefix=API_PREFIX, tags=["audit"])
+router = tagged_router("audit", API_PREFIX)
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -3,8 +3,9 @@
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import Form, Request, Response
 
+from src.api.contract import tagged_router
 from src.api.dependencies import request_sessions
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
@@ -12,7 +13,7 @@ from src.api.v1.schemas.fields import SearchText
 from src.api.v1.schemas.users import Token
 from src.services import users
 
-router = APIRouter(prefix=f"{API_PREFIX}/auth", tags=["auth"])
+router = tagged_router("auth", f"{API_PREFIX}/auth")
 
 
 @router.post("/token", responses=error_responses(400, 401, 422, 429))

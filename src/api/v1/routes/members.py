@@ -2,16 +2,18 @@
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import Request, Response, status
 
+from src.api.contract import CREATED, location, tagged_router
 from src.api.dependencies import CallerWorkspace, PageParams, SessionDep
 from src.api.error_handling import error_responses
+from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
 from src.core.pagination import Page
 from src.services import members
 
-router = APIRouter(prefix=API_PREFIX + "/workspaces/{workspace_id}/members", tags=["members"])
+router = tagged_router("members", API_PREFIX + "/workspaces/{workspace_id}/members")
 
 
 @router.get("", responses=error_responses(401, 404, 422))
@@ -21,11 +23,23 @@ def list_members(access: CallerWorkspace, page: PageParams, session: SessionDep)
     return Page(items=[MemberPublic.of(item.membership, item.user) for item in items], next_cursor=next_cursor)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 401, 403, 404, 409, 422))
-def add_member(body: MemberCreate, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=MemberPublic,
+    responses=CREATED | error_responses(400, 401, 403, 404, 409, 422),
+)
+def add_member(
+    request: Request, body: MemberCreate, access: CallerWorkspace, session: SessionDep, key: IdempotencyKeyHeader = None
+) -> Response:
     """Add a user by email or id; admins and owners, and only owners grant the owner role."""
-    added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)
-    return MemberPublic.of(added.membership, added.user)
+
+    def add() -> tuple[MemberPublic, str]:
+        added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)
+        path = {"workspace_id": str(access.workspace.id), "user_id": str(added.user.id)}
+        return MemberPublic.of(added.membership, added.user), location(request, "change_role", **path)
+
+    return created_once(session, request, key, owner_id=access.user_id, request_body=body.model_dump(), create=add)
 
 
 @router.patch("/{user_id}", responses=error_responses(400, 401, 403, 404, 409, 422))

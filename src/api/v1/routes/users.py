@@ -5,21 +5,28 @@ the hash is made (as a log-in does, src/api/v1/routes/auth.py).
 """
 
 import anyio.to_thread
-from fastapi import APIRouter, Request, status
+from fastapi import Request, Response, status
 from sqlmodel import Session
 
+from src.api.contract import CREATED, location, tagged_router
 from src.api.dependencies import CurrentUser, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
+from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
 from src.core.security import checks_in_flight, hash_new_password
-from src.services import login_throttle, users
+from src.services import idempotency, login_throttle, users
 
-router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"])
+router = tagged_router("users", f"{API_PREFIX}/users")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 409, 422, 429, 503))
-async def sign_up(request: Request, body: UserCreate) -> UserPublic:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    responses=CREATED | error_responses(400, 409, 422, 429, 503),
+)
+async def sign_up(request: Request, body: UserCreate, key: IdempotencyKeyHeader = None) -> Response:
     """Create an account; 409 names the email or username already in use; 429 after SIGN_UPS_PER_ADDRESS sign-ups
     from one address."""
     sessions = request_sessions(request, "core")
@@ -28,9 +35,24 @@ async def sign_up(request: Request, body: UserCreate) -> UserPublic:
     # Like log-ins, at most PASSWORD_CHECKS_PER_CLIENT sign-ups of one address hash at once; more are refused unhashed.
     with checks_in_flight.holding(limit.key for limit in login_throttle.sign_up_limit()):
         hashed_password = await hash_new_password(body.password)
-    fields = body.model_dump(exclude={"password"}) | {"hashed_password": hashed_password}
+    fields = body.model_dump(exclude={"password"})
+
+    def register(session: Session) -> tuple[UserPublic, str]:
+        user = users.register_user(session, **fields, hashed_password=hashed_password)
+        # The account is read, once logged in, as the caller's own.
+        return UserPublic.model_validate(user), location(request, "read_me")
+
     async with sessions.unit_of_work() as session:
-        return await anyio.to_thread.run_sync(lambda: UserPublic.model_validate(users.register_user(session, **fields)))
+        return await anyio.to_thread.run_sync(
+            lambda: created_once(
+                session,
+                request,
+                key,
+                owner_id=idempotency.ANONYMOUS,
+                request_body=fields,  # not the password: the fingerprint is a fast hash
+                create=lambda: register(session),
+            )
+        )
 
 
 @router.get("/me", responses=error_responses(401))

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from sqlmodel import Field
 
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace, WorkspaceBase
@@ -26,11 +27,15 @@ class WorkspacePublic(WorkspaceBase):
 
     id: uuid.UUID
     created_at: datetime
+    updated_at: datetime = Field(description="the last change; created_at until the first")
     role: Role
 
     @classmethod
     def of(cls, workspace: Workspace, role: Role) -> "WorkspacePublic":
-        return cls(id=workspace.id, name=workspace.name, created_at=workspace.created_at, role=role)
+        updated_at = workspace.updated_at or workspace.created_at
+        return cls(
+            id=workspace.id, name=workspace.name, created_at=workspace.created_at, updated_at=updated_at, role=role
+        )
 
 
 class MemberCreate(BaseModel):

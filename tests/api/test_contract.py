@@ -1,0 +1,154 @@
+"""The OpenAPI document as a client generator reads it, and the committed copy of it."""
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlmodel import Session
+
+from src.api.contract import COMMITTED, TAGS, document
+from src.api.v1.models.workspace_member import Role
+from src.core.config import get_settings
+from src.core.databases import DATABASES
+from src.core.sessions import RequestSessions
+from tests.api.conftest import PASSWORD, AddMember, MakeUser, MakeWorkspace, auth, create_test_app, logged_in
+
+
+def operations() -> list[dict[str, Any]]:
+    paths = create_test_app().openapi()["paths"]
+    return [operation for path in paths.values() for operation in path.values()]
+
+
+def test_the_committed_document_is_the_apps() -> None:
+    committed = COMMITTED.read_text() if COMMITTED.exists() else ""
+
+    assert committed == document(create_test_app()), "openapi.json differs from the app's document: run make openapi"
+
+
+def test_operations_are_named_by_tag_and_function_for_generated_clients() -> None:
+    ids = [operation["operationId"] for operation in operations()]
+
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z]+-[a-z_]+", operation_id) for operation_id in ids), ids
+    assert "users-sign_up" in ids and "auth-issue_token" in ids
+    schemas = create_test_app().openapi()["components"]["schemas"]
+    assert not [name for name in schemas if "api_v1" in name.lower() or "ApiV1" in name]
+
+
+def test_every_tag_is_described() -> None:
+    described = {tag["name"] for tag in TAGS if tag["description"]}
+
+    assert {tag for operation in operations() for tag in operation["tags"]} <= described
+
+
+def test_every_creating_operation_documents_its_location() -> None:
+    created = [operation for operation in operations() if "201" in operation["responses"]]
+
+    assert len(created) == 3
+    assert all("Location" in operation["responses"]["201"]["headers"] for operation in created)
+
+
+def test_a_new_workspace_is_found_at_its_location(client: TestClient, make_user: MakeUser) -> None:
+    user = make_user()
+
+    created = client.post("/api/v1/workspaces", headers=auth(user), json={"name": "Acme"})
+
+    assert created.headers["location"] == f"/api/v1/workspaces/{created.json()['id']}"
+    assert client.get(created.headers["location"], headers=auth(user)).json() == created.json()
+
+
+def test_a_new_member_is_changed_at_its_location(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, newcomer = make_user(), make_user()
+    workspace = make_workspace(owner)
+
+    added = client.post(
+        f"/api/v1/workspaces/{workspace.id}/members", headers=auth(owner), json={"user_id": str(newcomer.id)}
+    )
+    changed = client.patch(added.headers["location"], headers=auth(owner), json={"role": Role.ADMIN.value})
+
+    assert added.headers["location"] == f"/api/v1/workspaces/{workspace.id}/members/{newcomer.id}"
+    assert (changed.status_code, changed.json()["role"]) == (200, "admin")
+
+
+def test_a_new_account_is_read_at_its_location_once_logged_in(client: TestClient) -> None:
+    signed_up = client.post(
+        "/api/v1/users",
+        json={
+            "email": "ada@example.com",
+            "username": "ada",
+            "password": PASSWORD,
+            "first_name": "Ada",
+            "last_name": "L",
+        },
+    )
+
+    assert signed_up.status_code == 201, signed_up.text
+    read = client.get(signed_up.headers["location"], headers=logged_in(client, "ada"))
+
+    assert (signed_up.status_code, signed_up.headers["location"]) == (201, "/api/v1/users/me")
+    assert read.json() == signed_up.json()
+
+
+def documented() -> list[tuple[str, str, dict[str, Any]]]:
+    """Every operation of the document: its method, a path to it (each path parameter an id of nothing), itself."""
+    found = []
+    for path, operations in create_test_app().openapi()["paths"].items():
+        concrete = re.sub(r"\{\w+\}", lambda _: str(uuid.uuid4()), path)
+        found += [(method.upper(), concrete, operation) for method, operation in operations.items()]
+    return found
+
+
+def listed(operation: dict[str, Any]) -> set[int]:
+    return {int(status) for status in operation["responses"]}
+
+
+def test_every_operation_lists_what_it_answers_to_malformed_requests(client: TestClient, make_user: MakeUser) -> None:
+    headers = auth(make_user())
+    too_large = get_settings().max_request_body_bytes + 1
+    for method, path, operation in documented():
+        answers = {}
+        if operation.get("security"):
+            answers["no credentials"] = client.request(method, path).status_code
+        if "requestBody" in operation:
+            answers |= {
+                "text body": client.request(method, path, headers=headers, content="x").status_code,
+                "broken JSON": client.request(
+                    method, path, headers=headers | {"Content-Type": "application/json"}, content="{"
+                ).status_code,
+                "body too large": client.request(method, path, headers=headers, content=b"x" * too_large).status_code,
+            }
+        if operation.get("parameters"):
+            answers["invalid parameters"] = client.request(
+                method, re.sub(r"[0-9a-f-]{36}", "not-an-id", path), headers=headers, params={"limit": "many"}
+            ).status_code
+        unlisted = {case: status for case, status in answers.items() if status not in listed(operation)}
+        assert not unlisted, f"{method} {path} answers {unlisted}, not in its responses {sorted(listed(operation))}"
+
+
+def test_every_api_operation_lists_its_answer_when_the_databases_are_down(
+    app: FastAPI, client: TestClient, make_user: MakeUser, dialect: str, tmp_path: Path
+) -> None:
+    headers = auth(make_user())
+    down = (
+        "sqlite:///" + str(tmp_path / "gone" / "x.db")
+        if dialect == "sqlite"
+        else "postgresql+psycopg2://postgres@127.0.0.1:9/x"
+    )
+    engine = create_engine(down)
+    app.state.sessions = {
+        name: RequestSessions(lambda _reads_only: Session(engine), capacity=None, database=name) for name in DATABASES
+    }
+    try:
+        for method, path, operation in documented():
+            if path.startswith("/api/v1/") and method in ("GET", "DELETE"):
+                answered = client.request(method, path, headers=headers).status_code
+                assert answered == 503, f"{method} {path}"
+                assert 503 in listed(operation), f"{method} {path}"
+    finally:
+        engine.dispose()
