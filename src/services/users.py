@@ -1,6 +1,7 @@
 """Users and their credentials: sign-up, log-in, bearer tokens and profile changes."""
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,8 @@ from src.core.security import (
     spend_verification_time,
 )
 from src.core.text import fold
+from src.core.timestamps import utcnow
+from src.core.versions import entity_tag, require_match
 from src.services import login_throttle
 from src.services.audit_log import Target, record_event
 
@@ -229,9 +232,14 @@ def update_profile(
     last_name: str | None = None,
     new_password_hash: str | None = None,
     checked_hash: str | None = None,
+    if_match: Collection[str] | None = None,
 ) -> User:
     """Change names (keeping full_name in step) and the password: ``new_password_hash``, made once the current
-    password was found to match ``checked_hash``, which must still be the user's."""
+    password was found to match ``checked_hash``, which must still be the user's. Only while the user's version is
+    one of ``if_match``, when given."""
+    if if_match is not None:
+        session.refresh(user, with_for_update=True)  # as it is now, and until the commit
+        require_match(if_match, version(user))
     if new_password_hash is not None:
         if user.hashed_password != checked_hash:
             raise WrongPassword("the password was changed meanwhile; try again with the current one")
@@ -252,6 +260,13 @@ def update_profile(
             target=Target("user", user.id),
             details={"before": names_before, "after": names_after},
         )
+    if new_password_hash is not None or names_after != names_before:
+        user.updated_at = utcnow()
     session.add(user)
     session.flush()
     return user
+
+
+def version(user: User) -> str:
+    """The user's entity tag: it changes with each change of the profile or the password."""
+    return entity_tag(user.id, user.email, user.username, user.first_name, user.last_name, user.updated_at)

@@ -29,7 +29,17 @@ def test_sign_up_answers_the_public_view(client: TestClient) -> None:
 
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "email", "username", "first_name", "last_name", "full_name", "is_active", "created_at"}
+    assert set(body) == {
+        "id",
+        "email",
+        "username",
+        "first_name",
+        "last_name",
+        "full_name",
+        "is_active",
+        "created_at",
+        "updated_at",
+    }
     assert body["email"] == "ada.lovelace@example.com"
     assert body["full_name"] == "Ada Lovelace"
     assert body["is_active"] is True
@@ -258,3 +268,41 @@ def test_sign_ups_from_one_address_are_limited(client: TestClient, monkeypatch: 
 
     assert [response.status_code for response in responses] == [201, 201, 201, 429]
     assert int(responses[-1].headers["retry-after"]) > 0
+
+
+def test_a_profile_change_under_the_current_etag_goes_through_and_gives_a_new_one(
+    client: TestClient, make_user: MakeUser
+) -> None:
+    user = make_user()
+    read = client.get("/api/v1/users/me", headers=auth(user))
+
+    changed = client.patch(
+        "/api/v1/users/me", headers=auth(user) | {"If-Match": read.headers["etag"]}, json={"first_name": "Augusta"}
+    )
+
+    assert changed.status_code == 200
+    assert changed.headers["etag"] not in (read.headers["etag"], None)
+    assert changed.headers["etag"] == client.get("/api/v1/users/me", headers=auth(user)).headers["etag"]
+    assert read.json()["updated_at"] == read.json()["created_at"] < changed.json()["updated_at"]
+
+
+@pytest.mark.parametrize(
+    "change", [{"first_name": "Augusta"}, {"password": "a new passphrase", "current_password": PASSWORD}]
+)
+def test_a_change_under_a_stale_etag_is_412_and_changes_nothing(
+    client: TestClient, session: Session, make_user: MakeUser, change: dict[str, str]
+) -> None:
+    user = make_user()
+    stale = client.get("/api/v1/users/me", headers=auth(user)).headers["etag"]
+    client.patch("/api/v1/users/me", headers=auth(user), json={"last_name": "King"})
+    events_before = len(session.exec(select(OutboxEvent)).all())
+
+    response = client.patch("/api/v1/users/me", headers=auth(user) | {"If-Match": stale}, json=change)
+
+    assert (response.status_code, response.json()["error"]) == (412, "precondition_failed")
+    session.expire_all()
+    stored = session.get(User, user.id)
+    assert stored is not None
+    assert (stored.first_name, stored.last_name) == (user.first_name, "King")
+    assert verify_password(PASSWORD, stored.hashed_password)
+    assert len(session.exec(select(OutboxEvent)).all()) == events_before

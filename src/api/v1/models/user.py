@@ -22,3 +22,5 @@ class User(UserBase, table=True):
     hashed_password: str = Field(max_length=255)
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set by each change of the profile or the password; NULL until the first. Part of the ETag.
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -8,8 +8,8 @@ import anyio.to_thread
 from fastapi import Request, Response, status
 from sqlmodel import Session
 
-from src.api.contract import CREATED, location, tagged_router
-from src.api.dependencies import CurrentUser, ValidToken, get_current_user, request_sessions
+from src.api.contract import CREATED, VERSIONED, location, tagged_router
+from src.api.dependencies import CurrentUser, IfMatch, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
 from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
@@ -55,15 +55,20 @@ async def sign_up(request: Request, body: UserCreate, key: IdempotencyKeyHeader 
         )
 
 
-@router.get("/me", responses=error_responses(401))
-async def read_me(user: CurrentUser) -> UserPublic:
+@router.get("/me", responses=VERSIONED | error_responses(401))
+async def read_me(response: Response, user: CurrentUser) -> UserPublic:
+    """The caller's account, with its version in ETag."""
+    response.headers["ETag"] = users.version(user)
     return UserPublic.model_validate(user)
 
 
-@router.patch("/me", responses=error_responses(400, 401, 422, 429, 503))
-async def update_me(request: Request, body: UserUpdate, token: ValidToken) -> UserPublic:
+@router.patch("/me", responses=VERSIONED | error_responses(400, 401, 412, 422, 429, 503))
+async def update_me(
+    request: Request, response: Response, body: UserUpdate, token: ValidToken, if_match: IfMatch
+) -> UserPublic:
     """Change names or the password; a new password needs ``current_password`` (400 when it is wrong). Wrong
-    current passwords count as failed log-ins of the account (429 once it is locked out) and are recorded."""
+    current passwords count as failed log-ins of the account (429 once it is locked out) and are recorded. With
+    If-Match, only if the account is still that version (412 otherwise)."""
     sessions = request_sessions(request, "core")
     new_password_hash = checked_hash = None
     if body.password is not None:
@@ -84,7 +89,9 @@ async def update_me(request: Request, body: UserUpdate, token: ValidToken) -> Us
             **changes,
             new_password_hash=new_password_hash,
             checked_hash=checked_hash,
+            if_match=if_match,
         )
+        response.headers["ETag"] = users.version(user)
         return UserPublic.model_validate(user)
 
     async with sessions.unit_of_work() as session:

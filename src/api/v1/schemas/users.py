@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from src.api.v1.models.user import UserBase
 from src.api.v1.schemas.fields import Email, Password, PersonName, Username
@@ -48,6 +48,12 @@ class UserPublic(UserBase):
     full_name: str
     is_active: bool
     created_at: datetime
+    updated_at: datetime = Field(description="the last change; created_at until the first")
+
+    @field_validator("updated_at", mode="before")
+    @classmethod
+    def _created_until_changed(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        return value if value is not None else info.data.get("created_at")
 
 
 class Token(BaseModel):
