@@ -19,7 +19,7 @@ from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import Role
 from src.core.databases import get_database
 from src.core.errors import Unauthorized
-from src.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
+from src.core.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
 from src.core.request_context import current_request_context
 from src.core.security import TokenClaims, decode_access_token
 from src.core.sessions import RequestSessions
@@ -147,7 +147,12 @@ async def current_usernames(request: Request, user_ids: set[uuid.UUID]) -> dict[
 async def get_page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")] = DEFAULT_LIMIT,
     cursor: Annotated[
-        str | None, Query(max_length=MAX_CURSOR_LENGTH, description="next_cursor of the previous page")
+        str | None,
+        Query(
+            max_length=MAX_CURSOR_LENGTH,
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
     ] = None,
 ) -> PageRequest:
     if not cursor:
@@ -163,12 +168,18 @@ async def get_page_request(
 PageParams = Annotated[PageRequest, Depends(get_page_request)]
 
 
+# RFC 9110 13.1.1: "*", or entity tags ("...", weak ones W/"...") separated by commas.
+_ENTITY_TAG = r'(W/)?"[\x21\x23-\x7e]*"'
+IF_MATCH_PATTERN = rf"^(\*|{_ENTITY_TAG}( *, *{_ENTITY_TAG})*)$"
+
+
 async def get_if_match(
     if_match: Annotated[
         str | None,
         Header(
             alias="If-Match",
             max_length=1024,
+            pattern=IF_MATCH_PATTERN,
             description="Change only the version with this ETag (from a GET or an earlier change), or `*`; 412 when"
             " the resource changed since",
         ),

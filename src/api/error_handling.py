@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.concurrency import run_in_threadpool
@@ -28,8 +28,12 @@ logger = logging.getLogger(__name__)
 
 
 class ErrorResponse(BaseModel):
-    error: str
-    detail: str
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": "workspace_not_found", "detail": "workspace 97915d76-… not found"}]}
+    )
+
+    error: str = Field(description="a stable code to branch on (docs/api.md lists them)")
+    detail: str = Field(description="for people: what happened and what to do")
 
 
 class FieldError(BaseModel):
@@ -39,6 +43,24 @@ class FieldError(BaseModel):
 
 
 class ValidationErrorResponse(ErrorResponse):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "validation_error",
+                    "detail": "name: String should have at most 100 characters",
+                    "fields": [
+                        {
+                            "loc": ["body", "name"],
+                            "message": "String should have at most 100 characters",
+                            "type": "string_too_long",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     fields: list[FieldError]
 
 

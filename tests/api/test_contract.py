@@ -5,13 +5,26 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import BaseModel
 from sqlalchemy import create_engine
 from sqlmodel import Session
 
 from src.api.contract import COMMITTED, TAGS, document
+from src.api.error_handling import ErrorResponse, ValidationErrorResponse
 from src.api.v1.models.workspace_member import Role
+from src.api.v1.schemas.audit import ActivityPublic, AuditEventPublic
+from src.api.v1.schemas.users import Token, UserCreate, UserPublic, UserUpdate
+from src.api.v1.schemas.workspaces import (
+    MemberCreate,
+    MemberPublic,
+    MemberUpdate,
+    WorkspaceCreate,
+    WorkspacePublic,
+    WorkspaceUpdate,
+)
 from src.core.config import get_settings
 from src.core.databases import DATABASES
 from src.core.sessions import RequestSessions
@@ -152,3 +165,41 @@ def test_every_api_operation_lists_its_answer_when_the_databases_are_down(
                 assert 503 in listed(operation), f"{method} {path}"
     finally:
         engine.dispose()
+
+
+EXAMPLED = [
+    UserCreate,
+    UserUpdate,
+    UserPublic,
+    Token,
+    WorkspaceCreate,
+    WorkspaceUpdate,
+    WorkspacePublic,
+    MemberCreate,
+    MemberUpdate,
+    MemberPublic,
+    AuditEventPublic,
+    ActivityPublic,
+    ErrorResponse,
+    ValidationErrorResponse,
+]
+
+
+def test_every_json_body_an_operation_takes_or_answers_one_resource_with_has_examples() -> None:
+    schemas = create_test_app().openapi()["components"]["schemas"]
+    referenced = set()
+    for operation in operations():
+        bodies = [operation.get("requestBody", {}), *operation["responses"].values()]
+        for body in bodies:
+            reference = body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
+            referenced.add(reference.rpartition("/")[2])
+
+    pages = {name for name in referenced if name.startswith("Page_")}  # of AuditEventPublic and the others
+    assert referenced - pages - {"", "Health", "Readiness"} <= {model.__name__ for model in EXAMPLED}
+    assert all(schemas[model.__name__]["examples"] for model in EXAMPLED)
+
+
+@pytest.mark.parametrize("model", EXAMPLED, ids=lambda model: model.__name__)
+def test_each_example_is_one_its_model_accepts(model: type[BaseModel]) -> None:
+    for example in model.model_json_schema()["examples"]:
+        model.model_validate(example)

@@ -1,6 +1,7 @@
 """Keyset pages (src/core/pagination.py) on the migrated workspaces table: every row once, ties broken by id."""
 
 import json
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.workspace import Workspace
-from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
+from src.core.pagination import CURSOR_PATTERN, Cursor, PageRequest, keyset_statement, split_page
 from tests.conftest import DatabaseUrls
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,10 +56,26 @@ def test_pages_cover_every_row_once_in_order(session: Session, workspaces: list[
     assert pages == [expected[0:2], expected[2:4], expected[4:5]]
 
 
-def test_a_cursor_survives_the_round_trip() -> None:
+def test_a_cursor_survives_the_round_trip_and_matches_the_published_pattern() -> None:
     cursor = Cursor(START, uuid.uuid4())
 
     assert Cursor.decode(cursor.encode()) == cursor
+    assert re.fullmatch(CURSOR_PATTERN, cursor.encode())
+
+
+@pytest.mark.parametrize("token", ["0." + "0" * 32, "9" * 17 + "." + "f" * 32, "63900000000000000." + "a1" * 16])
+def test_every_string_of_the_published_pattern_is_a_cursor(token: str) -> None:
+    microseconds, id_ = token.split(".")
+
+    assert Cursor.decode(token).encode() == f"{int(microseconds)}.{id_}"
+
+
+def test_a_cursor_of_the_previous_format_still_reads_during_a_rolling_deploy() -> None:
+    previous = "WyIyMDI2LTExLTI2VDEwOjU3OjM2LjkyNjU1MiswMDowMCIsImQ3MWVjODkzLTAwMDAtNDAwMC04MDAwLTAwMDAwMDAwMDAwMCJd"
+
+    assert Cursor.decode(previous) == Cursor(
+        datetime(2026, 11, 26, 10, 57, 36, 926552, tzinfo=UTC), uuid.UUID("d71ec893-0000-4000-8000-000000000000")
+    )
 
 
 @pytest.mark.parametrize(

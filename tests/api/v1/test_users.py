@@ -1,5 +1,7 @@
 """POST /users, GET and PATCH /users/me."""
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
@@ -8,7 +10,7 @@ from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
 from src.core.config import get_settings
 from src.core.security import verify_password
-from tests.api.conftest import PASSWORD, MakeUser, auth
+from tests.api.conftest import PASSWORD, MakeUser, auth, create_test_app
 
 SIGN_UP = {
     "email": "Ada.Lovelace@Example.com",
@@ -233,10 +235,23 @@ def test_a_name_that_cannot_be_shown_as_typed_is_422_saying_why(client: TestClie
     assert reason in response.json()["detail"]
 
 
-def test_a_username_is_stored_case_folded(client: TestClient) -> None:
+def test_a_username_is_stored_lowercased(client: TestClient) -> None:
     response = client.post("/api/v1/users", json=SIGN_UP | {"username": "Ada"})
 
     assert response.status_code == 201 and response.json()["username"] == "ada"
+
+
+@pytest.mark.parametrize("username", ["straße", "\u212aelvin", "ada lovelace", "_ada", "ab"])
+def test_a_username_outside_the_published_pattern_is_422(client: TestClient, username: str) -> None:
+    published = re.compile(
+        create_test_app().openapi()["components"]["schemas"]["UserCreate"]["properties"]["username"]["pattern"]
+    )
+
+    response = client.post("/api/v1/users", json=SIGN_UP | {"username": username})
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["loc"] == ["body", "username"]
+    assert not published.fullmatch(username) or len(username) < 3
 
 
 def test_wrong_current_passwords_are_recorded_and_throttled_like_log_ins(

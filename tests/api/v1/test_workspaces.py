@@ -315,3 +315,18 @@ def test_a_delete_under_a_stale_or_weak_if_match_is_412_and_keeps_the_workspace(
     assert (response.status_code, response.json()["error"]) == (412, "precondition_failed")
     assert deleted.status_code == 204
     assert workspace_name(session, workspace.id) is None
+
+
+@pytest.mark.parametrize("if_match", ["null", "abc", '"a",', "W/x"])
+def test_a_malformed_if_match_is_422(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, if_match: str
+) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner)
+
+    response = client.patch(
+        f"/api/v1/workspaces/{workspace.id}", headers=auth(owner) | {"If-Match": if_match}, json={"name": "Renamed"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["fields"][0]["loc"] == ["header", "If-Match"]

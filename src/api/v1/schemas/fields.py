@@ -26,16 +26,13 @@ def _displayable_name(value: str) -> str:
     return value
 
 
-def _folded(value: Any) -> Any:
-    return fold(value) if isinstance(value, str) else value
-
-
 # Folding can lengthen an address ("ß" is "ss"): the column's limit is checked on the folded form.
 Email = Annotated[EmailStr, AfterValidator(fold), StringConstraints(max_length=320)]
+# ASCII only, so that the pattern clients read is the whole rule: stored lowercased, matched however it is typed.
 Username = Annotated[
     str,
-    BeforeValidator(_folded),
-    StringConstraints(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$"),
+    StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
+    AfterValidator(str.lower),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_without_control_characters)]
 # Text a request looks something up by (a login, a filter): control characters, NUL among them, are refused.

@@ -13,11 +13,24 @@ from src.api.v1.schemas.fields import Email, Password, PersonName, Username
 class UserCreate(UserBase):
     """The fields every user has, as a client may give them, and the password."""
 
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]  # SQLModel types it as its own dict
+    model_config = ConfigDict(  # type: ignore[assignment]  # SQLModel types it as its own dict
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "username": "ada",
+                    "password": "analytical-engine-1843",
+                    "first_name": "Ada",
+                    "last_name": "Lovelace",
+                }
+            ]
+        },
+    )
 
     email: Email
     username: Username = Field(
-        description="3-32 lowercase letters, digits, '.', '_' or '-'; starts with a letter or digit"
+        description="3-32 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit; stored lowercased"
     )
     first_name: PersonName
     last_name: PersonName
@@ -27,7 +40,15 @@ class UserCreate(UserBase):
 class UserUpdate(BaseModel):
     """Fields left out stay as they are; a new password needs the current one."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"first_name": "Augusta Ada"},
+                {"password": "difference-engine-1822", "current_password": "analytical-engine-1843"},
+            ]
+        },
+    )
 
     first_name: PersonName | None = None
     last_name: PersonName | None = None
@@ -44,6 +65,24 @@ class UserUpdate(BaseModel):
 class UserPublic(UserBase):
     """A user as clients see them: the fields every user has, and what the service adds."""
 
+    model_config = ConfigDict(  # type: ignore[assignment]  # SQLModel types it as its own dict
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "d71ec893-6c2e-4a57-9c1d-2b3f4a5e6d7c",
+                    "email": "ada@example.com",
+                    "username": "ada",
+                    "first_name": "Ada",
+                    "last_name": "Lovelace",
+                    "full_name": "Ada Lovelace",
+                    "is_active": True,
+                    "created_at": "2026-11-26T10:57:36.926552Z",
+                    "updated_at": "2026-11-26T10:57:36.926552Z",
+                }
+            ]
+        }
+    )
+
     id: uuid.UUID
     full_name: str
     is_active: bool
@@ -57,6 +96,12 @@ class UserPublic(UserBase):
 
 
 class Token(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"access_token": "eyJhbGciOiJIUzI1NiIs…", "token_type": "bearer", "expires_in": 3600}]
+        }
+    )
+
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the token expires")

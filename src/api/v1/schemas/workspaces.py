@@ -13,7 +13,9 @@ from src.api.v1.schemas.fields import Email, WorkspaceName
 
 
 class WorkspaceCreate(WorkspaceBase):
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]  # SQLModel types it as its own dict
+    model_config = ConfigDict(  # type: ignore[assignment]  # SQLModel types it as its own dict
+        extra="forbid", json_schema_extra={"examples": [{"name": "Difference Engine"}]}
+    )
 
     name: WorkspaceName
 
@@ -24,6 +26,20 @@ class WorkspaceUpdate(WorkspaceCreate):
 
 class WorkspacePublic(WorkspaceBase):
     """A workspace and the caller's role in it."""
+
+    model_config = ConfigDict(  # type: ignore[assignment]  # SQLModel types it as its own dict
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "97915d76-0e0a-4c53-8f64-3a1c2b9d8e7f",
+                    "name": "Difference Engine",
+                    "created_at": "2026-11-26T10:57:36.926552Z",
+                    "updated_at": "2026-11-26T10:57:36.926552Z",
+                    "role": "owner",
+                }
+            ]
+        }
+    )
 
     id: uuid.UUID
     created_at: datetime
@@ -41,7 +57,15 @@ class WorkspacePublic(WorkspaceBase):
 class MemberCreate(BaseModel):
     """The user to add, by exactly one of ``email`` and ``user_id``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": "charles@example.com", "role": "admin"},
+                {"user_id": "12add8fb-5b7a-4e21-a0c9-6f8e7d6c5b4a"},
+            ]
+        },
+    )
 
     email: Email | None = None
     user_id: uuid.UUID | None = None
@@ -55,12 +79,29 @@ class MemberCreate(BaseModel):
 
 
 class MemberUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"role": "admin"}]})
 
     role: Role
 
 
 class MemberPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "12add8fb-5b7a-4e21-a0c9-6f8e7d6c5b4a",
+                    "email": "charles@example.com",
+                    "username": "charles",
+                    "first_name": "Charles",
+                    "last_name": "Babbage",
+                    "full_name": "Charles Babbage",
+                    "role": "admin",
+                    "joined_at": "2026-11-26T10:57:36.926552Z",
+                }
+            ]
+        }
+    )
+
     user_id: uuid.UUID
     email: str
     username: str
