@@ -28,6 +28,11 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
+def created(view: BaseModel, location: str) -> JSONResponse:
+    """201 with the new resource's public view, and its path in Location."""
+    return JSONResponse(view.model_dump(mode="json"), status_code=201, headers={"Location": location})
+
+
 def created_once(
     session: Session,
     request: Request,
@@ -37,18 +42,18 @@ def created_once(
     request_body: dict[str, Any],
     create: Callable[[], tuple[BaseModel, str]],
 ) -> JSONResponse:
-    """201 with the public view and the path (Location) that ``create`` makes. Under an Idempotency-Key, a request
-    already answered gets that answer again and creates nothing; ``request_body`` is what tells requests apart (leave
-    secrets out: it is hashed fast)."""
+    """``created`` with what ``create`` makes (its public view and path). Under an Idempotency-Key, a request
+    already answered gets that answer again and creates nothing; ``request_body`` is what tells requests apart."""
+    if key is None:
+        return created(*create())
     content = json.dumps([request.method, request.url.path, request_body], sort_keys=True, default=str)
     fingerprint = hashlib.sha256(content.encode()).hexdigest()
-    if key is not None:
-        earlier = idempotency.earlier_answer(session, owner_id=owner_id, key=key, fingerprint=fingerprint)
-        if earlier is not None:
-            headers = {"Idempotent-Replayed": "true"} | ({"Location": earlier.location} if earlier.location else {})
-            return JSONResponse(earlier.body, status_code=earlier.status, headers=headers)
+    earlier = idempotency.claim(session, owner_id=owner_id, key=key, fingerprint=fingerprint)
+    if earlier is not None:
+        headers = {"Idempotent-Replayed": "true"} | ({"Location": earlier.location} if earlier.location else {})
+        return JSONResponse(earlier.body, status_code=earlier.status, headers=headers)
     view, location = create()
-    answer = idempotency.Answer(201, view.model_dump(mode="json"), location)
-    if key is not None:
-        idempotency.remember(session, owner_id=owner_id, key=key, fingerprint=fingerprint, answer=answer)
-    return JSONResponse(answer.body, status_code=201, headers={"Location": location})
+    idempotency.remember(
+        session, owner_id=owner_id, key=key, answer=idempotency.Answer(201, view.model_dump(mode="json"), location)
+    )
+    return created(view, location)

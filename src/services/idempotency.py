@@ -1,9 +1,10 @@
 """Idempotency keys: a creating request retried under the same key gets the first answer again, not a second creation.
 
-The answer is stored in the transaction of the creation it describes, so one exists exactly when the other does.
-Two requests with the same key at once: on PostgreSQL the second waits at its insert of the key until the first
-commits, then fails (409 ``idempotency_key_in_use``, its creation rolled back) and its retry gets the first answer;
-on SQLite writers take turns, so the second finds the first's answer.
+A request takes its key (inserts its row) before it creates anything, and stores its answer in the same transaction
+as the creation, so an answer exists exactly when the creation does. Two requests with the same key at once: on
+PostgreSQL the second waits at its insert of the key until the first commits, then fails (409
+``idempotency_key_in_use``) before it has created anything, and its retry gets the first answer; on SQLite writers
+take turns, so the second finds the first's answer.
 """
 
 import uuid
@@ -20,8 +21,6 @@ from src.core.config import get_settings
 from src.core.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 from src.core.timestamps import utcnow
 
-ANONYMOUS = uuid.UUID(int=0)  # the owner of keys sent without a token
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -30,32 +29,23 @@ class Answer:
     location: str | None
 
 
-def earlier_answer(session: Session, *, owner_id: uuid.UUID, key: str, fingerprint: str) -> Answer | None:
-    """The answer given to the first request with this key, within the window; ``IdempotencyKeyReused`` when that
-    request was another one (another operation or body)."""
-    found = session.get(IdempotencyKey, (owner_id, key))
-    if found is None or found.created_at < utcnow() - window():
-        return None
-    if found.fingerprint != fingerprint:
-        raise IdempotencyKeyReused("this Idempotency-Key was sent with another request; use a new key for a new one")
-    return Answer(found.status, found.response, found.location)
-
-
-def remember(session: Session, *, owner_id: uuid.UUID, key: str, fingerprint: str, answer: Answer) -> None:
-    """Store ``answer`` under the key, in the creation's transaction; the owner's expired keys go."""
+def claim(session: Session, *, owner_id: uuid.UUID, key: str, fingerprint: str) -> Answer | None:
+    """The answer the first request with this key got, within the window; else None, the key now this request's
+    until its transaction ends. ``IdempotencyKeyReused`` when the first request was another one (another operation
+    or body), ``IdempotencyKeyInUse`` when a request with this key committed meanwhile."""
     now = utcnow()
+    found = session.get(IdempotencyKey, (owner_id, key))
+    if found is not None and found.created_at >= now - window():
+        if found.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was sent with another request; use a new key for a new one"
+            )
+        return Answer(found.status, found.response, found.location)
+    # The owner's expired keys go, this one's among them.
     expired = (col(IdempotencyKey.owner_id) == owner_id) & (col(IdempotencyKey.created_at) < now - window())
     session.exec(delete(IdempotencyKey).where(expired))
     session.add(
-        IdempotencyKey(
-            owner_id=owner_id,
-            key=key,
-            fingerprint=fingerprint,
-            status=answer.status,
-            response=answer.body,
-            location=answer.location,
-            created_at=now,
-        )
+        IdempotencyKey(owner_id=owner_id, key=key, fingerprint=fingerprint, status=0, response={}, created_at=now)
     )
     try:
         session.flush()
@@ -63,6 +53,14 @@ def remember(session: Session, *, owner_id: uuid.UUID, key: str, fingerprint: st
         raise IdempotencyKeyInUse(
             "another request with this Idempotency-Key was made at the same time; retry to get its answer"
         ) from None
+    return None
+
+
+def remember(session: Session, *, owner_id: uuid.UUID, key: str, answer: Answer) -> None:
+    """Store ``answer`` under the key this request claimed, in the creation's transaction."""
+    claimed = session.get_one(IdempotencyKey, (owner_id, key))
+    claimed.status, claimed.response, claimed.location = answer.status, answer.body, answer.location
+    session.flush()
 
 
 def window() -> timedelta:

@@ -146,15 +146,24 @@ def _membership_row(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.
     return session.get(WorkspaceMember, (workspace_id, user_id))
 
 
-def _get_member(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID) -> MemberWithUser:
-    row = session.exec(
+def get_member(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID) -> MemberWithUser:
+    """One member of the workspace, as every member may see it."""
+    return _get_member(session, workspace_id=actor.workspace.id, user_id=user_id, changing=False)
+
+
+def _get_member(
+    session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID, changing: bool = True
+) -> MemberWithUser:
+    statement = (
         select(WorkspaceMember, User)
         .join(User, col(User.id) == WorkspaceMember.user_id)
         .where(WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id)
+    )
+    if changing:
         # Locked until the request's commit (PostgreSQL): a concurrent change or removal of the same member
         # waits, then finds it gone (404) instead of acting twice.
-        .with_for_update(of=WorkspaceMember)
-    ).first()
+        statement = statement.with_for_update(of=WorkspaceMember)
+    row = session.exec(statement).first()
     if row is None:
         raise MemberNotFound(f"user {user_id} is not a member of this workspace")
     membership, user = row

@@ -268,5 +268,8 @@ def update_profile(
 
 
 def version(user: User) -> str:
-    """The user's entity tag: it changes with each change of the profile or the password."""
-    return entity_tag(user.id, user.email, user.username, user.first_name, user.last_name, user.updated_at)
+    """The user's entity tag: it changes with each change of the profile or the password (made by an older version
+    of the code too, which sets no updated_at)."""
+    return entity_tag(
+        user.id, user.email, user.username, user.first_name, user.last_name, user.hashed_password, user.updated_at
+    )

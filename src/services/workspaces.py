@@ -99,7 +99,8 @@ def list_workspaces(
 
 
 def version(workspace: Workspace) -> str:
-    """The workspace's entity tag: it changes with each change, made by this version of the code or an older one."""
+    """The workspace's entity tag: it changes with each change (one by an older version of the code, which sets no
+    updated_at, too, unless it renames the workspace back to a name it had)."""
     return entity_tag(workspace.id, workspace.name, workspace.updated_at)
 
 

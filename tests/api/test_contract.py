@@ -74,7 +74,7 @@ def test_a_new_workspace_is_found_at_its_location(client: TestClient, make_user:
     assert client.get(created.headers["location"], headers=auth(user)).json() == created.json()
 
 
-def test_a_new_member_is_changed_at_its_location(
+def test_a_new_member_is_read_and_changed_at_its_location(
     client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
 ) -> None:
     owner, newcomer = make_user(), make_user()
@@ -83,9 +83,11 @@ def test_a_new_member_is_changed_at_its_location(
     added = client.post(
         f"/api/v1/workspaces/{workspace.id}/members", headers=auth(owner), json={"user_id": str(newcomer.id)}
     )
+    read = client.get(added.headers["location"], headers=auth(newcomer))
     changed = client.patch(added.headers["location"], headers=auth(owner), json={"role": Role.ADMIN.value})
 
     assert added.headers["location"] == f"/api/v1/workspaces/{workspace.id}/members/{newcomer.id}"
+    assert read.json() == added.json()
     assert (changed.status_code, changed.json()["role"]) == (200, "admin")
 
 

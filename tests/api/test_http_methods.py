@@ -24,7 +24,7 @@ ALLOWED = {
     "/api/v1/users/me": "GET, HEAD, PATCH",
     WORKSPACE: "DELETE, GET, HEAD, PATCH",
     f"{WORKSPACE}/members": "GET, HEAD, POST",
-    f"{WORKSPACE}/members/{uuid.UUID(int=2)}": "DELETE, PATCH",
+    f"{WORKSPACE}/members/{uuid.UUID(int=2)}": "DELETE, GET, HEAD, PATCH",
     "/health": "GET, HEAD",
     "/ready": "GET, HEAD",
 }

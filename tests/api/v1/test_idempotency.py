@@ -5,15 +5,14 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from src.api.v1.models.idempotency_key import IdempotencyKey
 from src.api.v1.models.outbox_event import OutboxEvent
-from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role
 from src.core.timestamps import utcnow
-from tests.api.conftest import PASSWORD, MakeUser, MakeWorkspace, auth
+from tests.api.conftest import MakeUser, MakeWorkspace, auth
 from tests.factories import roles_in
 
 
@@ -90,18 +89,6 @@ def test_a_retried_member_addition_answers_201_again_not_already_member(
     assert (first.status_code, retried.status_code, retried.json()) == (201, 201, first.json())
     assert without_key.json()["error"] == "already_member"
     assert roles_in(session, workspace.id) == {owner.id: Role.OWNER, newcomer.id: Role.ADMIN}
-
-
-def test_a_retried_sign_up_answers_the_account_again(client: TestClient, session: Session) -> None:
-    body = {"email": "ada@example.com", "username": "ada", "password": PASSWORD, "first_name": "A", "last_name": "L"}
-
-    first = client.post("/api/v1/users", headers={"Idempotency-Key": "sign-up-ada"}, json=body)
-    retried = client.post("/api/v1/users", headers={"Idempotency-Key": "sign-up-ada"}, json=body)
-
-    assert (first.status_code, retried.status_code, retried.json()) == (201, 201, first.json())
-    assert len(session.exec(select(User).where(col(User.username) == "ada")).all()) == 1
-    stored = session.exec(select(IdempotencyKey)).one()
-    assert PASSWORD not in stored.fingerprint + str(stored.response)
 
 
 def test_an_idempotency_key_that_is_not_visible_ascii_is_422(client: TestClient, make_user: MakeUser) -> None:

@@ -336,3 +336,20 @@ def test_a_member_added_by_a_concurrent_request_is_already_member(
         "error": "already_member",
         "detail": f"{team.outsider.username} is already a member of this workspace",
     }
+
+
+def test_a_member_reads_another_member_and_an_outsider_finds_nothing(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, member, outsider = make_user(), make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, member, Role.MEMBER)
+    path = f"/api/v1/workspaces/{workspace.id}/members/{owner.id}"
+
+    read = client.get(path, headers=auth(member))
+    hidden = client.get(path, headers=auth(outsider))
+    not_a_member = client.get(f"/api/v1/workspaces/{workspace.id}/members/{outsider.id}", headers=auth(member))
+
+    assert (read.status_code, read.json()["user_id"], read.json()["role"]) == (200, str(owner.id), "owner")
+    assert (hidden.status_code, hidden.json()["error"]) == (404, "workspace_not_found")
+    assert (not_a_member.status_code, not_a_member.json()["error"]) == (404, "member_not_found")

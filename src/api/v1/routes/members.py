@@ -37,9 +37,16 @@ def add_member(
     def add() -> tuple[MemberPublic, str]:
         added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)
         path = {"workspace_id": str(access.workspace.id), "user_id": str(added.user.id)}
-        return MemberPublic.of(added.membership, added.user), location(request, "change_role", **path)
+        return MemberPublic.of(added.membership, added.user), location(request, "read_member", **path)
 
     return created_once(session, request, key, owner_id=access.user_id, request_body=body.model_dump(), create=add)
+
+
+@router.get("/{user_id}", responses=error_responses(401, 404, 422))
+def read_member(user_id: uuid.UUID, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
+    """One member of the workspace."""
+    found = members.get_member(session, access, user_id=user_id)
+    return MemberPublic.of(found.membership, found.user)
 
 
 @router.patch("/{user_id}", responses=error_responses(400, 401, 403, 404, 409, 422))

@@ -11,11 +11,11 @@ from sqlmodel import Session
 from src.api.contract import CREATED, VERSIONED, location, tagged_router
 from src.api.dependencies import CurrentUser, IfMatch, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
-from src.api.idempotency import IdempotencyKeyHeader, created_once
+from src.api.idempotency import created
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
 from src.core.security import checks_in_flight, hash_new_password
-from src.services import idempotency, login_throttle, users
+from src.services import login_throttle, users
 
 router = tagged_router("users", f"{API_PREFIX}/users")
 
@@ -26,9 +26,9 @@ router = tagged_router("users", f"{API_PREFIX}/users")
     response_model=UserPublic,
     responses=CREATED | error_responses(400, 409, 422, 429, 503),
 )
-async def sign_up(request: Request, body: UserCreate, key: IdempotencyKeyHeader = None) -> Response:
-    """Create an account; 409 names the email or username already in use; 429 after SIGN_UPS_PER_ADDRESS sign-ups
-    from one address."""
+async def sign_up(request: Request, body: UserCreate) -> Response:
+    """Create an account; 409 names the email or username already in use (a retried sign-up included: the account
+    exists, log in); 429 after SIGN_UPS_PER_ADDRESS sign-ups from one address."""
     sessions = request_sessions(request, "core")
     async with sessions.unit_of_work(reads_only=True) as session:
         await anyio.to_thread.run_sync(users.refuse_sign_up_while_throttled, session)
@@ -43,16 +43,7 @@ async def sign_up(request: Request, body: UserCreate, key: IdempotencyKeyHeader 
         return UserPublic.model_validate(user), location(request, "read_me")
 
     async with sessions.unit_of_work() as session:
-        return await anyio.to_thread.run_sync(
-            lambda: created_once(
-                session,
-                request,
-                key,
-                owner_id=idempotency.ANONYMOUS,
-                request_body=fields,  # not the password: the fingerprint is a fast hash
-                create=lambda: register(session),
-            )
-        )
+        return await anyio.to_thread.run_sync(lambda: created(*register(session)))
 
 
 @router.get("/me", responses=VERSIONED | error_responses(401))
