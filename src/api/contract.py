@@ -1,9 +1,9 @@
 """What the OpenAPI document names for clients: operation ids, tag descriptions, and the committed copy.
 
 A generator names each method and model after the operation id: ``tag-function`` (``users-sign_up``, the full-stack
-FastAPI template's scheme) reads as ``users.sign_up`` in a generated client. ``openapi.json`` at the repository's
-root is the document as the app serves it, checked by tests/api/test_contract.py, so that a change to the contract
-shows in review; ``make openapi`` writes it again.
+FastAPI template's scheme) becomes ``api.users.users_sign_up`` in a client openapi-python-client generates.
+``openapi.json`` at the repository's root is the document as the app serves it, checked by
+tests/api/test_contract.py, so that a change to the contract shows in review; ``make openapi`` writes it again.
 """
 
 import json
