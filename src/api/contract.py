@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from src.api.error_handling import ERROR_RESPONSES
@@ -35,8 +36,34 @@ def operation_id(route: APIRoute) -> str:
 
 def tagged_router(tag: str, prefix: str = "") -> APIRouter:
     """A router whose operations are named ``tag-function``: set on the router, as its routes name their body
-    models when they are made."""
-    return APIRouter(prefix=prefix, tags=[tag], generate_unique_id_function=operation_id)
+    models when they are made. Under API_PREFIX, its operations refuse query parameters the document does not list."""
+    strict = [Depends(refuse_undeclared_query_parameters)] if prefix.startswith(API_PREFIX) else []
+    return APIRouter(prefix=prefix, tags=[tag], generate_unique_id_function=operation_id, dependencies=strict)
+
+
+async def refuse_undeclared_query_parameters(request: Request) -> None:
+    """422 for a query parameter the operation does not take: a misspelt filter (``action_prefx=``) would otherwise
+    be ignored, and the answer would look like no event matched."""
+    route = request.scope["route"]
+    unknown = sorted(set(request.query_params) - declared_query_parameters(request.app)[route.path, request.method])
+    if unknown:
+        message = "this operation takes no such query parameter (the OpenAPI document lists those it takes)"
+        raise RequestValidationError(
+            [{"type": "unknown_query_parameter", "loc": ("query", name), "msg": message} for name in unknown]
+        )
+
+
+def declared_query_parameters(app: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
+    """Each operation's query parameters, as the document lists them, by path and method; read once."""
+    declared: dict[tuple[str, str], frozenset[str]] | None = getattr(app.state, "declared_query_parameters", None)
+    if declared is None:
+        declared = {
+            (path, method.upper()): frozenset(p["name"] for p in operation.get("parameters", []) if p["in"] == "query")
+            for path, operations in app.openapi()["paths"].items()
+            for method, operation in operations.items()
+        }
+        app.state.declared_query_parameters = declared
+    return declared
 
 
 # The 201 of every creating operation: where the new resource is read or changed from now on.

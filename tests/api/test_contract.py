@@ -205,3 +205,22 @@ def test_every_json_body_an_operation_takes_or_answers_one_resource_with_has_exa
 def test_each_example_is_one_its_model_accepts(model: type[BaseModel]) -> None:
     for example in model.model_json_schema()["examples"]:
         model.model_validate(example)
+
+
+def test_a_query_parameter_the_operation_does_not_take_is_422(client: TestClient, make_user: MakeUser) -> None:
+    headers = auth(make_user())
+
+    misspelt = client.get("/api/v1/users/me/audit-events", headers=headers, params={"action_prefx": "user."})
+    listed = client.get("/api/v1/users/me/audit-events", headers=headers, params={"action_prefix": "user.", "limit": 5})
+    probe = client.get("/health", params={"_": "1700000000"})
+
+    assert misspelt.status_code == 422
+    assert misspelt.json()["fields"] == [
+        {
+            "loc": ["query", "action_prefx"],
+            "message": "this operation takes no such query parameter (the OpenAPI document lists those it takes)",
+            "type": "unknown_query_parameter",
+        }
+    ]
+    assert listed.status_code == 200
+    assert probe.status_code == 200  # probes outside the API may add what they like
