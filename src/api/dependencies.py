@@ -19,7 +19,14 @@ from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import Role
 from src.core.databases import get_database
 from src.core.errors import Unauthorized
-from src.core.pagination import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, Cursor, PageRequest
+from src.core.pagination import (
+    CURSOR_PARAMETER_PATTERN,
+    DEFAULT_LIMIT,
+    MAX_CURSOR_LENGTH,
+    MAX_LIMIT,
+    Cursor,
+    PageRequest,
+)
 from src.core.request_context import current_request_context
 from src.core.security import TokenClaims, decode_access_token
 from src.core.sessions import RequestSessions
@@ -150,8 +157,8 @@ async def get_page_request(
         str | None,
         Query(
             max_length=MAX_CURSOR_LENGTH,
-            description="next_cursor of the previous page",
-            json_schema_extra={"pattern": CURSOR_PATTERN},
+            description="next_cursor of the previous page; empty or absent for the first page",
+            json_schema_extra={"pattern": CURSOR_PARAMETER_PATTERN},
         ),
     ] = None,
 ) -> PageRequest:

@@ -28,7 +28,10 @@ Item = TypeVar("Item")
 
 # Microseconds since 0001-01-01 UTC, a dot, the id's 32 hex digits: every string of this pattern, which the OpenAPI
 # document publishes, is a cursor (17 digits reach the year 3169).
-CURSOR_PATTERN = r"^[0-9]{1,17}\.[0-9a-f]{32}$"
+_CURSOR = r"[0-9]{1,17}\.[0-9a-f]{32}"
+CURSOR_PATTERN = rf"^{_CURSOR}$"
+# The query parameter: a cursor, or empty for the first page (httpx sends a parameter set to None so).
+CURSOR_PARAMETER_PATTERN = rf"^({_CURSOR})?$"
 _FIRST_MOMENT = datetime(1, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

@@ -6,12 +6,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.workspace import Workspace
-from src.core.pagination import CURSOR_PATTERN, Cursor, PageRequest, keyset_statement, split_page
+from src.core.pagination import (
+    CURSOR_PARAMETER_PATTERN,
+    CURSOR_PATTERN,
+    Cursor,
+    PageRequest,
+    keyset_statement,
+    split_page,
+)
+from tests.api.conftest import MakeUser, auth
 from tests.conftest import DatabaseUrls
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -115,3 +124,12 @@ def test_a_page_deep_in_the_audit_trail_starts_from_the_index(migrated_databases
 
     assert "ROW(occurred_at, id) < ROW(" in plan and '"Index Cond"' in plan
     assert '"Filter"' not in plan
+
+
+def test_an_empty_cursor_is_the_first_page_as_the_document_says(client: TestClient, make_user: MakeUser) -> None:
+    pattern = re.compile(CURSOR_PARAMETER_PATTERN)
+
+    response = client.get("/api/v1/workspaces", headers=auth(make_user()), params={"cursor": ""})
+
+    assert (response.status_code, response.json()) == (200, {"items": [], "next_cursor": None})
+    assert pattern.fullmatch("") and pattern.fullmatch(Cursor(START, uuid.uuid4()).encode())

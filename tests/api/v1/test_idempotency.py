@@ -97,3 +97,16 @@ def test_an_idempotency_key_that_is_not_visible_ascii_is_422(client: TestClient,
     )
 
     assert response.status_code == 422
+
+
+def test_expired_keys_of_every_caller_go_when_a_key_is_taken(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    gone, active = make_user(), make_user()
+    client.post("/api/v1/workspaces", headers=auth(gone) | {"Idempotency-Key": "once"}, json={"name": "Acme"})
+    session.exec(update(IdempotencyKey).values(created_at=utcnow() - timedelta(hours=25)))
+    session.commit()
+
+    client.post("/api/v1/workspaces", headers=auth(active) | {"Idempotency-Key": "later"}, json={"name": "Acme"})
+
+    assert [(key.owner_id, key.key) for key in session.exec(select(IdempotencyKey))] == [(active.id, "later")]

@@ -21,4 +21,4 @@ class IdempotencyKey(CoreModel, table=True):
     status: int
     response: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     location: str | None = Field(default=None, max_length=2000)
-    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime, index=True)  # expired keys are deleted by it
