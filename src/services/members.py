@@ -5,6 +5,7 @@ or remove an owner; anyone may leave; a workspace always keeps at least one owne
 """
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,8 @@ from src.core.databases import unique_violation_columns
 from src.core.errors import Conflict, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
 from src.core.text import fold
+from src.core.timestamps import utcnow
+from src.core.versions import entity_tag, require_match
 from src.services.audit_log import Target
 from src.services.workspaces import WorkspaceAccess, WorkspaceNotFound, lock_workspace, record, require_role
 
@@ -103,12 +106,27 @@ def _find_user(session: Session, *, user_id: uuid.UUID | None, email: str | None
     return user
 
 
-def change_role(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID, role: Role) -> MemberWithUser:
-    """Give a member another role; owners only when the owner role is granted or taken away."""
+def version(membership: WorkspaceMember) -> str:
+    """The membership's entity tag: it changes with each change of the role (one by an older version of the code,
+    which sets no updated_at, too, unless it gives back a role the member had)."""
+    return entity_tag(membership.workspace_id, membership.user_id, membership.role, membership.updated_at)
+
+
+def change_role(
+    session: Session,
+    actor: WorkspaceAccess,
+    *,
+    user_id: uuid.UUID,
+    role: Role,
+    if_match: Collection[str] | None = None,
+) -> MemberWithUser:
+    """Give a member another role; owners only when the owner role is granted or taken away. Only while the
+    membership's version is one of ``if_match``, when given."""
     require_role(actor, Role.ADMIN)
     lock_workspace(session, actor.workspace.id)
     member = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id)
     target = member.membership
+    require_match(if_match, version(target))
     if Role.OWNER in (role, target.role):
         require_role(actor, Role.OWNER)
     if target.role == Role.OWNER and role != Role.OWNER:
@@ -120,19 +138,23 @@ def change_role(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID,
         Target("user", user_id),
         {"before": {"role": target.role}, "after": {"role": role}},
     )
-    target.role = role
+    target.role, target.updated_at = role, utcnow()
     session.add(target)
     session.flush()
     return member
 
 
-def remove_member(session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID) -> None:
-    """Remove a member, or leave when it is the actor; admins remove others, only owners remove owners."""
+def remove_member(
+    session: Session, actor: WorkspaceAccess, *, user_id: uuid.UUID, if_match: Collection[str] | None = None
+) -> None:
+    """Remove a member, or leave when it is the actor; admins remove others, only owners remove owners. Only while
+    the membership's version is one of ``if_match``, when given."""
     leaving = user_id == actor.user_id
     if not leaving:
         require_role(actor, Role.ADMIN)
     lock_workspace(session, actor.workspace.id)
     target = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id).membership
+    require_match(if_match, version(target))
     if target.role == Role.OWNER:
         if not leaving:
             require_role(actor, Role.OWNER)

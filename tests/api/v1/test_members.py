@@ -353,3 +353,41 @@ def test_a_member_reads_another_member_and_an_outsider_finds_nothing(
     assert (read.status_code, read.json()["user_id"], read.json()["role"]) == (200, str(owner.id), "owner")
     assert (hidden.status_code, hidden.json()["error"]) == (404, "workspace_not_found")
     assert (not_a_member.status_code, not_a_member.json()["error"]) == (404, "member_not_found")
+
+
+def test_two_admins_changing_one_role_from_the_same_read_the_second_gets_412(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, admin, member = make_user(), make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, admin, Role.ADMIN)
+    add_member(workspace, member, Role.MEMBER)
+    path = f"/api/v1/workspaces/{workspace.id}/members/{member.id}"
+    etag = client.get(path, headers=auth(admin)).headers["etag"]
+
+    first = client.patch(path, headers=auth(owner) | {"If-Match": etag}, json={"role": "admin"})
+    second = client.patch(path, headers=auth(admin) | {"If-Match": etag}, json={"role": "member"})
+    stale_removal = client.delete(path, headers=auth(admin) | {"If-Match": etag})
+
+    assert first.status_code == 200
+    assert first.headers["etag"] == client.get(path, headers=auth(admin)).headers["etag"] != etag
+    assert first.json()["updated_at"] > first.json()["joined_at"]
+    assert (second.status_code, second.json()["error"]) == (412, "precondition_failed")
+    assert (stale_removal.status_code, stale_removal.json()["error"]) == (412, "precondition_failed")
+    assert roles_in(session, workspace.id)[member.id] == Role.ADMIN
+
+
+def test_a_removal_under_the_current_etag_goes_through(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, member = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, member, Role.MEMBER)
+    path = f"/api/v1/workspaces/{workspace.id}/members/{member.id}"
+
+    removed = client.delete(
+        path, headers=auth(owner) | {"If-Match": client.get(path, headers=auth(owner)).headers["etag"]}
+    )
+
+    assert removed.status_code == 204
+    assert member.id not in roles_in(session, workspace.id)

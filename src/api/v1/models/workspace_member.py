@@ -24,3 +24,5 @@ class WorkspaceMember(CoreModel, table=True):
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True, ondelete="CASCADE", index=True)
     role: Role = Field(sa_type=String(16))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set by each change of the role; NULL until the first. Part of the membership's version (ETag), with the role.
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -4,8 +4,8 @@ import uuid
 
 from fastapi import Request, Response, status
 
-from src.api.contract import CREATED, location, tagged_router
-from src.api.dependencies import CallerWorkspace, PageParams, SessionDep
+from src.api.contract import CREATED, VERSIONED, location, tagged_router
+from src.api.dependencies import CallerWorkspace, IfMatch, PageParams, SessionDep
 from src.api.error_handling import error_responses
 from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
@@ -42,23 +42,35 @@ def add_member(
     return created_once(session, request, key, owner_id=access.user_id, request_body=body.model_dump(), create=add)
 
 
-@router.get("/{user_id}", responses=error_responses(401, 404, 422))
-def read_member(user_id: uuid.UUID, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
-    """One member of the workspace."""
+@router.get("/{user_id}", responses=VERSIONED | error_responses(401, 404, 422))
+def read_member(response: Response, user_id: uuid.UUID, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
+    """One member of the workspace, with the membership's version in ETag."""
     found = members.get_member(session, access, user_id=user_id)
+    response.headers["ETag"] = members.version(found.membership)
     return MemberPublic.of(found.membership, found.user)
 
 
-@router.patch("/{user_id}", responses=error_responses(400, 401, 403, 404, 409, 422))
-def change_role(user_id: uuid.UUID, body: MemberUpdate, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
+@router.patch("/{user_id}", responses=VERSIONED | error_responses(400, 401, 403, 404, 409, 412, 422))
+def change_role(
+    response: Response,
+    user_id: uuid.UUID,
+    body: MemberUpdate,
+    access: CallerWorkspace,
+    if_match: IfMatch,
+    session: SessionDep,
+) -> MemberPublic:
     """Change a member's role; admins and owners, and only owners touch the owner role; 409 when it would leave
-    the workspace without an owner."""
-    changed = members.change_role(session, access, user_id=user_id, role=body.role)
+    the workspace without an owner. With If-Match, only if the membership is still that version (412 otherwise)."""
+    changed = members.change_role(session, access, user_id=user_id, role=body.role, if_match=if_match)
+    response.headers["ETag"] = members.version(changed.membership)
     return MemberPublic.of(changed.membership, changed.user)
 
 
-@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409, 422))
-def remove_member(user_id: uuid.UUID, access: CallerWorkspace, session: SessionDep) -> Response:
-    """Remove a member (admins and owners), or leave when ``user_id`` is the caller's own."""
-    members.remove_member(session, access, user_id=user_id)
+@router.delete(
+    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409, 412, 422)
+)
+def remove_member(user_id: uuid.UUID, access: CallerWorkspace, if_match: IfMatch, session: SessionDep) -> Response:
+    """Remove a member (admins and owners), or leave when ``user_id`` is the caller's own. With If-Match, only if
+    the membership is still that version."""
+    members.remove_member(session, access, user_id=user_id, if_match=if_match)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

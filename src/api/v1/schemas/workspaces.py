@@ -97,6 +97,7 @@ class MemberPublic(BaseModel):
                     "full_name": "Charles Babbage",
                     "role": "admin",
                     "joined_at": "2026-11-26T10:57:36.926552Z",
+                    "updated_at": "2026-11-26T10:57:36.926552Z",
                 }
             ]
         }
@@ -110,6 +111,7 @@ class MemberPublic(BaseModel):
     full_name: str
     role: Role
     joined_at: datetime
+    updated_at: datetime = Field(description="the last change of the role; joined_at until the first")
 
     @classmethod
     def of(cls, membership: WorkspaceMember, user: User) -> "MemberPublic":
@@ -122,4 +124,5 @@ class MemberPublic(BaseModel):
             full_name=user.full_name,
             role=membership.role,
             joined_at=membership.created_at,
+            updated_at=membership.updated_at or membership.created_at,
         )
