@@ -70,11 +70,16 @@ def list_members(
     return [MemberWithUser(membership=membership, user=user) for membership, user in rows], next_cursor
 
 
+def require_may_add(actor: WorkspaceAccess, role: Role) -> None:
+    """``Forbidden`` unless the actor may add a member with ``role``: admins members and admins, owners also owners."""
+    require_role(actor, Role.OWNER if role == Role.OWNER else Role.ADMIN)
+
+
 def add_member(
     session: Session, actor: WorkspaceAccess, *, role: Role, user_id: uuid.UUID | None = None, email: str | None = None
 ) -> MemberWithUser:
     """Add the user with this id or email; admins may add members and admins, owners also owners."""
-    require_role(actor, Role.OWNER if role == Role.OWNER else Role.ADMIN)
+    require_may_add(actor, role)
     user = _find_user(session, user_id=user_id, email=email)
     if _membership_row(session, workspace_id=actor.workspace.id, user_id=user.id) is not None:
         raise AlreadyMember(f"{user.username} is already a member of this workspace")

@@ -110,3 +110,23 @@ def test_expired_keys_of_every_caller_go_when_a_key_is_taken(
     client.post("/api/v1/workspaces", headers=auth(active) | {"Idempotency-Key": "later"}, json={"name": "Acme"})
 
     assert [(key.owner_id, key.key) for key in session.exec(select(IdempotencyKey))] == [(active.id, "later")]
+
+
+def test_a_retry_by_an_admin_demoted_since_is_403_not_the_stored_answer(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace
+) -> None:
+    owner, admin, newcomer = make_user(), make_user(), make_user()
+    workspace = make_workspace(owner)
+    client.post(
+        f"/api/v1/workspaces/{workspace.id}/members",
+        headers=auth(owner),
+        json={"user_id": str(admin.id), "role": "admin"},
+    )
+    path, body = f"/api/v1/workspaces/{workspace.id}/members", {"user_id": str(newcomer.id)}
+    first = client.post(path, headers=auth(admin) | {"Idempotency-Key": "add"}, json=body)
+    client.patch(f"{path}/{admin.id}", headers=auth(owner), json={"role": "member"})
+
+    retried = client.post(path, headers=auth(admin) | {"Idempotency-Key": "add"}, json=body)
+
+    assert first.status_code == 201
+    assert (retried.status_code, retried.json()["error"]) == (403, "insufficient_role")

@@ -33,6 +33,7 @@ def add_member(
     request: Request, body: MemberCreate, access: CallerWorkspace, session: SessionDep, key: IdempotencyKeyHeader = None
 ) -> Response:
     """Add a user by email or id; admins and owners, and only owners grant the owner role."""
+    members.require_may_add(access, body.role)  # a retry under an Idempotency-Key too, before its answer is replayed
 
     def add() -> tuple[MemberPublic, str]:
         added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)
