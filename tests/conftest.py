@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import traceback
@@ -20,6 +21,7 @@ from pathlib import Path
 from textwrap import dedent
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from alembic import command
@@ -81,6 +83,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def first_answer(process: "subprocess.Popen[Any]", url: str, *, seconds: float = 20) -> httpx.Response:
+    """The answer to a GET of ``url`` from the server ``process`` runs, once it has started (within ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
+            time.sleep(0.1)
 
 
 @pytest.fixture(scope="session", autouse=True)

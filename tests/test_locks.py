@@ -4,17 +4,15 @@ import os
 import re
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
-import httpx
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from src.core.config import PROJECT_ROOT
-from tests.conftest import free_port, sqlite_urls, url_variables
+from tests.conftest import first_answer, free_port, sqlite_urls, url_variables
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
 RUNTIME = [Requirement(line) for line in PYPROJECT["dependencies"]]
@@ -86,13 +84,7 @@ def test_the_service_lock_alone_migrates_and_serves(tmp_path: Path) -> None:
     port = free_port()
     server = subprocess.Popen([python, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env)
     try:
-        for _ in range(100):
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, "make serve exited"
-                time.sleep(0.2)
+        ready = first_answer(server, f"http://127.0.0.1:{port}/ready")
         assert ready.status_code == 200
         assert ready.json()["status"] == "ready"
     finally:

@@ -3,14 +3,11 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 from src.core.config import PROJECT_ROOT
 from src.serve import RELAY_NICENESS
-from tests.conftest import DatabaseUrls, free_port, url_variables
+from tests.conftest import DatabaseUrls, first_answer, free_port, url_variables
 
 
 def children(pid: int) -> dict[int, str]:
@@ -36,14 +33,7 @@ def test_the_relay_runs_beside_the_workers_at_a_lower_priority_and_stops_with_th
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "make serve did not start"
-                time.sleep(0.2)
+        first_answer(server, f"http://127.0.0.1:{port}/health", seconds=30)
         [relay] = [pid for pid, command in children(server.pid).items() if "src.audit_jobs relay --loop" in command]
         niceness = int(Path(f"/proc/{relay}/stat").read_text().rsplit(")", 1)[1].split()[16])
     finally:

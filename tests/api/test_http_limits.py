@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -26,7 +25,15 @@ from src.core.databases import DATABASES
 from src.core.http_protocol import LimitedHttpToolsProtocol
 from src.main import create_app
 from src.serve import worker_count
-from tests.conftest import UNREACHABLE_URL, free_port, point_settings_at, server_in_thread, sqlite_urls, url_variables
+from tests.conftest import (
+    UNREACHABLE_URL,
+    first_answer,
+    free_port,
+    point_settings_at,
+    server_in_thread,
+    sqlite_urls,
+    url_variables,
+)
 
 Address = tuple[str, int]
 TIMER_SLACK = 0.05  # the event loop may fire a timer this much early
@@ -223,17 +230,6 @@ def test_bad_worker_counts_are_refused(given: str, message: str, monkeypatch: py
 
     with pytest.raises(ValueError, match=message):
         worker_count(sqlite=True, cores=2)
-
-
-def first_answer(process: "subprocess.Popen[Any]", url: str) -> httpx.Response:
-    """The answer to a GET of ``url`` from the server ``process`` runs, once it has started."""
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, "make serve did not start"
-            time.sleep(0.1)
 
 
 def test_serve_runs_the_app_and_stops_gracefully(tmp_path: Path) -> None:
