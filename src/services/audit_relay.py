@@ -68,14 +68,14 @@ def store(audit: Connection, events: list[dict[str, Any]], *, signing_key: str) 
         audit.execute(insert(AUDIT_EVENTS).returning(AUDIT_EVENTS.c.id), new)
 
 
-def relay_pending(*, batch_size: int, max_batches: int | None = None) -> int:
-    """Deliver batches until the outbox is empty (or ``max_batches`` were sent); returns how many events."""
-    delivered, batches = 0, 0
+def relay_pending(*, batch_size: int) -> int:
+    """Deliver batches until the outbox is empty; returns how many events."""
+    delivered = 0
     signing_key = get_settings().audit_signing_key
     with relay_connections() as (core, audit):
         while count := deliver_batch(core, audit, batch_size=batch_size, signing_key=signing_key):
-            delivered, batches = delivered + count, batches + 1
-            if count < batch_size or batches == max_batches:
+            delivered += count
+            if count < batch_size:
                 break
     return delivered
 

@@ -18,7 +18,7 @@ from src.core.engines import get_engine, get_unpooled_engine
 from src.core.timestamps import utcnow
 from src.services import audit_chain, audit_relay
 from src.services.audit_chain import verify
-from src.services.audit_relay import OUTBOX, outbox_backlog, relay_pending, store
+from src.services.audit_relay import OUTBOX, deliver_batch, outbox_backlog, relay_connections, relay_pending, store
 from src.services.audit_retention import prune_audit_events
 from tests.factories import record
 
@@ -136,7 +136,8 @@ def test_a_drain_keeps_one_connection_to_each_database_for_all_its_batches(migra
 def test_relay_takes_the_oldest_events_first(migrated_databases) -> None:
     ids = record(5)
 
-    assert relay_pending(batch_size=2, max_batches=1) == 2
+    with relay_connections() as (core, audit):
+        assert deliver_batch(core, audit, batch_size=2, signing_key=get_settings().audit_signing_key) == 2
 
     assert [event.id for event in delivered()] == ids[:2]
     assert outbox_backlog() == 3
