@@ -101,8 +101,7 @@ def create_app() -> FastAPI:
         add_routes(app, metrics.router)
     for router in v1_routers:
         add_routes(app, router)
-    generate = app.openapi
-    app.openapi = lambda: contract.listing_every_status(generate())  # type: ignore[method-assign]  # FastAPI's hook
+    contract.list_every_status(app)
     return app
 
 

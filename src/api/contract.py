@@ -117,8 +117,21 @@ def implied_errors(path: str, method: str, operation: dict[str, Any]) -> set[int
     return statuses
 
 
-def listing_every_status(openapi: dict[str, Any]) -> dict[str, Any]:
-    """``openapi`` with each operation's implied error statuses added to those its route declares."""
+def list_every_status(app: FastAPI) -> None:
+    """Make the app's document list each operation's implied error statuses beside those its route declares, added
+    once, as FastAPI makes the document once and keeps it."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            add_implied_errors(generate())  # FastAPI keeps what it generates in app.openapi_schema
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's hook for a custom document
+
+
+def add_implied_errors(openapi: dict[str, Any]) -> None:
+    """Add each operation's implied error statuses to ``openapi``, in place."""
     for path, operations in openapi["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
@@ -129,7 +142,6 @@ def listing_every_status(openapi: dict[str, Any]) -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
                 }
             operation["responses"] = dict(sorted(responses.items()))
-    return openapi
 
 
 def document(app: FastAPI) -> str:
