@@ -52,7 +52,7 @@ test: install ## Run the tests (PostgreSQL ones skip unless the server answers; 
 openapi: install ## Write openapi.json, the API's contract as the app serves it (a test fails when it differs)
 	@$(TEST_ENV) $(PY) -m src.api.contract
 
-fuzz: install ## Schemathesis over every /api/v1 operation with FUZZ_EXAMPLES=300 new random inputs each, both dialects
+fuzz: install ## Schemathesis, all checks, every phase (stateful too), FUZZ_EXAMPLES=300 inputs each, both dialects
 	@$(TEST_ENV) FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -n $(TEST_WORKERS) tests/api/test_openapi.py -q
 
 lint: install ## ruff (lint and format check), mypy and migrate-lint

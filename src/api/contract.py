@@ -15,8 +15,16 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-from src.api.error_handling import ERROR_RESPONSES
+from src.api.allowed_hosts import ANY_HOST_PATHS, InvalidHost
+from src.api.error_handling import ERROR_CODES, ERROR_RESPONSES, ErrorResponse, ValidationErrorResponse
 from src.api.v1 import API_PREFIX
+from src.core.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    InvalidToken,
+    PreconditionFailed,
+    Unauthorized,
+)
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi.json"
 
@@ -66,19 +74,23 @@ def declared_query_parameters(app: FastAPI) -> dict[tuple[str, str], frozenset[s
     return declared
 
 
-# The 201 of every creating operation: where the new resource is read or changed from now on.
-CREATED: dict[int | str, dict[str, Any]] = {
-    201: {
-        "description": "Created",
-        "headers": {
-            "Location": {"description": "The new resource's path", "schema": {"type": "string"}},
-            "Idempotent-Replayed": {
-                "description": "`true` when this is the answer an earlier request with the same Idempotency-Key got",
-                "schema": {"type": "string"},
-            },
+def created_response(**links: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The 201 of a creating operation: where the new resource is read or changed from now on, and OpenAPI links
+    (``name={"operationId": ..., "parameters": {...}}``) to the operations that take it next."""
+    headers = {
+        "Location": {"description": "The new resource's path", "schema": {"type": "string"}},
+        "Idempotent-Replayed": {
+            "description": "`true` when this is the answer an earlier request with the same Idempotency-Key got",
+            "schema": {"type": "string"},
         },
     }
-}
+    return {201: {"description": "Created", "headers": headers} | ({"links": links} if links else {})}
+
+
+def link(operation: str, **parameters: str) -> dict[str, Any]:
+    """An OpenAPI link to ``operation``, its parameters taken from the request or the response
+    (``"$response.body#/id"``)."""
+    return {"operationId": operation, "parameters": parameters}
 
 
 # The 200 of an operation that answers one resource which If-Match can name.
@@ -99,49 +111,102 @@ def location(request: Request, operation: str, **path_params: str) -> str:
     return root + str(request.app.url_path_for(operation, **path_params))
 
 
-def implied_errors(path: str, method: str, operation: dict[str, Any]) -> set[int]:
-    """The error statuses an operation of this shape can answer whatever it does: a body can be malformed, too large
-    or of another type, parameters invalid, credentials missing; an API operation meets a database that is down or a
-    concurrent change; anything can fail unexpectedly."""
-    statuses = {500}
+def implied_errors(path: str, method: str, operation: dict[str, Any]) -> dict[int, set[str]]:
+    """The error codes, by status, an operation of this shape can answer whatever it does: a body can be malformed,
+    too large, late or of another type, parameters invalid, credentials missing, a version or an idempotency key
+    in another state; an API operation meets a database that is down or a concurrent change; a host not allowed;
+    anything can fail unexpectedly."""
+    errors: dict[int, set[str]] = {500: {"internal_error"}}
+
+    def add(status: int, *codes: str) -> None:
+        errors.setdefault(status, set()).update(codes)
+
+    if path not in ANY_HOST_PATHS:
+        add(400, InvalidHost.code)
     if "requestBody" in operation:
-        statuses |= {400, 413, 415, 422}
-    if operation.get("parameters"):
-        statuses.add(422)
+        add(400, "bad_request")
+        add(408, "request_timeout")
+        add(413, "payload_too_large")
+        add(415, "unsupported_media_type")
+        add(422, "validation_error")
+    parameters = {parameter["name"] for parameter in operation.get("parameters", [])}
+    if parameters:
+        add(422, "validation_error")
+    if "If-Match" in parameters:
+        add(412, PreconditionFailed.code)
+    if "Idempotency-Key" in parameters:
+        add(409, IdempotencyKeyInUse.code)
+        add(422, IdempotencyKeyReused.code)
     if operation.get("security"):
-        statuses.add(401)
+        add(401, Unauthorized.code, InvalidToken.code)
     if path.startswith(API_PREFIX):
-        statuses.add(503)
+        add(422, "validation_error")  # a query parameter the operation does not take, at least
+        add(503, "database_unavailable", "schema_behind", "schema_ahead")
         if method != "get":
-            statuses.add(409)
-    return statuses
+            add(409, "constraint_violation", "concurrent_change")
+    return errors
 
 
 def list_every_status(app: FastAPI) -> None:
-    """Make the app's document list each operation's implied error statuses beside those its route declares, added
-    once, as FastAPI makes the document once and keeps it."""
+    """Make the app's document list each operation's errors, implied and declared, with their codes, and its
+    parameters as a client sends them; done once, as FastAPI makes the document once and keeps it."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            add_implied_errors(generate())  # FastAPI keeps what it generates in app.openapi_schema
+            document = generate()  # FastAPI keeps it in app.openapi_schema
+            for path, operations in document["paths"].items():
+                for method, operation in operations.items():
+                    add_implied_errors(path, method, operation)
+                    drop_null_from_parameters(operation)
+            use_error_models(document["components"]["schemas"])
         return generate()
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's hook for a custom document
 
 
-def add_implied_errors(openapi: dict[str, Any]) -> None:
-    """Add each operation's implied error statuses to ``openapi``, in place."""
-    for path, operations in openapi["paths"].items():
-        for method, operation in operations.items():
-            responses = operation["responses"]
-            for status in sorted(implied_errors(path, method, operation) - {int(code) for code in responses}):
-                model = ERROR_RESPONSES[status]["model"].__name__
-                responses[str(status)] = {
-                    "description": ERROR_RESPONSES[status]["description"],
-                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}},
+def add_implied_errors(path: str, method: str, operation: dict[str, Any]) -> None:
+    """Give each error status of ``operation`` its codes, the declared and the implied, as an enum, in place."""
+    responses = operation["responses"]
+    declared = {int(status): response.pop(ERROR_CODES, []) for status, response in responses.items()}
+    errors = implied_errors(path, method, operation)
+    for status, codes in declared.items():
+        if codes:
+            errors.setdefault(status, set()).update(codes)
+    for status, codes in errors.items():
+        model = ERROR_RESPONSES[status]["model"].__name__
+        response = responses.setdefault(str(status), {})
+        response["description"] = ERROR_RESPONSES[status]["description"]
+        response["content"] = {
+            "application/json": {
+                "schema": {
+                    "allOf": [
+                        {"$ref": f"#/components/schemas/{model}"},
+                        {"properties": {"error": {"type": "string", "enum": sorted(codes)}}},
+                    ]
                 }
-            operation["responses"] = dict(sorted(responses.items()))
+            }
+        }
+    operation["responses"] = dict(sorted(responses.items()))
+
+
+def use_error_models(schemas: dict[str, Any]) -> None:
+    """The error models every error response refers to, in place of FastAPI's own 422 models, which none does."""
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    for model in (ErrorResponse, ValidationErrorResponse):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas |= schema.pop("$defs", {}) | {model.__name__: schema}
+
+
+def drop_null_from_parameters(operation: dict[str, Any]) -> None:
+    """A parameter is sent or left out, never sent as null: FastAPI documents an optional one as string-or-null,
+    which a client or fuzzer sends as an empty value or the text "null"."""
+    for parameter in operation.get("parameters", []):
+        schema = parameter["schema"]
+        kinds = schema.get("anyOf", [])
+        if {"type": "null"} in kinds and len(kinds) == 2:
+            schema |= next(kind for kind in schema.pop("anyOf") if kind != {"type": "null"})
 
 
 def document(app: FastAPI) -> str:

@@ -71,6 +71,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, ErrorResponse, "Missing, invalid or expired credentials"),
         (403, ErrorResponse, "Role too low inside a workspace the caller belongs to"),
         (404, ErrorResponse, "Not found, or not visible to the caller"),
+        (408, ErrorResponse, "The body did not arrive within the server's timeout (request_timeout)"),
         (409, ErrorResponse, "Conflicts with the current state"),
         (
             412,
@@ -92,9 +93,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses an endpoint can answer with."""
-    return {status: ERROR_RESPONSES[status] for status in statuses}
+# Where error_responses leaves each status's codes for src/api/contract.py, which turns them into an enum.
+ERROR_CODES = "x-error-codes"
+
+
+def error_responses(*errors: type[AppError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the errors an endpoint raises itself, each status with the codes it answers;
+    src/api/contract.py adds the errors implied by the operation's shape (a body, a token, a database)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in errors:
+        response = responses.setdefault(error.status_code, {**ERROR_RESPONSES[error.status_code], ERROR_CODES: []})
+        response[ERROR_CODES].append(error.code)
+    return responses
 
 
 # PostgreSQL's deadlock_detected and serialization_failure.

@@ -3,7 +3,7 @@
 from typing import Literal
 
 from fastapi import Request, Response, status
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from src.api.contract import tagged_router
 from src.services.readiness import Readiness
@@ -12,6 +12,8 @@ router = tagged_router("health")
 
 
 class Health(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
+
     status: Literal["ok"]
 
 

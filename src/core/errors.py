@@ -65,7 +65,9 @@ class Busy(AppError):
 
 
 class WrongPassword(AppError):
-    status_code = 400
+    """The current password, asked again before a change that needs it, is wrong: refused although signed in."""
+
+    status_code = 403
     code = "wrong_password"
     keeps_changes = True  # the failed check, counted and recorded
 

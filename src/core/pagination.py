@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, GetJsonSchemaHandler, TypeAdapter
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import Mapped
 
@@ -73,6 +75,18 @@ class PageRequest:
 class Page(BaseModel, Generic[Item]):
     items: list[Item]
     next_cursor: str | None
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        """A page's example is its item's first example, and a cursor to the next page."""
+        document = handler.resolve_ref_schema(handler(schema))
+        item = cls.__pydantic_generic_metadata__["args"]
+        examples = TypeAdapter(item[0]).json_schema().get("examples") if item else None
+        if examples:
+            document["examples"] = [
+                {"items": examples[:1], "next_cursor": "63931287456926552.0b6f3c1e2d4a4f5b9c8d7e6f5a4b3c2d"}
+            ]
+        return document
 
 
 def keyset_statement(

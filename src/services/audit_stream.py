@@ -15,7 +15,7 @@ from typing import TextIO
 from sqlalchemy import Connection, select
 
 from src.api.v1.models.audit_event import AuditEvent
-from src.api.v1.schemas.audit import AuditEventPublic
+from src.api.v1.schemas.audit import public_event
 from src.services.audit_chain import AUDIT_EVENTS, HEADS, SERVICE_CHAIN
 
 Position = dict[str, int]
@@ -59,7 +59,7 @@ def stream_once(audit: Connection, out: TextIO, position_file: Path, *, batch_si
     written = 0
     for chain, events in new_events(audit, position, batch_size=batch_size):
         for event in events:
-            line = AuditEventPublic.of(event, {}).model_dump(mode="json") | {
+            line = public_event(event, {}).model_dump(mode="json") | {
                 "chain": chain,
                 "chain_seq": event.chain_seq,
                 "hash": event.hash,

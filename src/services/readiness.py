@@ -6,7 +6,7 @@ import time
 from typing import Literal
 
 from alembic.script import ScriptDirectory
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 
 from src.core.databases import DATABASES, database_error_reason
@@ -29,6 +29,21 @@ class DatabaseReadiness(BaseModel):
 
 
 class Readiness(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ready",
+                    "databases": {
+                        "core": {"status": "ok", "revisions": ["f9aee0f7fc8f"], "heads": ["f9aee0f7fc8f"]},
+                        "audit": {"status": "ok", "revisions": ["ef07bb56aa87"], "heads": ["ef07bb56aa87"]},
+                    },
+                    "audit_backlog": 0,
+                }
+            ]
+        }
+    )
+
     status: Literal["ready", "degraded", "not_ready"]
     databases: dict[str, DatabaseReadiness]
     audit_backlog: int | None  # events recorded in core, not yet delivered to audit; None when core is not ok

@@ -230,41 +230,37 @@ def update_profile(
     *,
     first_name: str | None = None,
     last_name: str | None = None,
-    new_password_hash: str | None = None,
-    checked_hash: str | None = None,
     if_match: Collection[str] | None = None,
 ) -> User:
-    """Change names (keeping full_name in step) and the password: ``new_password_hash``, made once the current
-    password was found to match ``checked_hash``, which must still be the user's. Only while the user's version is
-    one of ``if_match``, when given."""
+    """Change names, keeping full_name in step; only while the user's version is one of ``if_match``, when given."""
     if if_match is not None:
         session.refresh(user, with_for_update=True)  # as it is now, and until the commit
         require_match(if_match, version(user))
-    if new_password_hash is not None:
-        if user.hashed_password != checked_hash:
-            raise WrongPassword("the password was changed meanwhile; try again with the current one")
-        user.hashed_password = new_password_hash
-        record_event(session, action="user.password_changed", actor_id=user.id, target=Target("user", user.id))
-    names_before = {"first_name": user.first_name, "last_name": user.last_name}
-    if first_name is not None:
-        user.first_name = first_name
-    if last_name is not None:
-        user.last_name = last_name
-    names_after = {"first_name": user.first_name, "last_name": user.last_name}
-    if names_after != names_before:
+    before = {"first_name": user.first_name, "last_name": user.last_name}
+    user.first_name = first_name or user.first_name
+    user.last_name = last_name or user.last_name
+    after = {"first_name": user.first_name, "last_name": user.last_name}
+    if after != before:
         user.full_name = _full_name(user.first_name, user.last_name)
-        record_event(
-            session,
-            action="user.profile_updated",
-            actor_id=user.id,
-            target=Target("user", user.id),
-            details={"before": names_before, "after": names_after},
-        )
-    if new_password_hash is not None or names_after != names_before:
         user.updated_at = utcnow()
+        target = Target("user", user.id)
+        details = {"before": before, "after": after}
+        record_event(session, action="user.profile_updated", actor_id=user.id, target=target, details=details)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def change_password(session: Session, user: User, *, new_password_hash: str, checked_hash: str | None) -> None:
+    """Set ``new_password_hash``, made once the current password was found to match ``checked_hash``, which must
+    still be the user's: tokens issued before stop working (they carry the old hash's stamp)."""
+    if user.hashed_password != checked_hash:
+        raise WrongPassword("the password was changed meanwhile; try again with the current one")
+    user.hashed_password = new_password_hash
+    user.updated_at = utcnow()
+    record_event(session, action="user.password_changed", actor_id=user.id, target=Target("user", user.id))
     session.add(user)
     session.flush()
-    return user
 
 
 def version(user: User) -> str:

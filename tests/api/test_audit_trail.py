@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
+from src.api.v1.schemas.audit import AUDIT_EVENT, METADATA, OtherEvent, public_event
 from src.core.config import get_settings
 from src.core.engines import get_engine
 from src.main import create_app
@@ -143,8 +144,10 @@ def test_password_change_and_role_change_record_before_and_after(served_client: 
     workspace, bob, ada = workspace_with_bob(served_client)
 
     served_client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
-    served_client.patch(
-        "/api/v1/users/me", json={"password": "a new password 1", "current_password": PASSWORD}, headers=ada
+    served_client.put(
+        "/api/v1/users/me/password",
+        json={"new_password": "a new password 1", "current_password": PASSWORD},
+        headers=ada,
     )
 
     role_change, password_change = outbox()[-2:]
@@ -200,3 +203,44 @@ def test_outage_drill_audit_down_then_restored(
     delivered = audit_events()
     assert [event.id for event in delivered] == [event.id for event in pending]  # each once, in occurred_at order
     assert outbox() == []
+
+
+def test_every_action_the_service_records_is_shown_with_its_typed_metadata(
+    served_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    workspace, bob, ada = workspace_with_bob(served_client)
+    change = {"new_password": "a new password 1", "current_password": "a guess"}
+    for _ in range(get_settings().login_failures_per_account + 1):  # failed checks, then the lockout
+        served_client.put("/api/v1/users/me/password", json=change, headers=ada)
+    served_client.patch("/api/v1/users/me", json={"last_name": "King"}, headers=ada)
+    served_client.patch(f"/api/v1/workspaces/{workspace}", json={"name": "Difference"}, headers=ada)
+    served_client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
+    served_client.delete(f"/api/v1/workspaces/{workspace}/members/{bob}", headers=ada)
+    served_client.get(f"/api/v1/workspaces/{workspace}/audit-events", headers=ada)
+    relay_pending(batch_size=100)
+    served_client.delete(f"/api/v1/workspaces/{workspace}", headers=ada)
+    served_client.post("/api/v1/auth/token", data={"username": "bob", "password": "wrong"})
+    bob_token = logged_in(served_client, "bob")
+    served_client.put(
+        "/api/v1/users/me/password",
+        json={"new_password": "a new password 1", "current_password": PASSWORD},
+        headers=bob_token,
+    )
+    relay_pending(batch_size=100)
+
+    shown = [
+        AUDIT_EVENT.validate_python(item)
+        for path, headers in [
+            (f"/api/v1/workspaces/{workspace}/audit-events", ada),  # gone: 404, read before
+            ("/api/v1/users/me/audit-events", ada),
+            ("/api/v1/users/me/audit-events", logged_in(served_client, "bob", "a new password 1")),
+        ]
+        for item in served_client.get(path, params={"limit": 100}, headers=headers).json().get("items", [])
+    ]
+    with Session(get_engine("audit")) as session:
+        workspace_events = session.exec(select(AuditEvent).where(AuditEvent.workspace_id == uuid.UUID(workspace)))
+        shown += [public_event(event, {}) for event in workspace_events]
+
+    assert {event.action for event in shown} == set(METADATA) - {"audit.pruned"}  # a prune's: tests/services
+    assert not [event for event in shown if isinstance(event, OtherEvent)]
+    assert "shown untyped" not in caplog.text

@@ -14,11 +14,13 @@ from sqlmodel import Session
 
 from src.api.contract import COMMITTED, TAGS, document
 from src.api.error_handling import ErrorResponse, ValidationErrorResponse
+from src.api.health import Health
 from src.api.v1.models.workspace_member import Role
-from src.api.v1.schemas.audit import ActivityPublic, AuditEventPublic
-from src.api.v1.schemas.users import Token, UserCreate, UserPublic, UserUpdate
+from src.api.v1.schemas.audit import EVENTS, ActivityPublic, OtherEvent
+from src.api.v1.schemas.users import PasswordChange, Token, UserCreate, UserPublic, UserUpdate
 from src.api.v1.schemas.workspaces import (
-    MemberCreate,
+    MemberByEmail,
+    MemberByUserId,
     MemberPublic,
     MemberUpdate,
     WorkspaceCreate,
@@ -28,6 +30,7 @@ from src.api.v1.schemas.workspaces import (
 from src.core.config import get_settings
 from src.core.databases import DATABASES
 from src.core.sessions import RequestSessions
+from src.services.readiness import Readiness
 from tests.api.conftest import PASSWORD, AddMember, MakeUser, MakeWorkspace, auth, create_test_app, logged_in
 
 
@@ -119,8 +122,31 @@ def documented() -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
-def listed(operation: dict[str, Any]) -> set[int]:
-    return {int(status) for status in operation["responses"]}
+def listed(operation: dict[str, Any]) -> set[tuple[int, str]]:
+    """The statuses the operation lists, each error status with each of its codes."""
+    answers: set[tuple[int, str]] = set()
+    for status, response in operation["responses"].items():
+        schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+        codes = [
+            code
+            for part in schema.get("allOf", [])
+            for code in part.get("properties", {}).get("error", {}).get("enum", [])
+        ]
+        answers |= {(int(status), code) for code in codes} if int(status) >= 400 else {(int(status), "")}
+    return answers
+
+
+def answered(response: Any) -> tuple[int, str]:
+    return response.status_code, response.json()["error"] if response.status_code >= 400 else ""
+
+
+def test_every_error_status_lists_its_codes() -> None:
+    for operation in operations():
+        responses = operation["responses"]
+        errors = {
+            int(status) for status in responses if int(status) >= 400 and "Readiness" not in str(responses[status])
+        }
+        assert {status for status, _ in listed(operation) if status >= 400} == errors, operation["operationId"]
 
 
 def test_every_operation_lists_what_it_answers_to_malformed_requests(client: TestClient, make_user: MakeUser) -> None:
@@ -129,20 +155,22 @@ def test_every_operation_lists_what_it_answers_to_malformed_requests(client: Tes
     for method, path, operation in documented():
         answers = {}
         if operation.get("security"):
-            answers["no credentials"] = client.request(method, path).status_code
+            answers["no credentials"] = answered(client.request(method, path))
         if "requestBody" in operation:
             answers |= {
-                "text body": client.request(method, path, headers=headers, content="x").status_code,
-                "broken JSON": client.request(
-                    method, path, headers=headers | {"Content-Type": "application/json"}, content="{"
-                ).status_code,
-                "body too large": client.request(method, path, headers=headers, content=b"x" * too_large).status_code,
+                "text body": answered(client.request(method, path, headers=headers, content="x")),
+                "broken JSON": answered(
+                    client.request(method, path, headers=headers | {"Content-Type": "application/json"}, content="{")
+                ),
+                "body too large": answered(client.request(method, path, headers=headers, content=b"x" * too_large)),
             }
-        if operation.get("parameters"):
-            answers["invalid parameters"] = client.request(
-                method, re.sub(r"[0-9a-f-]{36}", "not-an-id", path), headers=headers, params={"limit": "many"}
-            ).status_code
-        unlisted = {case: status for case, status in answers.items() if status not in listed(operation)}
+        if path.startswith("/api/"):
+            answers["invalid parameters"] = answered(
+                client.request(
+                    method, re.sub(r"[0-9a-f-]{36}", "not-an-id", path), headers=headers, params={"limit": "many"}
+                )
+            )
+        unlisted = {case: answer for case, answer in answers.items() if answer not in listed(operation)}
         assert not unlisted, f"{method} {path} answers {unlisted}, not in its responses {sorted(listed(operation))}"
 
 
@@ -162,43 +190,57 @@ def test_every_api_operation_lists_its_answer_when_the_databases_are_down(
     try:
         for method, path, operation in documented():
             if path.startswith("/api/v1/") and method in ("GET", "DELETE"):
-                answered = client.request(method, path, headers=headers).status_code
-                assert answered == 503, f"{method} {path}"
-                assert 503 in listed(operation), f"{method} {path}"
+                answer = answered(client.request(method, path, headers=headers))
+                assert answer == (503, "database_unavailable"), f"{method} {path}"
+                assert answer in listed(operation), f"{method} {path}"
     finally:
         engine.dispose()
 
 
-EXAMPLED = [
+EXAMPLED: list[type[BaseModel]] = [
     UserCreate,
     UserUpdate,
+    PasswordChange,
     UserPublic,
     Token,
     WorkspaceCreate,
     WorkspaceUpdate,
     WorkspacePublic,
-    MemberCreate,
+    MemberByEmail,
+    MemberByUserId,
     MemberUpdate,
     MemberPublic,
-    AuditEventPublic,
+    *EVENTS,
+    OtherEvent,
     ActivityPublic,
     ErrorResponse,
     ValidationErrorResponse,
+    Health,
+    Readiness,
 ]
+
+
+def references(schema: Any) -> set[str]:
+    """The names of the component schemas ``schema`` refers to, however deep."""
+    if isinstance(schema, dict):
+        found = {schema["$ref"].rpartition("/")[2]} if "$ref" in schema else set()
+        return found.union(*(references(value) for value in schema.values()))
+    if isinstance(schema, list):
+        return set().union(*(references(value) for value in schema))
+    return set()
 
 
 def test_every_json_body_an_operation_takes_or_answers_one_resource_with_has_examples() -> None:
     schemas = create_test_app().openapi()["components"]["schemas"]
     referenced = set()
     for operation in operations():
-        bodies = [operation.get("requestBody", {}), *operation["responses"].values()]
-        for body in bodies:
-            reference = body.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref", "")
-            referenced.add(reference.rpartition("/")[2])
+        for body in [operation.get("requestBody", {}), *operation["responses"].values()]:
+            referenced |= references(body.get("content", {}).get("application/json", {}).get("schema", {}))
 
-    pages = {name for name in referenced if name.startswith("Page_")}  # of AuditEventPublic and the others
-    assert referenced - pages - {"", "Health", "Readiness"} <= {model.__name__ for model in EXAMPLED}
-    assert all(schemas[model.__name__]["examples"] for model in EXAMPLED)
+    pages = {name for name in referenced if name.startswith("Page_") or name.endswith("Page")}
+    referenced |= references([schemas[page] for page in pages])
+    assert referenced - pages - {"FieldError"} == {model.__name__ for model in EXAMPLED}
+    assert all(schemas[name]["examples"] for name in {model.__name__ for model in EXAMPLED} | pages)
 
 
 @pytest.mark.parametrize("model", EXAMPLED, ids=lambda model: model.__name__)

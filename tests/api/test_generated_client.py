@@ -72,7 +72,7 @@ def test_the_walkthrough_runs_through_a_generated_client(generated: ModuleType, 
     added = use(generated, "api.members.members_add_member").sync(
         workspace.id,
         client=signed_in,
-        body=use(generated, "MemberCreate")(email="charles@example.com", role=use(generated, "Role").ADMIN),
+        body=use(generated, "MemberByEmail")(email="charles@example.com", role=use(generated, "Role").ADMIN),
     )
     list_members = use(generated, "api.members.members_list_members").sync
     first = list_members(workspace.id, client=signed_in, limit=1)
@@ -86,5 +86,5 @@ def test_the_walkthrough_runs_through_a_generated_client(generated: ModuleType, 
     assert (added.user_id, added.role.value) == (charles.id, "admin")
     assert [member.username for member in first.items + second.items] == ["ada", "charles"]
     assert second.next_cursor is None
-    assert isinstance(refused, use(generated, "ValidationErrorResponse"))
-    assert refused.error == "validation_error"
+    assert isinstance(refused, use(generated, "WorkspacesRenameWorkspaceResponse422"))
+    assert refused.error == use(generated, "WorkspacesRenameWorkspaceResponse422Error").VALIDATION_ERROR

@@ -54,13 +54,10 @@ def test_an_account_lifecycle_exposes_no_secret(
     token = issued.json()["access_token"]
     headers = bearer(token)
     shown.append(client.get("/api/v1/users/me", headers=headers))
-    shown.append(client.patch("/api/v1/users/me", headers=headers, json={"password": NEW_PASSWORD}))
-    shown.append(
-        client.patch("/api/v1/users/me", headers=headers, json={"password": NEW_PASSWORD, "current_password": "x"})
-    )
-    shown.append(
-        client.patch("/api/v1/users/me", headers=headers, json={"password": NEW_PASSWORD, "current_password": PASSWORD})
-    )
+    change = "/api/v1/users/me/password"
+    shown.append(client.put(change, headers=headers, json={"new_password": NEW_PASSWORD}))
+    shown.append(client.put(change, headers=headers, json={"new_password": NEW_PASSWORD, "current_password": "x"}))
+    shown.append(client.put(change, headers=headers, json={"new_password": NEW_PASSWORD, "current_password": PASSWORD}))
     shown.append(client.get("/api/v1/users/me", headers=headers))  # revoked by the change
     shown += every_endpoint(client, logged_in(client, "ada", NEW_PASSWORD))
     shown += [client.post("/api/v1/auth/token", data={"username": "ada", "password": WRONG_PASSWORD}) for _ in range(6)]
@@ -69,7 +66,7 @@ def test_an_account_lifecycle_exposes_no_secret(
     everything = "\n".join(exposed(response) for response in shown) + caplog.text
     assert [response.status_code for response in shown[:2]] == [201, 422]
     assert shown[-1].status_code == 429
-    assert {response.status_code for response in shown} >= {200, 201, 400, 401, 404, 422, 429}
+    assert {response.status_code for response in shown} >= {200, 201, 204, 401, 403, 404, 422, 429}
     for secret in (PASSWORD, WRONG_PASSWORD, NEW_PASSWORD, token, hashed, get_settings().secret_key):
         assert secret not in everything
     assert token not in caplog.text

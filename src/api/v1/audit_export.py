@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement
 from sqlmodel import Session
 
 from src.api.dependencies import current_usernames, request_sessions
-from src.api.v1.schemas.audit import AuditEventPublic
+from src.api.v1.schemas.audit import AuditEventView, public_event
 from src.core.pagination import Cursor, PageRequest
 from src.services import audit_log
 
@@ -32,18 +32,18 @@ CSV_COLUMNS = [
 
 async def read_events(
     request: Request, session: Session, scope: ColumnElement[bool], filters: audit_log.EventFilter, page: PageRequest
-) -> tuple[list[AuditEventPublic], str | None]:
+) -> tuple[list[AuditEventView], str | None]:
     """A page of the events in ``scope`` as the API shows them, actors with their current usernames, and the
     next page's cursor."""
     read = partial(audit_log.list_events, session, scope=scope, filters=filters, page=page)
     events, next_cursor = await anyio.to_thread.run_sync(read)
     names = await current_usernames(request, {event.actor_id for event in events if event.actor_id})
-    return [AuditEventPublic.of(event, names) for event in events], next_cursor
+    return [public_event(event, names) for event in events], next_cursor
 
 
 async def batches(
     request: Request, scope: ColumnElement[bool], filters: audit_log.EventFilter
-) -> AsyncIterator[list[AuditEventPublic]]:
+) -> AsyncIterator[list[AuditEventView]]:
     """The events in ``scope``, newest first, a batch at a time."""
     cursor: Cursor | None = None
     while True:
@@ -57,7 +57,7 @@ async def batches(
         cursor = Cursor.decode(next_cursor)
 
 
-def ndjson_lines(events: Iterable[AuditEventPublic]) -> str:
+def ndjson_lines(events: Iterable[AuditEventView]) -> str:
     return "".join(event.model_dump_json() + "\n" for event in events)
 
 
@@ -66,16 +66,17 @@ def spreadsheet_safe(value: str) -> str:
     return "'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
 
 
-def csv_rows(events: Iterable[AuditEventPublic], *, header: bool) -> str:
+def csv_rows(events: Iterable[AuditEventView], *, header: bool) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     if header:
         writer.writerow(CSV_COLUMNS)
     for event in events:
+        recorded = event.model_dump(mode="json", include={"context", "metadata"})
         row = [
             event.id, event.occurred_at.isoformat(), event.action, event.outcome, event.actor.type, event.actor.id,
             event.actor.username, event.workspace_id, event.target.type, event.target.id,
-            json.dumps(event.context, ensure_ascii=False), json.dumps(event.metadata, ensure_ascii=False),
+            json.dumps(recorded["context"], ensure_ascii=False), json.dumps(recorded["metadata"], ensure_ascii=False),
         ]  # fmt: skip
         writer.writerow([spreadsheet_safe("" if value is None else str(value)) for value in row])
     return out.getvalue()

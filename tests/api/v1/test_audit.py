@@ -12,6 +12,7 @@ from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
+from src.api.v1.schemas.audit import public_event
 from src.core.timestamps import utcnow
 from tests.api.conftest import MakeUser, MakeWorkspace, auth, joined_session
 
@@ -113,6 +114,44 @@ def test_event_shows_actor_target_context_and_metadata(
     assert item["context"] == {"ip": "10.0.0.1", "user_agent": "curl/8", "request_id": "abc"}
     assert item["metadata"] == {"before": {"role": "member"}, "after": {"role": "admin"}}
     assert item["occurred_at"].endswith(("Z", "+00:00"))
+
+
+@pytest.mark.parametrize(
+    ("action", "details", "model"),
+    [
+        pytest.param("workspace.member_added", {"role": "admin"}, "WorkspaceMemberAddedEvent", id="typed"),
+        pytest.param("workspace.member_added", {}, "WorkspaceMemberAddedEvent", id="erased"),
+        pytest.param("workspace.member_added", {"role": "admin", "by": "x"}, "WorkspaceMemberAddedEvent", id="newer"),
+        pytest.param("workspace.archived", {"reason": "done"}, "OtherEvent", id="action-of-a-newer-version"),
+        pytest.param("workspace.member_added", {"rank": 3}, "OtherEvent", id="metadata-not-of-its-action"),
+    ],
+)
+def test_an_event_is_shown_typed_by_its_action_and_never_refused(
+    today: datetime,
+    client: TestClient,
+    audit_session: Session,
+    owner: User,
+    action: str,
+    details: dict[str, object],
+    model: str,
+) -> None:
+    recorded = AuditEvent(
+        occurred_at=today,
+        action=action,
+        outcome="success",
+        actor_type="user",
+        actor_id=owner.id,
+        target_type="user",
+        target_id=owner.id,
+        details=details,
+    )
+    audit_session.add(recorded)
+    audit_session.commit()
+
+    [item] = client.get("/api/v1/users/me/audit-events", headers=auth(owner)).json()["items"]
+
+    assert (item["action"], item["metadata"]) == (action, details)
+    assert type(public_event(recorded, {})).__name__ == model
 
 
 def test_an_actor_whose_account_is_gone_has_no_username(

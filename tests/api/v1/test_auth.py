@@ -185,8 +185,8 @@ def test_a_password_change_revokes_earlier_tokens(client: TestClient, make_user:
     old = bearer(
         client.post("/api/v1/auth/token", data={"username": "ada", "password": PASSWORD}).json()["access_token"]
     )
-    changed = client.patch(
-        "/api/v1/users/me", headers=old, json={"password": "a new password", "current_password": PASSWORD}
+    changed = client.put(
+        "/api/v1/users/me/password", headers=old, json={"new_password": "a new password", "current_password": PASSWORD}
     )
 
     stale = client.get("/api/v1/users/me", headers=old)
@@ -194,7 +194,7 @@ def test_a_password_change_revokes_earlier_tokens(client: TestClient, make_user:
         "access_token"
     ]
 
-    assert changed.status_code == 200
+    assert changed.status_code == 204
     assert stale.status_code == 401
     assert stale.json() == {
         "error": "invalid_token",

@@ -156,11 +156,11 @@ def test_update_me_changes_the_names_and_full_name(client: TestClient, session: 
 @pytest.mark.parametrize(
     ("current_password", "status", "error", "password_after"),
     [
-        pytest.param(PASSWORD, 200, None, "difference engine", id="right-current-password-changes-it"),
-        pytest.param("guess", 400, "wrong_password", PASSWORD, id="wrong-current-password-keeps-it"),
+        pytest.param(PASSWORD, 204, None, "difference engine", id="right-current-password-changes-it"),
+        pytest.param("guess", 403, "wrong_password", PASSWORD, id="wrong-current-password-keeps-it"),
     ],
 )
-def test_update_me_changes_the_password_only_given_the_current_one(
+def test_the_password_changes_only_given_the_current_one(
     client: TestClient,
     session: Session,
     make_user: MakeUser,
@@ -171,23 +171,34 @@ def test_update_me_changes_the_password_only_given_the_current_one(
 ) -> None:
     user = make_user(username="ada")
 
-    response = client.patch(
-        "/api/v1/users/me",
+    response = client.put(
+        "/api/v1/users/me/password",
         headers=auth(user),
-        json={"password": "difference engine", "current_password": current_password},
+        json={"new_password": "difference engine", "current_password": current_password},
     )
 
     assert response.status_code == status
-    assert response.json().get("error") == error
+    assert (response.json() if response.content else {}).get("error") == error
     stored = stored_user(session, "ada")
     assert stored is not None
     assert verify_password(password_after, stored.hashed_password)
 
 
-def test_update_me_with_a_new_password_but_no_current_one_is_422(client: TestClient, make_user: MakeUser) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param("/me/password", {"new_password": "difference engine"}, id="new-password-without-current-one"),
+        pytest.param("/me", {"password": "difference engine", "current_password": PASSWORD}, id="password-in-profile"),
+    ],
+)
+def test_a_password_is_changed_only_with_the_current_one_at_its_own_path(
+    client: TestClient, make_user: MakeUser, path: str, body: dict[str, str]
+) -> None:
     user = make_user()
 
-    response = client.patch("/api/v1/users/me", headers=auth(user), json={"password": "difference engine"})
+    response = client.request(
+        "PUT" if path.endswith("password") else "PATCH", "/api/v1/users" + path, headers=auth(user), json=body
+    )
 
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"
@@ -259,12 +270,14 @@ def test_wrong_current_passwords_are_recorded_and_throttled_like_log_ins(
 ) -> None:
     user = make_user(username="ada")
     limit = get_settings().login_failures_per_account
-    change = {"password": "difference engine", "current_password": "a guess"}
+    change = {"new_password": "difference engine", "current_password": "a guess"}
 
-    statuses = [client.patch("/api/v1/users/me", headers=auth(user), json=change).status_code for _ in range(limit + 1)]
-    right = client.patch("/api/v1/users/me", headers=auth(user), json=change | {"current_password": PASSWORD})
+    statuses = [
+        client.put("/api/v1/users/me/password", headers=auth(user), json=change).status_code for _ in range(limit + 1)
+    ]
+    right = client.put("/api/v1/users/me/password", headers=auth(user), json=change | {"current_password": PASSWORD})
 
-    assert statuses == [400] * limit + [429]
+    assert statuses == [403] * limit + [429]
     assert (right.status_code, right.json()["error"]) == (429, "too_many_attempts")
     actions = [event.action for event in session.exec(select(OutboxEvent).where(OutboxEvent.target_id == user.id))]
     assert actions.count("user.password_check_failed") == limit
@@ -301,18 +314,17 @@ def test_a_profile_change_under_the_current_etag_goes_through_and_gives_a_new_on
     assert read.json()["updated_at"] == read.json()["created_at"] < changed.json()["updated_at"]
 
 
-@pytest.mark.parametrize(
-    "change", [{"first_name": "Augusta"}, {"password": "a new passphrase", "current_password": PASSWORD}]
-)
 def test_a_change_under_a_stale_etag_is_412_and_changes_nothing(
-    client: TestClient, session: Session, make_user: MakeUser, change: dict[str, str]
+    client: TestClient, session: Session, make_user: MakeUser
 ) -> None:
     user = make_user()
     stale = client.get("/api/v1/users/me", headers=auth(user)).headers["etag"]
     client.patch("/api/v1/users/me", headers=auth(user), json={"last_name": "King"})
     events_before = len(session.exec(select(OutboxEvent)).all())
 
-    response = client.patch("/api/v1/users/me", headers=auth(user) | {"If-Match": stale}, json=change)
+    response = client.patch(
+        "/api/v1/users/me", headers=auth(user) | {"If-Match": stale}, json={"first_name": "Augusta"}
+    )
 
     assert (response.status_code, response.json()["error"]) == (412, "precondition_failed")
     session.expire_all()

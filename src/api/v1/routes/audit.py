@@ -1,13 +1,14 @@
 """Audit trails read from the audit database: a workspace's and its activity (admins and owners), and the caller's
 own events of no workspace."""
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 from sqlalchemy import ColumnElement
 from sqlmodel import Session
 
@@ -20,12 +21,26 @@ from src.api.dependencies import (
 )
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX, audit_export
-from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPublic
+from src.api.v1.schemas.audit import ActivityCountPublic, ActivityPublic, AuditEventPage
 from src.api.v1.schemas.fields import SearchText
-from src.core.pagination import Page, PageRequest
+from src.core.errors import Forbidden
+from src.core.pagination import PageRequest
 from src.services import audit_log
+from src.services.workspaces import WorkspaceNotFound
 
 router = tagged_router("audit", API_PREFIX)
+
+
+# RFC 3339's date-time, its zone optional: pydantic alone would also take a number of seconds since 1970.
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def date_time(value: str) -> str:
+    if not _DATE_TIME.fullmatch(value):
+        raise ValueError("give a date and time as in 2026-01-31T09:30:00Z")
+    return value
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -36,7 +51,7 @@ def as_utc(moment: datetime) -> datetime:
         raise ValueError("the time in UTC falls outside the years 1 to 9999") from None
 
 
-UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+UtcTime = Annotated[datetime, BeforeValidator(date_time), AfterValidator(as_utc)]
 
 
 def event_filter(
@@ -70,26 +85,26 @@ async def event_page(
     scope: ColumnElement[bool],
     filters: audit_log.EventFilter,
     page: PageRequest,
-) -> Page[AuditEventPublic]:
+) -> AuditEventPage:
     events, next_cursor = await audit_export.read_events(request, session, scope, filters, page)
-    return Page(items=events, next_cursor=next_cursor)
+    return AuditEventPage(items=events, next_cursor=next_cursor)
 
 
-@router.get("/workspaces/{workspace_id}/audit-events", responses=error_responses(401, 403, 404, 422, 503))
+@router.get("/workspaces/{workspace_id}/audit-events", responses=error_responses(WorkspaceNotFound, Forbidden))
 async def list_audit_events(
     request: Request,
     workspace_id: AuditedWorkspaceId,
     page: PageParams,
     audit_session: AuditSessionDep,
     filters: EventFilterParams,
-) -> Page[AuditEventPublic]:
+) -> AuditEventPage:
     """The workspace's audit events, newest first, each actor with their current username."""
     return await event_page(request, audit_session, audit_log.in_workspace(workspace_id), filters, page)
 
 
 @router.get(
     "/workspaces/{workspace_id}/audit-events/export",
-    responses=error_responses(401, 403, 404, 422, 503)
+    responses=error_responses(WorkspaceNotFound, Forbidden)
     | {200: {"content": {media_type: {} for media_type in audit_export.MEDIA_TYPES.values()}}},
     response_class=StreamingResponse,
 )
@@ -110,20 +125,20 @@ async def export_audit_events(
     )
 
 
-@router.get("/users/me/audit-events", responses=error_responses(401, 422, 503))
+@router.get("/users/me/audit-events")
 async def list_my_audit_events(
     request: Request,
     user_id: AuditedUserId,
     page: PageParams,
     audit_session: AuditSessionDep,
     filters: EventFilterParams,
-) -> Page[AuditEventPublic]:
+) -> AuditEventPage:
     """The caller's own events of no workspace, newest first: sign-up, log-ins (failed and throttled ones too),
     password and profile changes."""
     return await event_page(request, audit_session, audit_log.about_user(user_id), filters, page)
 
 
-@router.get("/workspaces/{workspace_id}/activity", responses=error_responses(401, 403, 404, 422, 503))
+@router.get("/workspaces/{workspace_id}/activity", responses=error_responses(WorkspaceNotFound, Forbidden))
 def read_activity(
     workspace_id: AuditedWorkspaceId,
     audit_session: AuditSessionDep,

@@ -11,17 +11,20 @@ from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.fields import SearchText
 from src.api.v1.schemas.users import Token
+from src.core.errors import Busy, InvalidCredentials, TooManyAttempts
 from src.services import users
 
 router = tagged_router("auth", f"{API_PREFIX}/auth")
 
 
-@router.post("/token", responses=error_responses(400, 401, 422, 429))
+@router.post("/token", responses=error_responses(InvalidCredentials, TooManyAttempts, Busy))
 async def issue_token(
     request: Request,
     response: Response,
-    username: Annotated[SearchText, Form(min_length=1, max_length=320, description="the username or the email")],
-    password: Annotated[str, Form(min_length=1, max_length=128)],
+    username: Annotated[
+        SearchText, Form(min_length=1, max_length=320, description="the username or the email", examples=["ada"])
+    ],
+    password: Annotated[str, Form(min_length=1, max_length=128, examples=["analytical-engine-1843"])],
     grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
 ) -> Token:
     """Exchange a username (or email) and password for a bearer token (OAuth2 password form).

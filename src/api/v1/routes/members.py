@@ -4,19 +4,24 @@ import uuid
 
 from fastapi import Request, Response, status
 
-from src.api.contract import CREATED, VERSIONED, location, tagged_router
+from src.api.contract import VERSIONED, created_response, link, location, tagged_router
 from src.api.dependencies import CallerWorkspace, IfMatch, PageParams, SessionDep
 from src.api.error_handling import error_responses
 from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
+from src.core.errors import Forbidden
 from src.core.pagination import Page
 from src.services import members
+from src.services.members import AlreadyMember, LastOwner, MemberNotFound, UserNotFound
+from src.services.workspaces import WorkspaceNotFound
 
 router = tagged_router("members", API_PREFIX + "/workspaces/{workspace_id}/members")
 
+_CHANGING_A_MEMBER = (WorkspaceNotFound, Forbidden, MemberNotFound, LastOwner)
 
-@router.get("", responses=error_responses(401, 404, 422))
+
+@router.get("", responses=error_responses(WorkspaceNotFound))
 def list_members(access: CallerWorkspace, page: PageParams, session: SessionDep) -> Page[MemberPublic]:
     """The workspace's members in the order they joined."""
     items, next_cursor = members.list_members(session, workspace_id=access.workspace.id, page=page)
@@ -27,7 +32,13 @@ def list_members(access: CallerWorkspace, page: PageParams, session: SessionDep)
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=MemberPublic,
-    responses=CREATED | error_responses(400, 401, 403, 404, 409, 422),
+    responses=created_response(
+        **{
+            operation: link(operation, workspace_id="$request.path.workspace_id", user_id="$response.body#/user_id")
+            for operation in ("members-read_member", "members-change_role", "members-remove_member")
+        }
+    )
+    | error_responses(WorkspaceNotFound, Forbidden, UserNotFound, AlreadyMember),
 )
 def add_member(
     request: Request, body: MemberCreate, access: CallerWorkspace, session: SessionDep, key: IdempotencyKeyHeader = None
@@ -43,7 +54,7 @@ def add_member(
     return created_once(session, request, key, owner_id=access.user_id, request_body=body.model_dump(), create=add)
 
 
-@router.get("/{user_id}", responses=VERSIONED | error_responses(401, 404, 422))
+@router.get("/{user_id}", responses=VERSIONED | error_responses(WorkspaceNotFound, MemberNotFound))
 def read_member(response: Response, user_id: uuid.UUID, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
     """One member of the workspace, with the membership's version in ETag."""
     found = members.get_member(session, access, user_id=user_id)
@@ -51,7 +62,7 @@ def read_member(response: Response, user_id: uuid.UUID, access: CallerWorkspace,
     return MemberPublic.of(found.membership, found.user)
 
 
-@router.patch("/{user_id}", responses=VERSIONED | error_responses(400, 401, 403, 404, 409, 412, 422))
+@router.patch("/{user_id}", responses=VERSIONED | error_responses(*_CHANGING_A_MEMBER))
 def change_role(
     response: Response,
     user_id: uuid.UUID,
@@ -67,9 +78,7 @@ def change_role(
     return MemberPublic.of(changed.membership, changed.user)
 
 
-@router.delete(
-    "/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 403, 404, 409, 412, 422)
-)
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(*_CHANGING_A_MEMBER))
 def remove_member(user_id: uuid.UUID, access: CallerWorkspace, if_match: IfMatch, session: SessionDep) -> Response:
     """Remove a member (admins and owners), or leave when ``user_id`` is the caller's own. With If-Match, only if
     the membership is still that version."""

@@ -1,21 +1,23 @@
-"""Sign-up and the caller's own profile.
+"""Sign-up, the caller's own profile and password.
 
-Both hash a password: they do it between two units of work, holding no connection, admission slot or lock while
-the hash is made (as a log-in does, src/api/v1/routes/auth.py).
+Sign-up and a password change hash a password: they do it between two units of work, holding no connection,
+admission slot or lock while the hash is made (as a log-in does, src/api/v1/routes/auth.py).
 """
 
 import anyio.to_thread
 from fastapi import Request, Response, status
 from sqlmodel import Session
 
-from src.api.contract import CREATED, VERSIONED, location, tagged_router
-from src.api.dependencies import CurrentUser, IfMatch, ValidToken, get_current_user, request_sessions
+from src.api.contract import VERSIONED, created_response, location, tagged_router
+from src.api.dependencies import CurrentUser, IfMatch, SessionDep, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
 from src.api.idempotency import created
 from src.api.v1 import API_PREFIX
-from src.api.v1.schemas.users import UserCreate, UserPublic, UserUpdate
+from src.api.v1.schemas.users import PasswordChange, UserCreate, UserPublic, UserUpdate
+from src.core.errors import Busy, TooManyAttempts, WrongPassword
 from src.core.security import checks_in_flight, hash_new_password
 from src.services import login_throttle, users
+from src.services.users import EmailTaken, UsernameTaken
 
 router = tagged_router("users", f"{API_PREFIX}/users")
 
@@ -24,7 +26,7 @@ router = tagged_router("users", f"{API_PREFIX}/users")
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=CREATED | error_responses(400, 409, 422, 429, 503),
+    responses=created_response() | error_responses(EmailTaken, UsernameTaken, TooManyAttempts, Busy),
 )
 async def sign_up(request: Request, body: UserCreate) -> Response:
     """Create an account; 409 names the email or username already in use (a retried sign-up included: the account
@@ -46,44 +48,44 @@ async def sign_up(request: Request, body: UserCreate) -> Response:
         return await anyio.to_thread.run_sync(lambda: created(*register(session)))
 
 
-@router.get("/me", responses=VERSIONED | error_responses(401))
+@router.get("/me", responses=VERSIONED)
 async def read_me(response: Response, user: CurrentUser) -> UserPublic:
     """The caller's account, with its version in ETag."""
     response.headers["ETag"] = users.version(user)
     return UserPublic.model_validate(user)
 
 
-@router.patch("/me", responses=VERSIONED | error_responses(400, 401, 412, 422, 429, 503))
-async def update_me(
-    request: Request, response: Response, body: UserUpdate, token: ValidToken, if_match: IfMatch
+@router.patch("/me", responses=VERSIONED)
+def update_me(
+    response: Response, body: UserUpdate, user: CurrentUser, if_match: IfMatch, session: SessionDep
 ) -> UserPublic:
-    """Change names or the password; a new password needs ``current_password`` (400 when it is wrong). Wrong
-    current passwords count as failed log-ins of the account (429 once it is locked out) and are recorded. With
-    If-Match, only if the account is still that version (412 otherwise)."""
-    sessions = request_sessions(request, "core")
-    new_password_hash = checked_hash = None
-    if body.password is not None:
-        async with sessions.unit_of_work(reads_only=True) as session:
-            check = await anyio.to_thread.run_sync(
-                lambda: users.password_check(session, get_current_user(session, token))
-            )
-        if not await users.password_matches(check, body.current_password or ""):
-            async with sessions.unit_of_work() as session:
-                await anyio.to_thread.run_sync(users.record_wrong_password, session, check)
-        new_password_hash, checked_hash = await hash_new_password(body.password), check.hashed_password
-    changes = body.model_dump(include={"first_name", "last_name"})
+    """Change names; a name left out, or null, stays as it is. With If-Match, only if the account is still that
+    version (412 otherwise)."""
+    users.update_profile(session, user, **body.model_dump(), if_match=if_match)
+    response.headers["ETag"] = users.version(user)
+    return UserPublic.model_validate(user)
 
-    def update(session: Session) -> UserPublic:
-        user = users.update_profile(
-            session,
-            get_current_user(session, token),
-            **changes,
-            new_password_hash=new_password_hash,
-            checked_hash=checked_hash,
-            if_match=if_match,
-        )
-        response.headers["ETag"] = users.version(user)
-        return UserPublic.model_validate(user)
+
+@router.put(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(WrongPassword, TooManyAttempts, Busy),
+)
+async def change_password(request: Request, body: PasswordChange, token: ValidToken) -> Response:
+    """Replace the password; 403 when ``current_password`` is wrong. Wrong current passwords count as failed log-ins
+    of the account (429 once it is locked out) and are recorded. Tokens issued before stop working: log in again."""
+    sessions = request_sessions(request, "core")
+    async with sessions.unit_of_work(reads_only=True) as session:
+        check = await anyio.to_thread.run_sync(lambda: users.password_check(session, get_current_user(session, token)))
+    if not await users.password_matches(check, body.current_password):
+        async with sessions.unit_of_work() as session:
+            await anyio.to_thread.run_sync(users.record_wrong_password, session, check)
+    new_password_hash = await hash_new_password(body.new_password)
+
+    def change(session: Session) -> None:
+        user = get_current_user(session, token)
+        users.change_password(session, user, new_password_hash=new_password_hash, checked_hash=check.hashed_password)
 
     async with sessions.unit_of_work() as session:
-        return await anyio.to_thread.run_sync(update, session)
+        await anyio.to_thread.run_sync(change, session)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

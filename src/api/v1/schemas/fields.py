@@ -1,11 +1,14 @@
 """Constrained input types shared by the request models."""
 
 import unicodedata
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, EmailStr, StringConstraints
+import email_validator
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from src.core.text import fold, has_control_characters, problem_with_name
+from src.core.text import NAME_PATTERN, TEXT_PATTERN, fold, has_control_characters, problem_with_name
 
 
 def _without_control_characters(value: str) -> str:
@@ -26,21 +29,50 @@ def _displayable_name(value: str) -> str:
     return value
 
 
+def _either_case(word: str) -> str:
+    return "".join(f"[{letter}{letter.upper()}]" for letter in word)
+
+
+# email-validator refuses the special-use domains (.test, .local, ...): the pattern publishes that rule.
+_SPECIAL_USE = "|".join(_either_case(name) for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
 # Folding can lengthen an address ("ß" is "ss"): the column's limit is checked on the folded form.
-Email = Annotated[EmailStr, AfterValidator(fold), StringConstraints(max_length=320)]
+Email = Annotated[
+    EmailStr,
+    AfterValidator(fold),
+    StringConstraints(max_length=320),
+    Field(json_schema_extra={"pattern": rf"^(?!.*[@.](?:{_SPECIAL_USE})$)"}),
+]
 # ASCII only, so that the pattern clients read is the whole rule: stored lowercased, matched however it is typed.
 Username = Annotated[
     str,
     StringConstraints(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"),
     AfterValidator(str.lower),
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_without_control_characters)]
+# The patterns are published only: the validators enforce them, with messages that say what is wrong.
+_TEXT = Field(json_schema_extra={"pattern": TEXT_PATTERN})
+Password = Annotated[
+    str, StringConstraints(min_length=8, max_length=128), AfterValidator(_without_control_characters), _TEXT
+]
 # Text a request looks something up by (a login, a filter): control characters, NUL among them, are refused.
-SearchText = Annotated[str, AfterValidator(_without_control_characters)]
+SearchText = Annotated[str, AfterValidator(_without_control_characters), _TEXT]
 PersonName = Annotated[
     str,
     BeforeValidator(_nfc),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_displayable_name),
+    Field(json_schema_extra={"pattern": NAME_PATTERN}),
 ]
 WorkspaceName = PersonName
+
+
+class DocumentedAs:
+    """Documents a union as ``oneOf`` (alternatives that exclude each other) or ``anyOf``, whichever pydantic
+    writes: ``Annotated[A | B, DocumentedAs("oneOf")]``."""
+
+    def __init__(self, keyword: Literal["oneOf", "anyOf"]) -> None:
+        self.keyword = keyword
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        document = handler(schema)
+        document[self.keyword] = document.pop("oneOf", None) or document.pop("anyOf")
+        return document

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from src.api.v1.models.user import UserBase
 from src.api.v1.schemas.fields import Email, Password, PersonName, Username
@@ -38,28 +38,26 @@ class UserCreate(UserBase):
 
 
 class UserUpdate(BaseModel):
-    """Fields left out stay as they are; a new password needs the current one."""
+    """Names to change; one left out, or null, stays as it is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"first_name": "Augusta Ada"}]})
+
+    first_name: PersonName | None = None
+    last_name: PersonName | None = None
+
+
+class PasswordChange(BaseModel):
+    """A new password, and the current one again."""
 
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [
-                {"first_name": "Augusta Ada"},
-                {"password": "difference-engine-1822", "current_password": "analytical-engine-1843"},
-            ]
+            "examples": [{"current_password": "analytical-engine-1843", "new_password": "difference-engine-1822"}]
         },
     )
 
-    first_name: PersonName | None = None
-    last_name: PersonName | None = None
-    password: Password | None = None
-    current_password: str | None = Field(default=None, max_length=128)
-
-    @model_validator(mode="after")
-    def _password_change_needs_current_password(self) -> "UserUpdate":
-        if self.password is not None and self.current_password is None:
-            raise ValueError("current_password is required to change the password")
-        return self
+    current_password: str = Field(max_length=128)
+    new_password: Password
 
 
 class UserPublic(UserBase):
