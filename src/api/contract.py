@@ -74,16 +74,16 @@ def declared_query_parameters(app: FastAPI) -> dict[tuple[str, str], frozenset[s
     return declared
 
 
-def created_response(**links: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
-    """The 201 of a creating operation: where the new resource is read or changed from now on, and OpenAPI links
+def created_response(*, replayable: bool, **links: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The 201 of a creating operation: where the new resource is read or changed from now on, whether it may be
+    an earlier request's answer again (``replayable``: the operation takes an Idempotency-Key), and OpenAPI links
     (``name={"operationId": ..., "parameters": {...}}``) to the operations that take it next."""
-    headers = {
-        "Location": {"description": "The new resource's path", "schema": {"type": "string"}},
-        "Idempotent-Replayed": {
+    headers = {"Location": {"description": "The new resource's path", "schema": {"type": "string"}}}
+    if replayable:
+        headers["Idempotent-Replayed"] = {
             "description": "`true` when this is the answer an earlier request with the same Idempotency-Key got",
             "schema": {"type": "string"},
-        },
-    }
+        }
     return {201: {"description": "Created", "headers": headers} | ({"links": links} if links else {})}
 
 

@@ -103,11 +103,12 @@ def get_caller_workspace(session: SessionDep, token: ValidToken, workspace_id: u
 CallerWorkspace = Annotated[WorkspaceAccess, Depends(get_caller_workspace)]
 
 
-async def get_audited_workspace_id(request: Request, token: ValidToken, workspace_id: uuid.UUID) -> uuid.UUID:
-    """The workspace whose audit trail the caller may read: admins and owners. The read is itself an audit event.
+async def allow_audit_read(request: Request, token: TokenClaims, workspace_id: uuid.UUID) -> None:
+    """Let the caller read the workspace's audit trail: admins and owners. The read is itself an audit event.
 
-    Checked in a core unit of work of its own that ends before the audit database is asked, so a
-    slow or unreachable audit database holds no core connection and no admission slot.
+    Called first by each route that reads the trail, once the request passed validation: a refused request reads
+    nothing and records nothing. Checked in a core unit of work of its own that ends before the audit database is
+    asked, so a slow or unreachable audit database holds no core connection and no admission slot.
     """
 
     def audit_reader_access(session: Session) -> None:
@@ -117,10 +118,6 @@ async def get_audited_workspace_id(request: Request, token: ValidToken, workspac
 
     async with request_sessions(request, "core").unit_of_work() as session:
         await anyio.to_thread.run_sync(audit_reader_access, session)
-    return workspace_id
-
-
-AuditedWorkspaceId = Annotated[uuid.UUID, Depends(get_audited_workspace_id)]
 
 
 def asked_for(request: Request) -> str:
@@ -128,9 +125,9 @@ def asked_for(request: Request) -> str:
     return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
-async def get_audited_user_id(request: Request, token: ValidToken) -> uuid.UUID:
+async def allow_own_audit_read(request: Request, token: TokenClaims) -> uuid.UUID:
     """The caller, whose own events (those of no workspace) they may read; checked, and the read recorded, like a
-    workspace's audit reader, in a core unit of work that ends before the audit database is asked."""
+    workspace's audit reader (``allow_audit_read``)."""
 
     def audit_reader(session: Session) -> uuid.UUID:
         user_id = get_current_user(session, token).id
@@ -139,9 +136,6 @@ async def get_audited_user_id(request: Request, token: ValidToken) -> uuid.UUID:
 
     async with request_sessions(request, "core").unit_of_work() as session:
         return await anyio.to_thread.run_sync(audit_reader, session)
-
-
-AuditedUserId = Annotated[uuid.UUID, Depends(get_audited_user_id)]
 
 
 async def current_usernames(request: Request, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:

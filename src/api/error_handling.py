@@ -69,7 +69,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, model, description in [
         (400, ErrorResponse, "Bad request"),
         (401, ErrorResponse, "Missing, invalid or expired credentials"),
-        (403, ErrorResponse, "Role too low inside a workspace the caller belongs to"),
+        (
+            403,
+            ErrorResponse,
+            "Refused although signed in: a role too low in the workspace, or a wrong current password",
+        ),
         (404, ErrorResponse, "Not found, or not visible to the caller"),
         (408, ErrorResponse, "The body did not arrive within the server's timeout (request_timeout)"),
         (409, ErrorResponse, "Conflicts with the current state"),
@@ -200,7 +204,13 @@ def _allowed_methods(request: Request) -> str:
 async def handle_error(request: Request, error: Exception) -> JSONResponse:
     """The one handler: every error the app answers with goes through here."""
     if isinstance(error, AppError):
-        return _json(error.status_code, ErrorResponse(error=error.code, detail=error.detail), error.response_headers())
+        # A 422 has the shape of every 422, its fields empty: the error is the request's as a whole.
+        shape = (
+            ValidationErrorResponse(error=error.code, detail=error.detail, fields=[])
+            if error.status_code == 422
+            else ErrorResponse(error=error.code, detail=error.detail)
+        )
+        return _json(error.status_code, shape, error.response_headers())
     if isinstance(error, RequestValidationError) and any(item.get("type") == "json_invalid" for item in error.errors()):
         return _json(400, ErrorResponse(error="bad_request", detail="the request body is not valid JSON"))
     if isinstance(error, RequestValidationError) and _json_body_sent_as_other_type(request, error):

@@ -61,11 +61,30 @@ def test_every_tag_is_described() -> None:
     assert {tag for operation in operations() for tag in operation["tags"]} <= described
 
 
-def test_every_creating_operation_documents_its_location() -> None:
+def test_every_creating_operation_documents_its_location_and_replays_where_it_takes_a_key() -> None:
     created = [operation for operation in operations() if "201" in operation["responses"]]
 
     assert len(created) == 3
-    assert all("Location" in operation["responses"]["201"]["headers"] for operation in created)
+    for operation in created:
+        headers = operation["responses"]["201"]["headers"]
+        takes_key = "Idempotency-Key" in {parameter["name"] for parameter in operation.get("parameters", [])}
+        assert "Location" in headers
+        assert ("Idempotent-Replayed" in headers) == takes_key, operation["operationId"]
+
+
+def test_a_json_body_sent_as_another_type_is_415_on_every_operation_that_takes_json(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, member = make_user(), make_user()
+    workspace = make_workspace(owner)
+    add_member(workspace, member, Role.MEMBER)
+    headers = auth(owner) | {"Content-Type": "text/plain"}
+    for path, operations in create_test_app().openapi()["paths"].items():
+        real = path.format(workspace_id=workspace.id, user_id=member.id)
+        for method, operation in operations.items():
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                answer = answered(client.request(method, real, headers=headers, content='{"name": "Acme"}'))
+                assert answer == (415, "unsupported_media_type"), f"{method} {path}"
 
 
 def test_a_new_workspace_is_found_at_its_location(client: TestClient, make_user: MakeUser) -> None:
@@ -163,6 +182,9 @@ def test_every_operation_lists_what_it_answers_to_malformed_requests(client: Tes
                     client.request(method, path, headers=headers | {"Content-Type": "application/json"}, content="{")
                 ),
                 "body too large": answered(client.request(method, path, headers=headers, content=b"x" * too_large)),
+                "JSON as text": answered(
+                    client.request(method, path, headers=headers | {"Content-Type": "text/plain"}, content="{}")
+                ),
             }
         if path.startswith("/api/"):
             answers["invalid parameters"] = answered(

@@ -289,15 +289,18 @@ def test_activity_counts_per_utc_day_and_action(
         pytest.param("/activity", {"days": 0}, id="activity-zero-days"),
         pytest.param("/activity", {"days": 36501}, id="activity-over-a-century"),
         pytest.param("/activity", {"days": "week"}, id="activity-days-not-a-number"),
+        pytest.param("/audit-events", {"since": "0.5"}, id="events-since-a-number"),
+        pytest.param("/audit-events/export", {"format": "xml"}, id="export-format-unknown"),
     ],
 )
-def test_a_bad_filter_or_window_is_422(
-    client: TestClient, owner: User, workspace: Workspace, path: str, params: dict[str, object]
+def test_a_bad_filter_or_window_is_422_and_reads_nothing_to_record(
+    client: TestClient, session: Session, owner: User, workspace: Workspace, path: str, params: dict[str, object]
 ) -> None:
     response = client.get(f"/api/v1/workspaces/{workspace.id}{path}", params=params, headers=auth(owner))
 
     assert response.status_code == 422
     assert response.json()["error"] == "validation_error"
+    assert not session.exec(select(OutboxEvent).where(OutboxEvent.action == "audit.read")).all()
 
 
 def test_events_need_a_token(client: TestClient, workspace: Workspace) -> None:

@@ -49,6 +49,7 @@ def test_the_same_key_with_another_body_is_422_and_creates_nothing(
     response = client.post("/api/v1/workspaces", headers=headers, json={"name": "Other"})
 
     assert (response.status_code, response.json()["error"]) == (422, "idempotency_key_reused")
+    assert response.json()["fields"] == []  # every 422 has the same shape
     assert workspaces_named(session, "Other") == 0
 
 

@@ -4,8 +4,10 @@ own events of no workspace."""
 import re
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Literal
 
+import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BeforeValidator
@@ -14,10 +16,11 @@ from sqlmodel import Session
 
 from src.api.contract import tagged_router
 from src.api.dependencies import (
-    AuditedUserId,
-    AuditedWorkspaceId,
     AuditSessionDep,
     PageParams,
+    ValidToken,
+    allow_audit_read,
+    allow_own_audit_read,
 )
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX, audit_export
@@ -93,12 +96,14 @@ async def event_page(
 @router.get("/workspaces/{workspace_id}/audit-events", responses=error_responses(WorkspaceNotFound, Forbidden))
 async def list_audit_events(
     request: Request,
-    workspace_id: AuditedWorkspaceId,
+    workspace_id: uuid.UUID,
+    token: ValidToken,
     page: PageParams,
     audit_session: AuditSessionDep,
     filters: EventFilterParams,
 ) -> AuditEventPage:
     """The workspace's audit events, newest first, each actor with their current username."""
+    await allow_audit_read(request, token, workspace_id)
     return await event_page(request, audit_session, audit_log.in_workspace(workspace_id), filters, page)
 
 
@@ -110,12 +115,14 @@ async def list_audit_events(
 )
 async def export_audit_events(
     request: Request,
-    workspace_id: AuditedWorkspaceId,
+    workspace_id: uuid.UUID,
+    token: ValidToken,
     filters: EventFilterParams,
     format: Annotated[audit_export.ExportFormat, Query(description="one JSON event per line, or CSV")] = "ndjson",
 ) -> StreamingResponse:
     """All of the workspace's audit events that match the filters, newest first, streamed as one download: each
     line is an event as the list shows it (NDJSON), or a CSV row (context and metadata as JSON)."""
+    await allow_audit_read(request, token, workspace_id)
     body = await audit_export.export(request, audit_log.in_workspace(workspace_id), filters, format)
     filename = f"audit-events-{workspace_id}.{format}"
     return StreamingResponse(
@@ -128,24 +135,29 @@ async def export_audit_events(
 @router.get("/users/me/audit-events")
 async def list_my_audit_events(
     request: Request,
-    user_id: AuditedUserId,
+    token: ValidToken,
     page: PageParams,
     audit_session: AuditSessionDep,
     filters: EventFilterParams,
 ) -> AuditEventPage:
     """The caller's own events of no workspace, newest first: sign-up, log-ins (failed and throttled ones too),
     password and profile changes."""
+    user_id = await allow_own_audit_read(request, token)
     return await event_page(request, audit_session, audit_log.about_user(user_id), filters, page)
 
 
 @router.get("/workspaces/{workspace_id}/activity", responses=error_responses(WorkspaceNotFound, Forbidden))
-def read_activity(
-    workspace_id: AuditedWorkspaceId,
+async def read_activity(
+    request: Request,
+    workspace_id: uuid.UUID,
+    token: ValidToken,
     audit_session: AuditSessionDep,
     days: Annotated[int, Query(ge=1, le=36500, description="how many UTC days back, today included")] = 30,
 ) -> ActivityPublic:
     """How many events of each action the workspace had per UTC day."""
-    since, counts = audit_log.activity(audit_session, workspace_id=workspace_id, days=days)
+    await allow_audit_read(request, token, workspace_id)
+    count = partial(audit_log.activity, audit_session, workspace_id=workspace_id, days=days)
+    since, counts = await anyio.to_thread.run_sync(count)
     return ActivityPublic(
         since=since,
         days=days,

@@ -33,10 +33,11 @@ def list_members(access: CallerWorkspace, page: PageParams, session: SessionDep)
     status_code=status.HTTP_201_CREATED,
     response_model=MemberPublic,
     responses=created_response(
+        replayable=True,
         **{
             operation: link(operation, workspace_id="$request.path.workspace_id", user_id="$response.body#/user_id")
             for operation in ("members-read_member", "members-change_role", "members-remove_member")
-        }
+        },
     )
     | error_responses(WorkspaceNotFound, Forbidden, UserNotFound, AlreadyMember),
 )

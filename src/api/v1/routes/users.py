@@ -26,7 +26,7 @@ router = tagged_router("users", f"{API_PREFIX}/users")
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=UserPublic,
-    responses=created_response() | error_responses(EmailTaken, UsernameTaken, TooManyAttempts, Busy),
+    responses=created_response(replayable=False) | error_responses(EmailTaken, UsernameTaken, TooManyAttempts, Busy),
 )
 async def sign_up(request: Request, body: UserCreate) -> Response:
     """Create an account; 409 names the email or username already in use (a retried sign-up included: the account

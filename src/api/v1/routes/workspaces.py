@@ -21,6 +21,7 @@ router = tagged_router("workspaces", f"{API_PREFIX}/workspaces")
     status_code=status.HTTP_201_CREATED,
     response_model=WorkspacePublic,
     responses=created_response(
+        replayable=True,
         **{
             operation: link(operation, workspace_id="$response.body#/id")
             for operation in (
@@ -30,7 +31,7 @@ router = tagged_router("workspaces", f"{API_PREFIX}/workspaces")
                 "members-list_members",
                 "members-add_member",
             )
-        }
+        },
     ),
 )
 def create_workspace(

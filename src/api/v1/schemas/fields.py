@@ -17,9 +17,17 @@ def _without_control_characters(value: str) -> str:
     return value
 
 
+NAME_MAX_LENGTH = 100
+
+
 def _nfc(value: Any) -> Any:
-    # Before the length is checked: normalising can lengthen a string (U+FB2C is three characters in NFC).
-    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+    # The length is checked as sent, which the document states, and again once normalised: normalising can
+    # lengthen a string (U+FB2C is three characters in NFC) or shorten it ("e" and a combining accent are one).
+    if not isinstance(value, str):
+        return value
+    if len(value) > NAME_MAX_LENGTH:
+        raise ValueError(f"String should have at most {NAME_MAX_LENGTH} characters")
+    return unicodedata.normalize("NFC", value)
 
 
 def _displayable_name(value: str) -> str:
@@ -58,7 +66,7 @@ SearchText = Annotated[str, AfterValidator(_without_control_characters), _TEXT]
 PersonName = Annotated[
     str,
     BeforeValidator(_nfc),
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH),
     AfterValidator(_displayable_name),
     Field(json_schema_extra={"pattern": NAME_PATTERN}),
 ]

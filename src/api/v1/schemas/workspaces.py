@@ -81,12 +81,13 @@ class MemberByUserId(BaseModel):
 
 def _exactly_one_user_reference(data: Any) -> Any:
     # Before the union is tried: one clear message instead of each alternative's complaints.
-    if isinstance(data, dict):
-        given = [name for name in ("email", "user_id") if name in data]
-        if len(given) != 1:
-            raise ValueError("give exactly one of email and user_id")
-        if data[given[0]] is None:
-            raise ValueError(f"{given[0]} must not be null")
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    given = [name for name in ("email", "user_id") if name in data]
+    if len(given) != 1:
+        raise ValueError("give exactly one of email and user_id")
+    if data[given[0]] is None:
+        raise ValueError(f"{given[0]} must not be null")
     return data
 
 
