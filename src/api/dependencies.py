@@ -1,7 +1,9 @@
-"""Dependencies as validators: each alias loads what an endpoint needs and checks access once.
+"""What endpoints share: the request's token, its sessions, and the one check of who may act on what.
 
-An endpoint that takes ``CurrentUser`` cannot be reached without a valid token;
-one that takes ``CallerWorkspace`` only by a member of the workspace.
+An endpoint that takes ``ValidToken`` cannot be reached without a valid token. Its work runs in one trip to a
+worker thread (``request_sessions(request, "core").run(work)``), where ``get_current_user`` reads the caller and
+``get_caller_workspace`` lets only a member of the workspace go on: the caller, the rows and the commit together,
+where a dependency for each would take a trip of its own (src/core/sessions.py).
 """
 
 import uuid
@@ -63,7 +65,6 @@ def database_session(database: str) -> Any:
     return Depends(get_session, scope="function")
 
 
-SessionDep = Annotated[Session, database_session("core")]
 AuditSessionDep = Annotated[Session, database_session("audit")]
 
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
@@ -80,27 +81,21 @@ def get_valid_token(token: Annotated[str | None, Depends(bearer_token)]) -> Toke
 ValidToken = Annotated[TokenClaims, Depends(get_valid_token)]
 
 
-def get_current_user(session: SessionDep, token: ValidToken) -> User:
+def get_current_user(session: Session, token: TokenClaims) -> User:
     user = users.user_for_token(session, token)
     if context := current_request_context():
         context.user_id = user.id  # for the request's log line
     return user
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
-
-
-def get_caller_workspace(session: SessionDep, token: ValidToken, workspace_id: uuid.UUID) -> WorkspaceAccess:
+def get_caller_workspace(session: Session, token: TokenClaims, workspace_id: uuid.UUID) -> WorkspaceAccess:
     """The workspace as the caller may act on it; 404 when the caller is not a member (or it does not exist).
 
-    The caller and the membership in one worker-thread trip. Each action's role rule is decided by its
-    service (src/services/workspaces.py, src/services/members.py), which answers 403 when the role is too low.
+    Each action's role rule is decided by its service (src/services/workspaces.py, src/services/members.py), which
+    answers 403 when the role is too low.
     """
     user = get_current_user(session, token)
     return workspaces.get_access(session, workspace_id=workspace_id, user_id=user.id)
-
-
-CallerWorkspace = Annotated[WorkspaceAccess, Depends(get_caller_workspace)]
 
 
 async def allow_audit_read(request: Request, token: TokenClaims, workspace_id: uuid.UUID) -> None:

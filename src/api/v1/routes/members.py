@@ -3,9 +3,10 @@
 import uuid
 
 from fastapi import Request, Response, status
+from sqlmodel import Session
 
 from src.api.contract import VERSIONED, created_response, link, location, tagged_router
-from src.api.dependencies import CallerWorkspace, IfMatch, PageParams, SessionDep
+from src.api.dependencies import IfMatch, PageParams, ValidToken, get_caller_workspace, request_sessions
 from src.api.error_handling import error_responses
 from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
@@ -22,10 +23,17 @@ _CHANGING_A_MEMBER = (WorkspaceNotFound, Forbidden, MemberNotFound, LastOwner)
 
 
 @router.get("", responses=error_responses(WorkspaceNotFound))
-def list_members(access: CallerWorkspace, page: PageParams, session: SessionDep) -> Page[MemberPublic]:
+async def list_members(
+    request: Request, workspace_id: uuid.UUID, token: ValidToken, page: PageParams
+) -> Page[MemberPublic]:
     """The workspace's members in the order they joined."""
-    items, next_cursor = members.list_members(session, workspace_id=access.workspace.id, page=page)
-    return Page(items=[MemberPublic.of(item.membership, item.user) for item in items], next_cursor=next_cursor)
+
+    def list_page(session: Session) -> Page[MemberPublic]:
+        access = get_caller_workspace(session, token, workspace_id)
+        items, next_cursor = members.list_members(session, workspace_id=access.workspace.id, page=page)
+        return Page(items=[MemberPublic.of(item.membership, item.user) for item in items], next_cursor=next_cursor)
+
+    return await request_sessions(request, "core").run(list_page, reads_only=True)
 
 
 @router.post(
@@ -41,47 +49,73 @@ def list_members(access: CallerWorkspace, page: PageParams, session: SessionDep)
     )
     | error_responses(WorkspaceNotFound, Forbidden, UserNotFound, AlreadyMember),
 )
-def add_member(
-    request: Request, body: MemberCreate, access: CallerWorkspace, session: SessionDep, key: IdempotencyKeyHeader = None
+async def add_member(
+    request: Request, workspace_id: uuid.UUID, body: MemberCreate, token: ValidToken, key: IdempotencyKeyHeader = None
 ) -> Response:
     """Add a user by email or id; admins and owners, and only owners grant the owner role."""
-    members.require_may_add(access, body.role)  # a retry under an Idempotency-Key too, before its answer is replayed
 
-    def add() -> tuple[MemberPublic, str]:
-        added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)
-        path = {"workspace_id": str(access.workspace.id), "user_id": str(added.user.id)}
-        return MemberPublic.of(added.membership, added.user), location(request, "read_member", **path)
+    def add_once(session: Session) -> Response:
+        access = get_caller_workspace(session, token, workspace_id)
+        members.require_may_add(
+            access, body.role
+        )  # a retry under an Idempotency-Key too, before its answer is replayed
 
-    return created_once(session, request, key, owner_id=access.user_id, request_body=body.model_dump(), create=add)
+        def add() -> tuple[MemberPublic, str]:
+            added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)
+            path = {"workspace_id": str(access.workspace.id), "user_id": str(added.user.id)}
+            return MemberPublic.of(added.membership, added.user), location(request, "read_member", **path)
+
+        return created_once(session, request, key, owner_id=access.user_id, request_body=body.model_dump(), create=add)
+
+    return await request_sessions(request, "core").run(add_once)
 
 
 @router.get("/{user_id}", responses=VERSIONED | error_responses(WorkspaceNotFound, MemberNotFound))
-def read_member(response: Response, user_id: uuid.UUID, access: CallerWorkspace, session: SessionDep) -> MemberPublic:
+async def read_member(
+    request: Request, response: Response, workspace_id: uuid.UUID, user_id: uuid.UUID, token: ValidToken
+) -> MemberPublic:
     """One member of the workspace, with the membership's version in ETag."""
-    found = members.get_member(session, access, user_id=user_id)
-    response.headers["ETag"] = members.version(found.membership)
-    return MemberPublic.of(found.membership, found.user)
+
+    def read(session: Session) -> tuple[MemberPublic, str]:
+        found = members.get_member(session, get_caller_workspace(session, token, workspace_id), user_id=user_id)
+        return MemberPublic.of(found.membership, found.user), members.version(found.membership)
+
+    member, response.headers["ETag"] = await request_sessions(request, "core").run(read, reads_only=True)
+    return member
 
 
 @router.patch("/{user_id}", responses=VERSIONED | error_responses(*_CHANGING_A_MEMBER))
-def change_role(
+async def change_role(
+    request: Request,
     response: Response,
+    workspace_id: uuid.UUID,
     user_id: uuid.UUID,
     body: MemberUpdate,
-    access: CallerWorkspace,
+    token: ValidToken,
     if_match: IfMatch,
-    session: SessionDep,
 ) -> MemberPublic:
     """Change a member's role; admins and owners, and only owners touch the owner role; 409 when it would leave
     the workspace without an owner. With If-Match, only if the membership is still that version (412 otherwise)."""
-    changed = members.change_role(session, access, user_id=user_id, role=body.role, if_match=if_match)
-    response.headers["ETag"] = members.version(changed.membership)
-    return MemberPublic.of(changed.membership, changed.user)
+
+    def change(session: Session) -> tuple[MemberPublic, str]:
+        access = get_caller_workspace(session, token, workspace_id)
+        changed = members.change_role(session, access, user_id=user_id, role=body.role, if_match=if_match)
+        return MemberPublic.of(changed.membership, changed.user), members.version(changed.membership)
+
+    member, response.headers["ETag"] = await request_sessions(request, "core").run(change)
+    return member
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(*_CHANGING_A_MEMBER))
-def remove_member(user_id: uuid.UUID, access: CallerWorkspace, if_match: IfMatch, session: SessionDep) -> Response:
+async def remove_member(
+    request: Request, workspace_id: uuid.UUID, user_id: uuid.UUID, token: ValidToken, if_match: IfMatch
+) -> Response:
     """Remove a member (admins and owners), or leave when ``user_id`` is the caller's own. With If-Match, only if
     the membership is still that version."""
-    members.remove_member(session, access, user_id=user_id, if_match=if_match)
+
+    def remove(session: Session) -> None:
+        access = get_caller_workspace(session, token, workspace_id)
+        members.remove_member(session, access, user_id=user_id, if_match=if_match)
+
+    await request_sessions(request, "core").run(remove)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

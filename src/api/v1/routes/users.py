@@ -9,7 +9,7 @@ from fastapi import Request, Response, status
 from sqlmodel import Session
 
 from src.api.contract import VERSIONED, created_response, location, tagged_router
-from src.api.dependencies import CurrentUser, IfMatch, SessionDep, ValidToken, get_current_user, request_sessions
+from src.api.dependencies import IfMatch, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
 from src.api.idempotency import created
 from src.api.v1 import API_PREFIX
@@ -49,21 +49,30 @@ async def sign_up(request: Request, body: UserCreate) -> Response:
 
 
 @router.get("/me", responses=VERSIONED)
-async def read_me(response: Response, user: CurrentUser) -> UserPublic:
+async def read_me(request: Request, response: Response, token: ValidToken) -> UserPublic:
     """The caller's account, with its version in ETag."""
-    response.headers["ETag"] = users.version(user)
-    return UserPublic.model_validate(user)
+
+    def read(session: Session) -> tuple[UserPublic, str]:
+        user = get_current_user(session, token)
+        return UserPublic.model_validate(user), users.version(user)
+
+    me, response.headers["ETag"] = await request_sessions(request, "core").run(read, reads_only=True)
+    return me
 
 
 @router.patch("/me", responses=VERSIONED)
-def update_me(
-    response: Response, body: UserUpdate, user: CurrentUser, if_match: IfMatch, session: SessionDep
+async def update_me(
+    request: Request, response: Response, body: UserUpdate, token: ValidToken, if_match: IfMatch
 ) -> UserPublic:
     """Change names; a name left out, or null, stays as it is. With If-Match, only if the account is still that
     version (412 otherwise)."""
-    users.update_profile(session, user, **body.model_dump(), if_match=if_match)
-    response.headers["ETag"] = users.version(user)
-    return UserPublic.model_validate(user)
+
+    def update(session: Session) -> tuple[UserPublic, str]:
+        user = users.update_profile(session, get_current_user(session, token), **body.model_dump(), if_match=if_match)
+        return UserPublic.model_validate(user), users.version(user)
+
+    me, response.headers["ETag"] = await request_sessions(request, "core").run(update)
+    return me
 
 
 @router.put(
