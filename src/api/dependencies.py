@@ -88,14 +88,17 @@ def get_current_user(session: Session, token: TokenClaims) -> User:
     return user
 
 
-def get_caller_workspace(session: Session, token: TokenClaims, workspace_id: uuid.UUID) -> WorkspaceAccess:
+def get_caller_workspace(
+    session: Session, token: TokenClaims, workspace_id: uuid.UUID, *, changing: bool = False
+) -> WorkspaceAccess:
     """The workspace as the caller may act on it; 404 when the caller is not a member (or it does not exist).
+    ``changing``: read with its row locked for a change of it or its members, in the same statement.
 
     Each action's role rule is decided by its service (src/services/workspaces.py, src/services/members.py), which
     answers 403 when the role is too low.
     """
     user = get_current_user(session, token)
-    return workspaces.get_access(session, workspace_id=workspace_id, user_id=user.id)
+    return workspaces.get_access(session, workspace_id=workspace_id, user_id=user.id, locking=changing)
 
 
 async def allow_audit_read(request: Request, token: TokenClaims, workspace_id: uuid.UUID) -> None:

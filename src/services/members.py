@@ -21,7 +21,7 @@ from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.core.versions import entity_tag, require_match
 from src.services.audit_log import Target
-from src.services.workspaces import WorkspaceAccess, WorkspaceNotFound, lock_workspace, record, require_role
+from src.services.workspaces import WorkspaceAccess, WorkspaceNotFound, hold_lock, record, require_role
 
 
 class MemberNotFound(NotFound):
@@ -128,7 +128,7 @@ def change_role(
     """Give a member another role; owners only when the owner role is granted or taken away. Only while the
     membership's version is one of ``if_match``, when given."""
     require_role(actor, Role.ADMIN)
-    lock_workspace(session, actor.workspace.id)
+    hold_lock(session, actor)
     member = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id)
     target = member.membership
     require_match(if_match, version(target))
@@ -157,7 +157,7 @@ def remove_member(
     leaving = user_id == actor.user_id
     if not leaving:
         require_role(actor, Role.ADMIN)
-    lock_workspace(session, actor.workspace.id)
+    hold_lock(session, actor)
     target = _get_member(session, workspace_id=actor.workspace.id, user_id=user_id).membership
     require_match(if_match, version(target))
     if target.role == Role.OWNER:

@@ -10,9 +10,10 @@ its own role here, once.
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import Row, delete
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
@@ -38,6 +39,7 @@ class WorkspaceAccess:
     workspace: Workspace
     user_id: uuid.UUID
     role: Role
+    locked: bool = False  # the workspace's row is locked for changes (``get_access(locking=True)``)
 
 
 def create_workspace(session: Session, *, owner_id: uuid.UUID, name: str) -> WorkspaceAccess:
@@ -61,13 +63,19 @@ def _workspaces_of(user_id: uuid.UUID) -> Select[Workspace, str]:
     )
 
 
-def get_access(session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID) -> WorkspaceAccess:
-    """The workspace as the user may act on it; ``WorkspaceNotFound`` to anyone who is not a member."""
-    row = session.exec(_workspaces_of(user_id).where(Workspace.id == workspace_id)).first()
+def get_access(
+    session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID, locking: bool = False
+) -> WorkspaceAccess:
+    """The workspace as the user may act on it; ``WorkspaceNotFound`` to anyone who is not a member. ``locking``:
+    to change it or its members, with its row locked as ``lock_workspace`` locks it, in the same statement."""
+    statement = _workspaces_of(user_id).where(Workspace.id == workspace_id)
+    if locking:
+        statement = statement.with_for_update(of=Workspace, key_share=True)
+    row = session.exec(statement).first()
     if row is None:
         raise WorkspaceNotFound(f"workspace {workspace_id} not found")
     workspace, role = row
-    return WorkspaceAccess(workspace=workspace, user_id=user_id, role=Role(role))
+    return WorkspaceAccess(workspace=workspace, user_id=user_id, role=Role(role), locked=locking)
 
 
 def record(session: Session, actor: WorkspaceAccess, action: str, target: Target, details: dict[str, Any]) -> None:
@@ -83,19 +91,24 @@ def require_role(actor: WorkspaceAccess, minimum_role: Role) -> None:
         raise Forbidden(f"this needs the {minimum_role} role in the workspace; you are {actor.role}")
 
 
-def list_workspaces(
-    session: Session, *, user_id: uuid.UUID, page: PageRequest
-) -> tuple[list[WorkspaceAccess], str | None]:
-    """The user's workspaces, oldest first, and the cursor of the next page."""
+# A listed workspace: id, name, created_at, updated_at and the user's role, by name.
+Listed = Row[tuple[uuid.UUID, str, datetime, datetime | None, str]]
+
+
+def list_workspaces(session: Session, *, user_id: uuid.UUID, page: PageRequest) -> tuple[list[Listed], str | None]:
+    """The user's workspaces, oldest first, each a row of its columns and the user's ``role`` (a page is only shown:
+    no entities to track), and the cursor of the next page."""
     statement = keyset_statement(
-        _workspaces_of(user_id), page, created_at=col(Workspace.created_at), id_=col(Workspace.id)
+        select(Workspace.id, Workspace.name, Workspace.created_at, Workspace.updated_at)
+        .add_columns(col(WorkspaceMember.role))
+        .join(WorkspaceMember, col(WorkspaceMember.workspace_id) == Workspace.id)
+        .where(col(WorkspaceMember.user_id) == user_id),
+        page,
+        created_at=col(Workspace.created_at),
+        id_=col(Workspace.id),
     )
-    rows, next_cursor = split_page(
-        session.exec(statement).all(), page, lambda row: Cursor(row[0].created_at, row[0].id)
-    )
-    return [
-        WorkspaceAccess(workspace=workspace, user_id=user_id, role=Role(role)) for workspace, role in rows
-    ], next_cursor
+    # execute, not exec: SQLModel's exec types selects of at most four columns.
+    return split_page(session.execute(statement).all(), page, lambda row: Cursor(row.created_at, row.id))
 
 
 def version(workspace: Workspace) -> str:
@@ -107,9 +120,9 @@ def version(workspace: Workspace) -> str:
 def lock_current(session: Session, actor: WorkspaceAccess, *, if_match: Collection[str] | None, deleting: bool) -> None:
     """Lock the workspace and read it again as it is now; ``PreconditionFailed`` when ``if_match`` names another
     version."""
-    lock_workspace(session, actor.workspace.id, deleting=deleting)
-    if if_match is not None:
+    if hold_lock(session, actor, deleting=deleting) and if_match is not None:
         session.refresh(actor.workspace)
+    if if_match is not None:
         require_match(if_match, version(actor.workspace))
 
 
@@ -142,6 +155,15 @@ def delete_workspace(session: Session, actor: WorkspaceAccess, *, if_match: Coll
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.workspace_id) == actor.workspace.id))
     session.delete(actor.workspace)
     session.flush()
+
+
+def hold_lock(session: Session, actor: WorkspaceAccess, *, deleting: bool = False) -> bool:
+    """Lock the actor's workspace for a change, unless ``get_access`` did when it read it (a deletion takes the
+    stronger lock anyway); whether it locked it now, after reading it."""
+    if actor.locked and not deleting:
+        return False
+    lock_workspace(session, actor.workspace.id, deleting=deleting)
+    return True
 
 
 def lock_workspace(session: Session, workspace_id: uuid.UUID, *, deleting: bool = False) -> None:

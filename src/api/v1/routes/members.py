@@ -98,7 +98,7 @@ async def change_role(
     the workspace without an owner. With If-Match, only if the membership is still that version (412 otherwise)."""
 
     def change(session: Session) -> tuple[MemberPublic, str]:
-        access = get_caller_workspace(session, token, workspace_id)
+        access = get_caller_workspace(session, token, workspace_id, changing=True)
         changed = members.change_role(session, access, user_id=user_id, role=body.role, if_match=if_match)
         return MemberPublic.of(changed.membership, changed.user), members.version(changed.membership)
 
@@ -114,7 +114,7 @@ async def remove_member(
     the membership is still that version."""
 
     def remove(session: Session) -> None:
-        access = get_caller_workspace(session, token, workspace_id)
+        access = get_caller_workspace(session, token, workspace_id, changing=True)
         members.remove_member(session, access, user_id=user_id, if_match=if_match)
 
     await request_sessions(request, "core").run(remove)

@@ -17,6 +17,7 @@ from src.api.dependencies import (
 from src.api.error_handling import error_responses
 from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
+from src.api.v1.models.workspace_member import Role
 from src.api.v1.schemas.workspaces import WorkspaceCreate, WorkspacePublic, WorkspaceUpdate
 from src.core.errors import Forbidden
 from src.core.pagination import Page
@@ -69,7 +70,7 @@ async def list_workspaces(request: Request, token: ValidToken, page: PageParams)
     def list_page(session: Session) -> Page[WorkspacePublic]:
         user = get_current_user(session, token)
         items, next_cursor = workspaces.list_workspaces(session, user_id=user.id, page=page)
-        return Page(items=[WorkspacePublic.of(item.workspace, item.role) for item in items], next_cursor=next_cursor)
+        return Page(items=[WorkspacePublic.of(item, Role(item.role)) for item in items], next_cursor=next_cursor)
 
     return await request_sessions(request, "core").run(list_page, reads_only=True)
 
@@ -100,7 +101,7 @@ async def rename_workspace(
     """Rename the workspace; admins and owners. With If-Match, only if it is still that version (412 otherwise)."""
 
     def rename(session: Session) -> tuple[WorkspacePublic, str]:
-        access = get_caller_workspace(session, token, workspace_id)
+        access = get_caller_workspace(session, token, workspace_id, changing=True)
         workspaces.rename_workspace(session, access, name=body.name, if_match=if_match)
         return WorkspacePublic.of(access.workspace, access.role), workspaces.version(access.workspace)
 

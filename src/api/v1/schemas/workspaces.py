@@ -2,13 +2,13 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 from sqlmodel import Field
 
 from src.api.v1.models.user import User
-from src.api.v1.models.workspace import Workspace, WorkspaceBase
+from src.api.v1.models.workspace import WorkspaceBase
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.api.v1.schemas.fields import DocumentedAs, Email, WorkspaceName
 
@@ -25,10 +25,19 @@ class WorkspaceUpdate(WorkspaceCreate):
     """A new name."""
 
 
-class WorkspacePublic(WorkspaceBase):
-    """A workspace and the caller's role in it."""
+class WorkspaceColumns(Protocol):
+    """A workspace's columns, as an entity or a row of them has them."""
 
-    model_config = ConfigDict(  # type: ignore[assignment]  # SQLModel types it as its own dict
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    updated_at: datetime | None
+
+
+class WorkspacePublic(BaseModel):
+    """A workspace and the caller's role in it. A plain pydantic model: SQLModel's add to each instance made."""
+
+    model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
@@ -42,13 +51,14 @@ class WorkspacePublic(WorkspaceBase):
         }
     )
 
+    name: str
     id: uuid.UUID
     created_at: datetime
     updated_at: datetime = Field(description="the last change; created_at until the first")
     role: Role
 
     @classmethod
-    def of(cls, workspace: Workspace, role: Role) -> "WorkspacePublic":
+    def of(cls, workspace: WorkspaceColumns, role: Role) -> "WorkspacePublic":
         updated_at = workspace.updated_at or workspace.created_at
         return cls(
             id=workspace.id, name=workspace.name, created_at=workspace.created_at, updated_at=updated_at, role=role
