@@ -274,7 +274,8 @@ def format_row(row: Row) -> str:
     )
 
 
-TARGETS = {"GET /health": 0.9, "GET /users/me": 0.15, "GET /workspaces": 0.10, "PATCH /workspaces/{id}": 0.08}
+# Ratios to the bare ping; the API's rows are held to the same-work anchor instead (>= 1.0 on PostgreSQL).
+TARGETS = {"GET /health": 0.9}
 
 
 def missed_targets(rows: list[Row], relay: float, status: float, current: float, dialect: str) -> list[str]:
@@ -289,7 +290,8 @@ def missed_targets(rows: list[Row], relay: float, status: float, current: float,
             missed.append(f"{row.name} @{row.connections}: the anchor answered {row.anchor.non_2xx} non-2xx")
         if row.to_anchor is not None and row.to_anchor < 1.0:
             missed.append(f"{row.name} @{row.connections}: {row.to_anchor:.2f} of the same-work anchor < 1.0")
-        if dialect == "postgresql" and row.connections == 256 and row.name in TARGETS and m.p99_ms > 4 * m.p50_ms:
+        held = row.name in TARGETS or row.name in ANCHORED
+        if dialect == "postgresql" and row.connections == 256 and held and m.p99_ms > 4 * m.p50_ms:
             missed.append(f"{row.name} @256: p99 {m.p99_ms:.0f} ms > 4 x p50 {m.p50_ms:.0f} ms")
         if row.name.endswith("log-ins in flight") and m.p99_ms > 50:
             missed.append(f"{row.name}: p99 {m.p99_ms:.0f} ms > 50 ms")

@@ -34,8 +34,9 @@ class WorkspaceColumns(Protocol):
     updated_at: datetime | None
 
 
+# A plain pydantic model, as the others here: SQLModel's would add to each instance a list page makes.
 class WorkspacePublic(BaseModel):
-    """A workspace and the caller's role in it. A plain pydantic model: SQLModel's add to each instance made."""
+    """A workspace and the caller's role in it."""
 
     model_config = ConfigDict(
         json_schema_extra={
