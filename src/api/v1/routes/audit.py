@@ -57,7 +57,7 @@ def as_utc(moment: datetime) -> datetime:
 UtcTime = Annotated[datetime, BeforeValidator(date_time), AfterValidator(as_utc)]
 
 
-def event_filter(
+async def event_filter(
     action: Annotated[SearchText | None, Query(max_length=64, description="e.g. workspace.member_added")] = None,
     action_prefix: Annotated[
         SearchText | None, Query(max_length=64, description="actions starting so, e.g. workspace.member")
