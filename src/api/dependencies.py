@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
@@ -115,8 +114,7 @@ async def allow_audit_read(request: Request, token: TokenClaims, workspace_id: u
         workspaces.require_role(access, Role.ADMIN)  # the audit trail's rule, decided here only
         audit_log.record_read(session, actor_id=access.user_id, workspace_id=workspace_id, asked=asked_for(request))
 
-    async with request_sessions(request, "core").unit_of_work() as session:
-        await anyio.to_thread.run_sync(audit_reader_access, session)
+    await request_sessions(request, "core").run(audit_reader_access)
 
 
 def asked_for(request: Request) -> str:
@@ -133,15 +131,15 @@ async def allow_own_audit_read(request: Request, token: TokenClaims) -> uuid.UUI
         audit_log.record_read(session, actor_id=user_id, workspace_id=None, asked=asked_for(request))
         return user_id
 
-    async with request_sessions(request, "core").unit_of_work() as session:
-        return await anyio.to_thread.run_sync(audit_reader, session)
+    return await request_sessions(request, "core").run(audit_reader)
 
 
 async def current_usernames(request: Request, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     """The usernames of these users, from core, in a read-only unit of work of its own (for the audit trails,
     once the audit database has answered)."""
-    async with request_sessions(request, "core").unit_of_work(reads_only=True) as session:
-        return await anyio.to_thread.run_sync(users.usernames, session, user_ids)
+    return await request_sessions(request, "core").run(
+        lambda session: users.usernames(session, user_ids), reads_only=True
+    )
 
 
 async def get_page_request(

@@ -87,27 +87,25 @@ class RequestSessions:
         recorded (the audit event of a failed log-in) is committed before the error is answered.
         ``reads_only`` sessions do not wait for SQLite's write lock.
         """
-        if self._admission is None:
-            async with self._session(reads_only) as session:
-                yield session
-            return
-        with waiting_for(self.database):
-            await self._admission.acquire()
-        try:
-            async with self._session(reads_only) as session:
-                yield session
-        finally:
-            self._admission.release()
+        async with self._admitted(), self._session(reads_only) as session:
+            yield session
 
     async def run(self, work: Callable[[Session], T], *, reads_only: bool = False) -> T:
         """``work(session)`` in a unit of work of its own, committed as ``unit_of_work`` commits, in one trip to a
         worker thread: where a dependency, the endpoint and the commit would take three."""
-        if self._admission is None:
+        async with self._admitted():
             return await anyio.to_thread.run_sync(self._work_and_finish, work, reads_only)
+
+    @asynccontextmanager
+    async def _admitted(self) -> AsyncIterator[None]:
+        """Held while one of at most ``capacity`` admitted requests."""
+        if self._admission is None:
+            yield
+            return
         with waiting_for(self.database):
             await self._admission.acquire()
         try:
-            return await anyio.to_thread.run_sync(self._work_and_finish, work, reads_only)
+            yield
         finally:
             self._admission.release()
 
@@ -116,7 +114,7 @@ class RequestSessions:
         try:
             result = work(session)
         except BaseException as error:
-            _finish(session, commit=isinstance(error, AppError) and error.keeps_changes)
+            _finish(session, commit=_keeps_changes(error))
             raise
         _finish(session, commit=session.in_transaction())
         return result
@@ -128,13 +126,18 @@ class RequestSessions:
             yield session
         except BaseException as error:
             with anyio.CancelScope(shield=True):
-                await _finish_in_own_thread(session, commit=isinstance(error, AppError) and error.keeps_changes)
+                await _finish_in_own_thread(session, commit=_keeps_changes(error))
             raise
         with anyio.CancelScope(shield=True):
             if session.in_transaction():
                 await _finish_in_own_thread(session, commit=True)
             else:
                 session.close()  # it never reached the database: nothing to commit, no trip to a thread
+
+
+def _keeps_changes(error: BaseException) -> bool:
+    """Whether a unit of work that raised ``error`` commits: an ``AppError`` that is an outcome, not a failure."""
+    return isinstance(error, AppError) and error.keeps_changes
 
 
 def _finish(session: Session, commit: bool) -> None:

@@ -2,7 +2,6 @@
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import Form, Request, Response
 
 from src.api.contract import tagged_router
@@ -34,11 +33,9 @@ async def issue_token(
     sessions = request_sessions(request, "core")
     # Two short units of work around the password check: a hash takes a quarter second, and while it
     # runs the log-in holds no connection, no lock (SQLite's write lock included) and no worker thread.
-    async with sessions.unit_of_work(reads_only=True) as session:
-        attempt = await anyio.to_thread.run_sync(users.find_login, session, username)
+    attempt = await sessions.run(lambda session: users.find_login(session, username), reads_only=True)
     succeeded = await users.password_matches(attempt, password)
-    async with sessions.unit_of_work() as session:
-        token = await anyio.to_thread.run_sync(lambda: users.record_login(session, attempt, succeeded=succeeded))
+    token = await sessions.run(lambda session: users.record_login(session, attempt, succeeded=succeeded))
     # RFC 6749 5.1: a response carrying a token is never stored by a cache.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

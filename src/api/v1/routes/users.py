@@ -4,7 +4,6 @@ Sign-up and a password change hash a password: they do it between two units of w
 admission slot or lock while the hash is made (as a log-in does, src/api/v1/routes/auth.py).
 """
 
-import anyio.to_thread
 from fastapi import Request, Response, status
 from sqlmodel import Session
 
@@ -32,8 +31,7 @@ async def sign_up(request: Request, body: UserCreate) -> Response:
     """Create an account; 409 names the email or username already in use (a retried sign-up included: the account
     exists, log in); 429 after SIGN_UPS_PER_ADDRESS sign-ups from one address."""
     sessions = request_sessions(request, "core")
-    async with sessions.unit_of_work(reads_only=True) as session:
-        await anyio.to_thread.run_sync(users.refuse_sign_up_while_throttled, session)
+    await sessions.run(users.refuse_sign_up_while_throttled, reads_only=True)
     # Like log-ins, at most PASSWORD_CHECKS_PER_CLIENT sign-ups of one address hash at once; more are refused unhashed.
     with checks_in_flight.holding(limit.key for limit in login_throttle.sign_up_limit()):
         hashed_password = await hash_new_password(body.password)
@@ -44,8 +42,7 @@ async def sign_up(request: Request, body: UserCreate) -> Response:
         # The account is read, once logged in, as the caller's own.
         return UserPublic.model_validate(user), location(request, "read_me")
 
-    async with sessions.unit_of_work() as session:
-        return await anyio.to_thread.run_sync(lambda: created(*register(session)))
+    return await sessions.run(lambda session: created(*register(session)))
 
 
 @router.get("/me", responses=VERSIONED)
@@ -84,17 +81,16 @@ async def change_password(request: Request, body: PasswordChange, token: ValidTo
     """Replace the password; 403 when ``current_password`` is wrong. Wrong current passwords count as failed log-ins
     of the account (429 once it is locked out) and are recorded. Tokens issued before stop working: log in again."""
     sessions = request_sessions(request, "core")
-    async with sessions.unit_of_work(reads_only=True) as session:
-        check = await anyio.to_thread.run_sync(lambda: users.password_check(session, get_current_user(session, token)))
+    check = await sessions.run(
+        lambda session: users.password_check(session, get_current_user(session, token)), reads_only=True
+    )
     if not await users.password_matches(check, body.current_password):
-        async with sessions.unit_of_work() as session:
-            await anyio.to_thread.run_sync(users.record_wrong_password, session, check)
+        await sessions.run(lambda session: users.record_wrong_password(session, check))
     new_password_hash = await hash_new_password(body.new_password)
 
     def change(session: Session) -> None:
         user = get_current_user(session, token)
         users.change_password(session, user, new_password_hash=new_password_hash, checked_hash=check.hashed_password)
 
-    async with sessions.unit_of_work() as session:
-        await anyio.to_thread.run_sync(change, session)
+    await sessions.run(change)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
