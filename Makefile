@@ -12,7 +12,7 @@ MIGRATE := $(PY) -m src.migrate
 
 .DEFAULT_GOAL := help
 # The migrate-* targets are not listed: a pattern rule is never used for a phony target.
-.PHONY: help install lock dev-server serve test openapi fuzz lint audit-relay audit-prune audit-verify audit-stream soak abuse bench drill audit-drill relay-drill
+.PHONY: help install lock dev-server serve test openapi fuzz lint mail-worker create-admin audit-relay audit-prune audit-verify audit-stream soak abuse bench drill audit-drill relay-drill
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,12 @@ lint: install ## ruff (lint and format check), mypy and migrate-lint
 # src/migrate/commands.py, which reads its Make variables (DB=, MSG=, ...) from the environment.
 migrate-%: install
 	@$(MIGRATE) $*
+
+mail-worker: install ## Send the queued mail that is due once, or every interval with LOOP=1 (the app sends it too)
+	@$(PY) -m src.account_jobs mail $(if $(filter 1,$(LOOP)),--loop)
+
+create-admin: install ## Make the account with EMAIL= an admin of the service (may deactivate accounts)
+	@$(PY) -m src.account_jobs create-admin --email "$(EMAIL)"
 
 audit-relay: install ## Deliver outbox events to the audit database once, or every interval with LOOP=1
 	@$(PY) -m src.audit_jobs relay $(if $(filter 1,$(LOOP)),--loop)

@@ -24,6 +24,7 @@ from src.core.request_context import REQUEST_ID_HEADER, RequestContextMiddleware
 from src.core.schema_versions import script_directory
 from src.core.sessions import RequestSessions, size_worker_threads
 from src.services.audit_relay import relay_forever
+from src.services.mail_outbox import mail_forever
 from src.services.readiness import RecentReadiness
 
 
@@ -39,25 +40,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Admission to each database follows its pool (src/core/sessions.py); the dependencies find them by name.
     app.state.sessions = {name: RequestSessions.for_database(name) for name in DATABASES}
     size_worker_threads(sessions.capacity for sessions in app.state.sessions.values())
-    relay = None
     settings = get_settings()
+    workers = []
     if settings.audit_relay_enabled:
-        relay = asyncio.create_task(
+        workers.append(
             relay_forever(
                 interval=settings.audit_relay_interval_seconds,
                 batch_size=settings.audit_relay_batch_size,
                 busy_share=settings.audit_relay_busy_share,
             )
         )
+    if settings.mail_worker_enabled:
+        workers.append(mail_forever(interval=settings.mail_worker_interval_seconds))
+    tasks = [asyncio.create_task(worker) for worker in workers]
     # What startup made lives as long as the app: full collections, which under load took tens of
     # milliseconds each, need not walk it again while the app serves.
     gc.freeze()
     yield
     gc.unfreeze()
-    if relay is not None:
-        relay.cancel()
+    for task in tasks:
+        task.cancel()
         with suppress(asyncio.CancelledError):
-            await relay
+            await task
     dispose_engines()
     forget_this_process()
 

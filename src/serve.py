@@ -5,10 +5,11 @@ src/core/http_protocol.py, no access log (the app logs a line per request),
 proxy headers trusted from FORWARDED_ALLOW_IPS only (default: 127.0.0.1), and a
 graceful shutdown that lets requests in flight and a relay batch finish.
 WEB_CONCURRENCY sets the worker processes (default: the usable cores); SQLite
-databases allow one. The audit relay runs as a process of its own at a lower
-CPU priority (AUDIT_RELAY_ENABLED=false: none), so that delivering a backlog
-does not slow the workers' requests. The workers' and the relay's metrics meet
-in PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
+databases allow one. The audit relay and the mail worker run as processes of
+their own at a lower CPU priority (AUDIT_RELAY_ENABLED=false,
+MAIL_WORKER_ENABLED=false: none), so that delivering a backlog does not slow
+the workers' requests. The workers' and the jobs' metrics meet in
+PROMETHEUS_MULTIPROC_DIR (default: a temporary folder for this run).
 """
 
 import argparse
@@ -32,7 +33,7 @@ from pydantic import ValidationError
 PROTOCOL = "src.core.http_protocol:LimitedHttpToolsProtocol"
 GRACEFUL_SHUTDOWN_SECONDS = 30
 METRICS_FOLDER_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's; src/core/metrics.py
-RELAY_NICENESS = 10  # the relay gets the CPU the workers leave
+RELAY_NICENESS = 10  # the relay and the mail worker get the CPU the workers leave
 
 
 def worker_count(*, sqlite: bool, cores: int) -> int:
@@ -91,30 +92,30 @@ def stopped(signal_number: int, _frame: object) -> None:
 
 
 @contextmanager
-def relay_process(*, enabled: bool) -> Iterator[None]:
-    """``make audit-relay LOOP=1`` beside the workers, which then run no relay of their own; stopped as they are:
-    its batch finishes first."""
+def job_process(module: str, command: str, *, enabled: bool, setting: str) -> Iterator[None]:
+    """A job's ``--loop`` (the audit relay, the mail worker) as a process beside the workers, which then run none of
+    their own (``setting`` off); stopped as they are: its batch finishes first."""
     if not enabled:
         yield
         return
-    # A session of its own: Ctrl-C in a terminal reaches the server, which then stops the relay once.
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "src.audit_jobs", "relay", "--loop"],
+    # A session of its own: Ctrl-C in a terminal reaches the server, which then stops the job once.
+    job = subprocess.Popen(
+        [sys.executable, "-m", module, command, "--loop"],
         start_new_session=True,
         preexec_fn=lambda: os.nice(RELAY_NICENESS),
     )
-    os.environ["AUDIT_RELAY_ENABLED"] = "false"  # read by the workers' settings
-    # Uvicorn raises the signal that stopped it again once it has: as an exception, it lets the relay stop too.
+    os.environ[setting] = "false"  # read by the workers' settings
+    # Uvicorn raises the signal that stopped it again once it has: as an exception, it lets the job stop too.
     signal.signal(signal.SIGTERM, stopped)
     try:
         yield
     finally:
-        relay.send_signal(signal.SIGINT)
+        job.send_signal(signal.SIGINT)
         try:
-            relay.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS)
+            job.wait(timeout=GRACEFUL_SHUTDOWN_SECONDS)
         except subprocess.TimeoutExpired:
-            relay.kill()
-            relay.wait()
+            job.kill()
+            job.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +149,11 @@ def serve(host: str, port: int) -> int:
         return invalid_settings(error)
     except ValueError as error:
         return fail(str(error))
-    with relay_process(enabled=settings.audit_relay_enabled):
-        get_settings.cache_clear()  # a single worker runs in this process: it reads the relay's setting again
+    with (
+        job_process("src.audit_jobs", "relay", enabled=settings.audit_relay_enabled, setting="AUDIT_RELAY_ENABLED"),
+        job_process("src.account_jobs", "mail", enabled=settings.mail_worker_enabled, setting="MAIL_WORKER_ENABLED"),
+    ):
+        get_settings.cache_clear()  # a single worker runs in this process: it reads the jobs' settings again
         run_workers(host, port, workers, settings.forwarded_allow_ips)
     return 0
 

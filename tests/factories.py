@@ -1,11 +1,13 @@
 """Small helpers shared by tests: rows put straight into the databases, and read back."""
 
+import re
 import uuid
 from datetime import timedelta
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from src.api.v1.models.outbox_event import OutboxEvent
+from src.api.v1.models.outbox_mail import OutboxMail
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace_member import WorkspaceMember
 from src.core.engines import get_engine
@@ -33,6 +35,24 @@ def record(count: int, *, start_minutes_ago: int = 60, workspace_id: uuid.UUID |
         session.add_all(events)
         session.commit()
         return [event.id for event in events]
+
+
+RESET = "Reset your password"
+CONFIRM = "Confirm your email address"
+
+
+def mailed_token(session: Session, recipient: str, subject: str = CONFIRM) -> str:
+    """The token of the link in the newest message with ``subject`` queued for ``recipient``."""
+    newest = (
+        select(OutboxMail)
+        .where(OutboxMail.recipient == recipient, OutboxMail.subject == subject)
+        .order_by(col(OutboxMail.created_at).desc())
+    )
+    mail = session.exec(newest).first()
+    assert mail is not None, f"no mail queued for {recipient}"
+    found = re.search(r"token=([A-Za-z0-9_-]+)", mail.body)
+    assert found is not None, f"no link in {mail.subject!r}"
+    return found.group(1)
 
 
 def roles_in(session: Session, workspace_id: uuid.UUID) -> dict[uuid.UUID, str]:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from src.api.v1.models.outbox_event import OutboxEvent
+from src.api.v1.models.user import User
 from src.core.config import PROJECT_ROOT
 from src.core.databases import DATABASES
 from src.migrate.commands import COMMANDS
+from src.services import users
 from tests.conftest import sqlite_urls, url_variables
 
 COPIED = [
@@ -311,6 +313,8 @@ def test_help_is_the_default_and_lists_every_target_and_database(project: Projec
         "test",
         "openapi",
         "lint",
+        "mail-worker",
+        "create-admin",
         "audit-relay",
         "audit-prune",
         "audit-verify",
@@ -358,6 +362,33 @@ def test_audit_relay_verify_and_prune_targets(project: Project, database_urls: d
     assert project.ok("audit-prune", "DAYS=0") == "deleted 1 audit event(s) recorded more than 0 day(s) ago\n"
     assert project.fails("audit-prune") == "error: DAYS must be a whole number of days: make audit-prune DAYS=90"
     assert project.ok("audit-verify").endswith("ok, head #1 " + verified.split()[-4] + "\nverified 1 chain(s)\n")
+
+
+@sqlite_only
+@at_head
+def test_create_admin_and_mail_worker_targets(project: Project, database_urls: dict[str, str]) -> None:
+    engine = create_engine(database_urls["core"])
+    with Session(engine) as session:
+        users.register_user(
+            session, email="ada@example.com", username="ada", hashed_password="x", first_name="Ada", last_name="L"
+        )
+        session.commit()
+
+    assert project.ok("create-admin", "EMAIL=ADA@example.com") == "ada@example.com (ada) is an admin\n"
+    assert project.fails("create-admin", "EMAIL=bob@example.com") == (
+        "error: create-admin: no account has the email 'bob@example.com'; sign up first"
+    )
+    assert project.fails("create-admin") == (
+        "error: EMAIL must be an account's email: make create-admin EMAIL=ada@example.com"
+    )
+    with Session(engine) as session:
+        assert session.exec(select(User.is_admin).where(User.username == "ada")).one() is True
+    engine.dispose()
+    # The sign-up's confirmation, written under var/mail: no SMTP_HOST here.
+    assert project.ok("mail-worker") == "sent 1 message(s), 0 failed (tried again later)\n"
+    [written] = (project.root / "var" / "mail").glob("*.eml")
+    assert "Subject: Confirm your email address" in written.read_text()
+    assert project.ok("mail-worker") == "sent 0 message(s), 0 failed (tried again later)\n"
 
 
 # The recipe's test adds a database called "scratch": docs/migrations.md's own example, "reports", may already exist.

@@ -1,4 +1,5 @@
-"""make serve's production layout: the web workers, and the audit relay as a process of its own."""
+"""make serve's production layout: the web workers, and the audit relay and the mail worker as processes of their
+own."""
 
 import os
 import subprocess
@@ -24,21 +25,24 @@ def children(pid: int) -> dict[int, str]:
     return found
 
 
-def test_the_relay_runs_beside_the_workers_at_a_lower_priority_and_stops_with_them(
+def test_the_jobs_run_beside_the_workers_at_a_lower_priority_and_stop_with_them(
     migrated_databases: DatabaseUrls,
 ) -> None:
     port = free_port()
-    env = os.environ | {"WEB_CONCURRENCY": "1", "AUDIT_RELAY_ENABLED": "true", **url_variables(migrated_databases)}
+    jobs = {"AUDIT_RELAY_ENABLED": "true", "MAIL_WORKER_ENABLED": "true"}
+    env = os.environ | {"WEB_CONCURRENCY": "1", **jobs, **url_variables(migrated_databases)}
     server = subprocess.Popen(
         [sys.executable, "-m", "src.serve", "--port", str(port)], cwd=PROJECT_ROOT, env=env, stderr=subprocess.DEVNULL
     )
     try:
         first_answer(server, f"http://127.0.0.1:{port}/health", seconds=30)
-        [relay] = [pid for pid, command in children(server.pid).items() if "src.audit_jobs relay --loop" in command]
-        niceness = int(Path(f"/proc/{relay}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        running = children(server.pid)
+        [relay] = [pid for pid, command in running.items() if "src.audit_jobs relay --loop" in command]
+        [mail] = [pid for pid, command in running.items() if "src.account_jobs mail --loop" in command]
+        niceness = [int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16]) for pid in (relay, mail)]
     finally:
         server.terminate()
         server.wait(timeout=30)
 
-    assert niceness == RELAY_NICENESS
-    assert not Path(f"/proc/{relay}").exists()
+    assert niceness == [RELAY_NICENESS, RELAY_NICENESS]
+    assert not Path(f"/proc/{relay}").exists() and not Path(f"/proc/{mail}").exists()

@@ -15,13 +15,14 @@ from src.core.errors import Unauthorized
 from src.core.metrics import collected_registry
 from src.core.timestamps import utcnow
 from src.services.audit_relay import outbox_state
+from src.services.mail_outbox import mail_state
 from src.services.readiness import RecentReadiness
 
 router = tagged_router("health")
 
 
 class DatabaseCollector(Collector):
-    """What the databases say at scrape time: whether each answers and its schema, the outbox and its lag."""
+    """What the databases say at scrape time: whether each answers and its schema, the outboxes and their lag."""
 
     def __init__(self, readiness: RecentReadiness) -> None:
         self.readiness = readiness
@@ -46,6 +47,13 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily("audit_outbox_backlog", "Audit events waiting in the core outbox", value=waiting)
         lag = (utcnow() - oldest).total_seconds() if oldest else 0.0
         yield GaugeMetricFamily("audit_relay_lag_seconds", "Age of the oldest undelivered audit event", value=lag)
+        queued, failed = mail_state()
+        yield GaugeMetricFamily(
+            "mail_outbox_backlog", "Messages queued in the core mail outbox, not sent yet", value=queued
+        )
+        yield GaugeMetricFamily(
+            "mail_outbox_failed", "Messages given up after MAIL_MAX_ATTEMPTS attempts", value=failed
+        )
 
 
 @router.get("/metrics", include_in_schema=False)

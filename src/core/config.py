@@ -207,6 +207,37 @@ class Settings(BaseSettings):
     # SECRET_KEY: whoever verifies the trail needs this one and should not be able to sign tokens.
     audit_signing_key: str = EXAMPLE_AUDIT_SIGNING_KEY
 
+    # Mail (src/core/mail.py), sent by a worker from the core mail outbox (src/services/mail_outbox.py). Without
+    # SMTP_HOST each message is written as an .eml file under MAIL_DIRECTORY instead: allowed in local and test only.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465); none: local relays only.
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    mail_from: str = Field(default="FastAPI starter <noreply@localhost>", min_length=3)
+    mail_directory: Path = Path("var/mail")  # from the project folder when relative
+    # The worker that sends the outbox, in the app's lifespan (or `make mail-worker LOOP=1` beside it).
+    mail_worker_enabled: bool = True
+    mail_worker_interval_seconds: float = Field(default=2.0, gt=0)
+    # A failed send is tried again after MAIL_RETRY_SECONDS, doubling each time up to an hour; after
+    # MAIL_MAX_ATTEMPTS it is kept as failed (mail_failed_total) and not tried again.
+    mail_retry_seconds: float = Field(default=30.0, gt=0)
+    mail_max_attempts: int = Field(default=12, ge=1)
+    # Links in mail lead here: the page (a front end's) that posts the link's token back to the API.
+    public_url: str = Field(default="http://localhost:8000", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+    # Account links sent by mail (src/services/account_links.py): single-use, kept only as digests.
+    password_reset_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    email_confirmation_hours: int = Field(default=48, ge=1, le=24 * 30)
+    # Password-reset and confirmation requests per email and per client address before they are refused for
+    # LOGIN_LOCKOUT_SECONDS (doubling, as for log-ins).
+    account_mail_per_email: int = Field(default=3, ge=1)
+    account_mail_per_address: int = Field(default=30, ge=1)
+    # Whether an account whose email is not confirmed yet may log in.
+    login_requires_verified_email: bool = False
+
     @field_validator("*")
     @classmethod
     def _normalize_database_urls(cls, value: object, info: ValidationInfo) -> object:
@@ -249,6 +280,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 'ALLOWED_HOSTS must list the host names clients use, e.g. ["api.example.com"] (["*"] for any), '
                 f"for ENVIRONMENT={self.environment}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _require_smtp_outside_local(self) -> "Settings":
+        # Password recovery and email confirmation would write their links to a file on the server.
+        if not self.for_development and not self.smtp_host:
+            raise ValueError(
+                f"SMTP_HOST (with SMTP_PORT, SMTP_TLS, SMTP_USER, SMTP_PASSWORD and MAIL_FROM) must be set for "
+                f"ENVIRONMENT={self.environment}: password-recovery and confirmation links are sent by mail"
             )
         return self
 

@@ -67,6 +67,21 @@ RELAY_FAILURES = Counter(
     "Relay runs that failed (a database unreachable, or a bug); the relay tries again",
     registry=PROCESS_REGISTRY,
 )
+MAIL_SENT = Counter(
+    "mail_sent",
+    "Messages the mail worker handed to the SMTP server (or wrote under MAIL_DIRECTORY)",
+    registry=PROCESS_REGISTRY,
+)
+MAIL_SEND_ERRORS = Counter(
+    "mail_send_errors",
+    "Attempts to send a message that failed; the message is tried again later",
+    registry=PROCESS_REGISTRY,
+)
+MAIL_FAILED = Counter(
+    "mail_failed",
+    "Messages given up after MAIL_MAX_ATTEMPTS failed attempts",
+    registry=PROCESS_REGISTRY,
+)
 LOGINS_THROTTLED = Counter(
     "login_throttled_attempts",
     "Log-in attempts refused while an account or a client address was locked out, by which",

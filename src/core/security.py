@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TypeVar
 
@@ -166,10 +166,11 @@ async def spend_verification_time(password: str) -> None:
     await asyncio.wrap_future(_hash_queue.submit(_verify_against_dummy, password))
 
 
-def password_stamp(password_hash: str) -> str:
-    """Changes whenever the password does (every hash has a fresh salt), so a password change revokes
-    earlier tokens; keyed with the secret key, so a token reveals nothing of the hash."""
-    return hmac.new(get_settings().secret_key.encode(), password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+def password_stamp(password_hash: str, revoked_at: datetime | None = None) -> str:
+    """Changes whenever the password does (every hash has a fresh salt) or tokens are revoked (``revoked_at``), so
+    either ends the tokens and links issued before; keyed with the secret key: a token reveals nothing of the hash."""
+    material = password_hash if revoked_at is None else f"{password_hash}|{revoked_at.astimezone(UTC).isoformat()}"
+    return hmac.new(get_settings().secret_key.encode(), material.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,8 @@ class TokenClaims:
     user_id: uuid.UUID
     password_stamp: str
 
-    def matches_password(self, password_hash: str) -> bool:
-        return hmac.compare_digest(self.password_stamp, password_stamp(password_hash))
+    def matches_password(self, password_hash: str, revoked_at: datetime | None = None) -> bool:
+        return hmac.compare_digest(self.password_stamp, password_stamp(password_hash, revoked_at))
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,9 @@ class AccessToken:
     expires_in: int
 
 
-def create_access_token(user_id: uuid.UUID, *, password_hash: str, now: datetime | None = None) -> AccessToken:
+def create_access_token(
+    user_id: uuid.UUID, *, password_hash: str, revoked_at: datetime | None = None, now: datetime | None = None
+) -> AccessToken:
     settings = get_settings()
     issued_at = now or utcnow()
     lifetime = timedelta(minutes=settings.access_token_expire_minutes)
@@ -199,7 +202,7 @@ def create_access_token(user_id: uuid.UUID, *, password_hash: str, now: datetime
         "aud": settings.jwt_audience,
         "iat": issued_at,
         "exp": expires_at,
-        "pwd": password_stamp(password_hash),
+        "pwd": password_stamp(password_hash, revoked_at),
     }
     token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
     return AccessToken(token=token, expires_at=expires_at, expires_in=int(lifetime.total_seconds()))

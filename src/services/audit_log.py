@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_daily_count import AuditDailyCount
@@ -89,6 +89,11 @@ def about_user(user_id: uuid.UUID) -> ColumnElement[bool]:
         col(AuditEvent.target_type) == "user",
         col(AuditEvent.target_id) == user_id,
     )
+
+
+def done_by_or_to(user_id: uuid.UUID) -> ColumnElement[bool]:
+    """Every event a user did, in any workspace, or that was done to their account: what erasure empties."""
+    return or_(col(AuditEvent.actor_id) == user_id, col(AuditEvent.target_id) == user_id)
 
 
 def list_events(

@@ -19,19 +19,17 @@ from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
-from sqlalchemy import Connection, Table, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError
 
-from src.api.v1.models.outbox_event import OutboxEvent
 from src.core.config import get_settings
 from src.core.databases import database_error_reason
 from src.core.engines import get_unpooled_engine
 from src.core.metrics import RELAY_DELIVERED, RELAY_FAILURES
 from src.services.audit_chain import AUDIT_EVENTS, link_events
+from src.services.audit_erasure import ERASING_ACTION, OUTBOX, erase_in_audit
 
 logger = logging.getLogger(__name__)
-
-OUTBOX: Table = OutboxEvent.metadata.tables[OutboxEvent.__tablename__]
 
 
 @contextmanager
@@ -61,11 +59,15 @@ def deliver_batch(core: Connection, audit: Connection, *, batch_size: int, signi
 
 def store(audit: Connection, events: list[dict[str, Any]], *, signing_key: str) -> None:
     """Insert the ``events`` not delivered yet, linked into their chains, in the caller's transaction (a trigger adds
-    them to the daily counts)."""
+    them to the daily counts), and erase the people whose deletion they record."""
     new = link_events(audit, events, key=signing_key)
     if new:
         # RETURNING lets SQLAlchemy send the batch as multi-row INSERTs, not a round trip per event.
         audit.execute(insert(AUDIT_EVENTS).returning(AUDIT_EVENTS.c.id), new)
+    # A deleted account's events are erased with the delivery of its deletion (again, harmlessly, on a re-delivery).
+    for event in events:
+        if event["action"] == ERASING_ACTION and event["actor_id"] is not None:
+            erase_in_audit(audit, event["actor_id"])
 
 
 def relay_pending(*, batch_size: int) -> int:

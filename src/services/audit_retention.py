@@ -7,19 +7,17 @@ signed record says where each one now begins. On PostgreSQL whole months go by d
 an event's personal part (``context``, ``details``) and its salt, which the chain covers only through a digest.
 """
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 from sqlmodel import Session
 
 from src.core.engines import get_unpooled_engine
 from src.core.timestamps import utcnow
-from src.services.audit_chain import AUDIT_EVENTS, ERASED, PRUNES, chain_of, prune_signature
+from src.services.audit_chain import AUDIT_EVENTS, PRUNES, chain_of, prune_signature
 from src.services.audit_log import record_event
 from src.services.audit_partitions import drop_months_recorded_before, prepare_months_ahead
-from src.services.audit_relay import OUTBOX
 
 
 @dataclass(frozen=True)
@@ -87,15 +85,3 @@ def prune_audit_events(*, older_than_days: int, signing_key: str, batch_size: in
         record_event(core, action="audit.pruned", actor_id=None, actor_type="system", details=details)
         core.commit()
     return Pruned(deleted, dropped, created)
-
-
-def erase_personal_data(core: Connection, audit: Connection, user_id: uuid.UUID) -> int:
-    """Empty the personal part of every event a person did or that was done to them, delivered or still in the
-    outbox, in the callers' transactions; returns how many delivered events were erased."""
-    about = or_(AUDIT_EVENTS.c.actor_id == user_id, AUDIT_EVENTS.c.target_id == user_id)
-    erased = audit.execute(
-        update(AUDIT_EVENTS).where(about).values(context=ERASED, details=ERASED, personal_salt=None)
-    ).rowcount
-    waiting = or_(OUTBOX.c.actor_id == user_id, OUTBOX.c.target_id == user_id)
-    core.execute(update(OUTBOX).where(waiting).values(context=ERASED, details=ERASED))
-    return erased

@@ -77,6 +77,28 @@ def sign_up_limit() -> tuple[Limit, ...]:
     return (Limit("address", f"sign-up:{network}"[:KEY_LENGTH], get_settings().sign_ups_per_address),)
 
 
+def account_mail_limits(email: str) -> tuple[Limit, ...]:
+    """What a request for account mail (a password reset, a confirmation link) counts against: the email, whether
+    or not an account has it, and the client address."""
+    settings = get_settings()
+    limits = [Limit("email", f"mail:{login_digest(email)}", settings.account_mail_per_email)]
+    network = _requesting_network()
+    if network is not None:
+        limits.append(Limit("address", f"mail-address:{network}"[:KEY_LENGTH], settings.account_mail_per_address))
+    return tuple(limits)
+
+
+def forget_account(session: Session, user_id: uuid.UUID) -> None:
+    """Delete the counters and known addresses of a deleted account."""
+    keys = col(LoginFailure.key)
+    account = f"account:{user_id}"
+    session.exec(
+        delete(LoginFailure).where(
+            (keys == account) | keys.startswith(f"{account}|") | keys.startswith(_known_key(account, ""))
+        )
+    )
+
+
 def _known_key(account: str, network: str) -> str:
     return f"known:{account}|address:{network}"[:KEY_LENGTH]
 

@@ -8,8 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.user import User
+from src.core.config import get_settings
 from src.core.databases import unique_violation_columns
-from src.core.errors import Conflict, InvalidCredentials, InvalidToken, TooManyAttempts, WrongPassword
+from src.core.errors import Conflict, Forbidden, InvalidCredentials, InvalidToken, TooManyAttempts, WrongPassword
 from src.core.metrics import LOGINS_THROTTLED
 from src.core.security import (
     AccessToken,
@@ -23,6 +24,7 @@ from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.core.versions import entity_tag, require_match
 from src.services import login_throttle
+from src.services.account_mail import send_confirmation
 from src.services.audit_log import Target, record_event
 
 
@@ -32,6 +34,12 @@ class EmailTaken(Conflict):
 
 class UsernameTaken(Conflict):
     code = "username_taken"
+
+
+class EmailNotConfirmed(Forbidden):
+    """The password is right, but LOGIN_REQUIRES_VERIFIED_EMAIL holds the account until its email is confirmed."""
+
+    code = "email_not_confirmed"
 
 
 def _full_name(first_name: str, last_name: str) -> str:
@@ -80,6 +88,7 @@ def register_user(
     login_throttle.count_attempt(session, login_throttle.sign_up_limit())
     login_throttle.remember_address(session, user.id)
     record_event(session, action="user.signed_up", actor_id=user.id, target=Target("user", user.id))
+    send_confirmation(session, user)
     return user
 
 
@@ -151,9 +160,11 @@ def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) ->
     # The password is checked against the hash read before: a change in between fails the log-in.
     if succeeded and user is not None and user.hashed_password == attempt.hashed_password and user.is_active:
         refuse_while_locked_out(session, attempt)
+        if user.email_verified_at is None and get_settings().login_requires_verified_email:
+            raise EmailNotConfirmed(f"confirm {user.email} first: follow the link mailed to it, or ask for a new one")
         login_throttle.clear_account(session, user.id, attempt.limits)
         record_event(session, action="user.logged_in", actor_id=user.id, target=Target("user", user.id))
-        return create_access_token(user.id, password_hash=user.hashed_password)
+        return create_access_token(user.id, password_hash=user.hashed_password, revoked_at=user.tokens_revoked_at)
     record_failure(session, attempt, "user.login_failed")
     raise InvalidCredentials("incorrect username, email or password")
 
@@ -219,8 +230,10 @@ def user_for_token(session: Session, claims: TokenClaims) -> User:
     user = session.get(User, claims.user_id)
     if user is None or not user.is_active:
         raise InvalidToken("the token's user does not exist or is inactive")
-    if not claims.matches_password(user.hashed_password):
-        raise InvalidToken("the password was changed after this token was issued; request a new token")
+    if not claims.matches_password(user.hashed_password, user.tokens_revoked_at):
+        raise InvalidToken(
+            "the password was changed, or the account's tokens revoked, after this token was issued; log in again"
+        )
     return user
 
 

@@ -63,6 +63,17 @@ def _workspaces_of(user_id: uuid.UUID) -> Select[Workspace, str]:
     )
 
 
+def memberships_of(session: Session, user_id: uuid.UUID) -> list[tuple[Workspace, Role, datetime]]:
+    """Each workspace the user is a member of, with their role and when they joined, by name."""
+    statement = (
+        select(Workspace, WorkspaceMember.role, WorkspaceMember.created_at)
+        .join(WorkspaceMember, col(WorkspaceMember.workspace_id) == Workspace.id)
+        .where(WorkspaceMember.user_id == user_id)
+        .order_by(col(Workspace.name), col(Workspace.id))
+    )
+    return [(workspace, Role(role), joined_at) for workspace, role, joined_at in session.exec(statement)]
+
+
 def get_access(
     session: Session, *, workspace_id: uuid.UUID, user_id: uuid.UUID, locking: bool = False
 ) -> WorkspaceAccess:

@@ -4,23 +4,30 @@ These run the real app on fresh databases (no rolled-back transaction), since
 delivery crosses two databases and several commits.
 """
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.schemas.audit import AUDIT_EVENT, METADATA, OtherEvent, public_event
+from src.audit_jobs import __main__ as audit_jobs
 from src.core.config import get_settings
 from src.core.engines import get_engine
 from src.main import create_app
+from src.services.accounts import make_admin
+from src.services.audit_chain import verify
+from src.services.audit_log import about_user
 from src.services.audit_relay import relay_pending
 from tests.api.conftest import PASSWORD, logged_in
 from tests.conftest import UNREACHABLE_URL, DatabaseUrls
+from tests.factories import RESET, mailed_token
 
 
 @pytest.fixture
@@ -205,6 +212,35 @@ def test_outage_drill_audit_down_then_restored(
     assert outbox() == []
 
 
+def accounts_walkthrough(client: TestClient, admin: dict[str, str]) -> uuid.UUID:
+    """Every account action on a new user, Carol: the admin flag, deactivation and back, a password
+    reset (for an unknown email too), confirmations of an address (Ada's) and of a change of address, the deletion of
+    Carol's account. Carol's id."""
+    carol = sign_up(client, "carol")
+    with Session(get_engine("core")) as session:
+        make_admin(session, "ada@example.com")
+        session.commit()
+    assert client.post(f"/api/v1/users/{carol}/deactivate", headers=admin).status_code == 200
+    assert client.post(f"/api/v1/users/{carol}/reactivate", headers=admin).status_code == 200
+    for email in ("carol@example.com", "nobody@example.com"):
+        assert client.post("/api/v1/auth/forgot-password", json={"email": email}).status_code == 202
+        assert client.post("/api/v1/auth/request-verify-token", json={"email": email}).status_code == 202
+    with Session(get_engine("core")) as session:
+        reset = {"token": mailed_token(session, "carol@example.com", RESET), "new_password": "a new password 2"}
+        confirmation = {"token": mailed_token(session, "ada@example.com")}
+    assert client.post("/api/v1/auth/reset-password", json=reset).status_code == 204
+    assert client.post("/api/v1/auth/verify", json=confirmation).status_code == 204
+    carol_token = logged_in(client, "carol", "a new password 2")
+    change = {"email": "carol.new@example.com", "current_password": "a new password 2"}
+    assert client.put("/api/v1/users/me/email", json=change, headers=carol_token).status_code == 202
+    with Session(get_engine("core")) as session:
+        confirmation = {"token": mailed_token(session, "carol.new@example.com")}
+    assert client.post("/api/v1/auth/verify", json=confirmation).status_code == 204
+    deletion = {"current_password": "a new password 2"}
+    assert client.request("DELETE", "/api/v1/users/me", json=deletion, headers=carol_token).status_code == 204
+    return uuid.UUID(carol)
+
+
 def test_every_action_the_service_records_is_shown_with_its_typed_metadata(
     served_client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -226,6 +262,7 @@ def test_every_action_the_service_records_is_shown_with_its_typed_metadata(
         json={"new_password": "a new password 1", "current_password": PASSWORD},
         headers=bob_token,
     )
+    carol = accounts_walkthrough(served_client, ada)
     relay_pending(batch_size=100)
 
     shown = [
@@ -240,7 +277,46 @@ def test_every_action_the_service_records_is_shown_with_its_typed_metadata(
     with Session(get_engine("audit")) as session:
         workspace_events = session.exec(select(AuditEvent).where(AuditEvent.workspace_id == uuid.UUID(workspace)))
         shown += [public_event(event, {}) for event in workspace_events]
+        # Carol's account is deleted: its events are read from the database.
+        shown += [public_event(event, {}) for event in session.exec(select(AuditEvent).where(about_user(carol)))]
 
     assert {event.action for event in shown} == set(METADATA) - {"audit.pruned"}  # a prune's: tests/services
     assert not [event for event in shown if isinstance(event, OtherEvent)]
     assert "shown untyped" not in caplog.text
+
+
+def test_deleting_an_account_erases_the_person_from_the_audit_trail_and_it_still_verifies(
+    migrated_databases: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TestClient(create_app(), headers={"User-Agent": "audit-test/1.0"}) as client:
+        workspace, owner = walkthrough(client)
+        client.post(f"/api/v1/workspaces/{workspace}/members", json={"email": "bob@example.com"}, headers=owner)
+        bob = logged_in(client, "bob")
+        client.patch("/api/v1/users/me", json={"first_name": "Robert", "last_name": "Babbage"}, headers=bob)
+        client.post("/api/v1/auth/token", data={"username": "bob", "password": "wrong"})
+        relay_pending(batch_size=3)
+        client.patch("/api/v1/users/me", json={"last_name": "Byron"}, headers=bob)  # still in the outbox
+        bob_id = client.get("/api/v1/users/me", headers=bob).json()["id"]
+        delivered_before = len(audit_events())
+        waiting_before = len(outbox())
+        deletion = {"current_password": PASSWORD}
+        assert client.request("DELETE", "/api/v1/users/me", json=deletion, headers=bob).status_code == 204
+    # The deletion reaches audit through an outage, like any other event.
+    monkeypatch.setattr(get_settings(), "audit_database_url", UNREACHABLE_URL)
+    with pytest.raises(DBAPIError):
+        relay_pending(batch_size=100)
+    monkeypatch.setattr(get_settings(), "audit_database_url", migrated_databases["audit"])
+    relay_pending(batch_size=100)
+
+    events = audit_events()
+    assert len(events) == delivered_before + waiting_before + 2  # its membership's end, and the deletion
+    assert [event.action for event in events][-2:] == ["workspace.member_removed", "user.deleted"]
+    personal = ("bob@example.com", "bob", "Bob", "Robert", "Babbage", "Byron")
+    rows = [json.dumps([event.context, event.details]) for event in events]
+    assert not [row for row in rows if any(f'"{word}' in row for word in personal)]
+    about_bob = [event for event in events if uuid.UUID(bob_id) in (event.actor_id, event.target_id)]
+    assert len(about_bob) >= 6 and all(event.personal_salt is None for event in about_bob)
+    with get_engine("audit").connect() as audit:
+        verification = verify(audit, key=get_settings().audit_signing_key)
+    assert verification.ok and sum(walk.erased for walk in verification.chains) == len(about_bob)
+    assert audit_jobs.main(["verify"]) == 0  # make audit-verify

@@ -21,7 +21,7 @@ WORKSPACE = f"/api/v1/workspaces/{uuid.UUID(int=1)}"
 
 ALLOWED = {
     "/api/v1/workspaces": "GET, HEAD, POST",
-    "/api/v1/users/me": "GET, HEAD, PATCH",
+    "/api/v1/users/me": "DELETE, GET, HEAD, PATCH",
     WORKSPACE: "DELETE, GET, HEAD, PATCH",
     f"{WORKSPACE}/members": "GET, HEAD, POST",
     f"{WORKSPACE}/members/{uuid.UUID(int=2)}": "DELETE, GET, HEAD, PATCH",

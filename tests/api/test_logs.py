@@ -114,6 +114,7 @@ def test_the_log_format_follows_the_environment_unless_set() -> None:
         "secret_key": "x" * 40,
         "audit_signing_key": "y" * 40,
         "allowed_hosts": ["api.example.com"],
+        "smtp_host": "smtp.example.com",
     } | {database.url_setting: f"postgresql://app@db/app_{name}" for name, database in DATABASES.items()}
     assert log_format(environment="local") == "text"
     assert log_format(**production) == "json"

@@ -18,7 +18,7 @@ from src.core.metrics import forget_dead_processes
 from src.core.schema_versions import script_directory
 from src.core.timestamps import utcnow
 from src.main import create_app
-from src.services.audit_relay import OUTBOX
+from src.services.audit_erasure import OUTBOX
 from src.services.readiness import RecentReadiness
 from tests.api.conftest import PASSWORD
 from tests.conftest import DatabaseUrls, free_port, url_variables

@@ -136,6 +136,7 @@ PRODUCTION = {
     "SECRET_KEY": "x" * 64,
     "AUDIT_SIGNING_KEY": "y" * 64,
     "ALLOWED_HOSTS": '["api.example.com"]',
+    "SMTP_HOST": "smtp.example.com",
 } | {
     database.url_setting.upper(): f"postgresql://app:pw@db.internal/app_{name}" for name, database in DATABASES.items()
 }
@@ -197,6 +198,14 @@ def test_databases_on_one_server_are_accepted(monkeypatch: pytest.MonkeyPatch) -
 def test_allowed_hosts_are_required_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
     with pytest.raises(ValidationError, match="ALLOWED_HOSTS must list the host names clients use"):
         settings_from(monkeypatch, ENVIRONMENT=environment, SECRET_KEY="x" * 64, AUDIT_SIGNING_KEY="y" * 64)
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_smtp_is_required_outside_local_and_test(monkeypatch: pytest.MonkeyPatch, environment: str) -> None:
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    without_smtp = {name: value for name, value in PRODUCTION.items() if name != "SMTP_HOST"}
+    with pytest.raises(ValidationError, match=r"SMTP_HOST .* must be set for ENVIRONMENT=.*: password-recovery"):
+        settings_from(monkeypatch, **without_smtp | {"ENVIRONMENT": environment})
 
 
 def test_not_a_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,8 +17,9 @@ from src.core.engines import get_engine
 from src.core.timestamps import utcnow
 from src.services import audit_chain
 from src.services.audit_chain import AUDIT_EVENTS, HEADS, PRUNES, Verification, verify
+from src.services.audit_erasure import erase_in_audit, erase_in_outbox
 from src.services.audit_relay import relay_pending
-from src.services.audit_retention import erase_personal_data, prune_audit_events
+from src.services.audit_retention import prune_audit_events
 from tests.factories import record
 
 WORKSPACE = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -171,7 +172,8 @@ def test_erasing_a_persons_data_leaves_every_chain_verifiable(chained) -> None:
         session.commit()
         pending_id = pending.id
     with get_engine("core").begin() as core, get_engine("audit").begin() as audit:
-        erased = erase_personal_data(core, audit, person)
+        erase_in_outbox(core, person)
+        erased = erase_in_audit(audit, person)
     relay_pending(batch_size=10)
 
     assert erased == 1

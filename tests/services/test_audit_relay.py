@@ -18,7 +18,8 @@ from src.core.engines import get_engine, get_unpooled_engine
 from src.core.timestamps import utcnow
 from src.services import audit_chain, audit_relay
 from src.services.audit_chain import verify
-from src.services.audit_relay import OUTBOX, deliver_batch, outbox_backlog, relay_connections, relay_pending, store
+from src.services.audit_erasure import OUTBOX
+from src.services.audit_relay import deliver_batch, outbox_backlog, relay_connections, relay_pending, store
 from src.services.audit_retention import prune_audit_events
 from tests.factories import record
 

@@ -12,8 +12,9 @@ from sqlalchemy.exc import ProgrammingError
 from src.core.config import PROJECT_ROOT, get_settings
 from src.core.engines import dispose_engines, get_engine
 from src.services.audit_chain import AUDIT_EVENTS, verify
+from src.services.audit_erasure import erase_in_audit, erase_in_outbox
 from src.services.audit_relay import relay_pending
-from src.services.audit_retention import erase_personal_data, prune_audit_events
+from src.services.audit_retention import prune_audit_events
 from tests.conftest import point_settings_at
 from tests.factories import record
 
@@ -56,7 +57,8 @@ def test_the_documented_role_delivers_reads_verifies_and_erases(writer_url) -> N
         person = audit.scalar(select(AUDIT_EVENTS.c.actor_id).where(AUDIT_EVENTS.c.id == ids[0]))
     assert person is not None
     with get_engine("core").begin() as core, get_engine("audit").begin() as audit:
-        assert erase_personal_data(core, audit, person) == 1
+        erase_in_outbox(core, person)
+        assert erase_in_audit(audit, person) == 1
     with get_engine("audit").connect() as audit:
         verification = verify(audit, key=get_settings().audit_signing_key)
     assert verification.ok and verification.chains[0].erased == 1

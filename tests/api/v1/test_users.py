@@ -39,6 +39,8 @@ def test_sign_up_answers_the_public_view(client: TestClient) -> None:
         "last_name",
         "full_name",
         "is_active",
+        "is_admin",
+        "email_verified_at",
         "created_at",
         "updated_at",
     }

@@ -4,18 +4,36 @@ Sign-up and a password change hash a password: they do it between two units of w
 admission slot or lock while the hash is made (as a log-in does, src/api/v1/routes/auth.py).
 """
 
+import uuid
+from collections.abc import AsyncIterator
+
 from fastapi import Request, Response, status
+from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
 from src.api.contract import VERSIONED, created_response, location, tagged_router
 from src.api.dependencies import IfMatch, ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
 from src.api.idempotency import created
-from src.api.v1 import API_PREFIX
-from src.api.v1.schemas.users import PasswordChange, UserCreate, UserPublic, UserUpdate
+from src.api.v1 import API_PREFIX, audit_export
+from src.api.v1.schemas.users import (
+    AccountDeletion,
+    AccountExport,
+    EmailChange,
+    Membership,
+    PasswordChange,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 from src.core.errors import Busy, TooManyAttempts, WrongPassword
-from src.core.security import checks_in_flight, hash_new_password
-from src.services import login_throttle, users
+from src.core.security import TokenClaims, checks_in_flight, hash_new_password
+from src.core.sessions import RequestSessions
+from src.core.timestamps import utcnow
+from src.services import account_deletion, accounts, audit_log, login_throttle, users, workspaces
+from src.services.account_deletion import LastOwner
+from src.services.accounts import AdminOnly, OwnAccount, SameEmail
+from src.services.members import UserNotFound
 from src.services.users import EmailTaken, UsernameTaken
 
 router = tagged_router("users", f"{API_PREFIX}/users")
@@ -72,6 +90,17 @@ async def update_me(
     return me
 
 
+async def checked_password(sessions: RequestSessions, token: TokenClaims, password: str) -> users.LoginAttempt:
+    """The check of the caller's current password, asked again before a change that needs it: ``WrongPassword``
+    (counted as a failed log-in of the account, and recorded) when it does not match."""
+    check = await sessions.run(
+        lambda session: users.password_check(session, get_current_user(session, token)), reads_only=True
+    )
+    if not await users.password_matches(check, password):
+        await sessions.run(lambda session: users.record_wrong_password(session, check))
+    return check
+
+
 @router.put(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -81,11 +110,7 @@ async def change_password(request: Request, body: PasswordChange, token: ValidTo
     """Replace the password; 403 when ``current_password`` is wrong. Wrong current passwords count as failed log-ins
     of the account (429 once it is locked out) and are recorded. Tokens issued before stop working: log in again."""
     sessions = request_sessions(request, "core")
-    check = await sessions.run(
-        lambda session: users.password_check(session, get_current_user(session, token)), reads_only=True
-    )
-    if not await users.password_matches(check, body.current_password):
-        await sessions.run(lambda session: users.record_wrong_password(session, check))
+    check = await checked_password(sessions, token, body.current_password)
     new_password_hash = await hash_new_password(body.new_password)
 
     def change(session: Session) -> None:
@@ -94,3 +119,96 @@ async def change_password(request: Request, body: PasswordChange, token: ValidTo
 
     await sessions.run(change)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put(
+    "/me/email",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses=error_responses(WrongPassword, EmailTaken, SameEmail, TooManyAttempts, Busy),
+)
+async def change_email(request: Request, body: EmailChange, token: ValidToken) -> Response:
+    """Ask to change the email: a confirmation link goes to the new address and a notice to the current one; the
+    email changes once the link is followed (``POST /auth/verify``). 403 when ``current_password`` is wrong, 409
+    when an account has the new address."""
+    sessions = request_sessions(request, "core")
+    await checked_password(sessions, token, body.current_password)
+    await sessions.run(
+        lambda session: accounts.request_email_change(session, get_current_user(session, token), body.email)
+    )
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(WrongPassword, LastOwner, TooManyAttempts, Busy),
+)
+async def delete_me(request: Request, body: AccountDeletion, token: ValidToken) -> Response:
+    """Delete the account and erase the caller from both databases: the account and memberships go, and the
+    caller's audit events keep their ids but lose their personal data (docs/accounts.md). 403 when
+    ``current_password`` is wrong; 409 ``last_owner`` lists the workspaces the caller must hand over or delete
+    first."""
+    sessions = request_sessions(request, "core")
+    check = await checked_password(sessions, token, body.current_password)
+    await sessions.run(
+        lambda session: account_deletion.delete_account(
+            session, get_current_user(session, token), checked_hash=check.hashed_password
+        )
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/me/export",
+    response_class=StreamingResponse,
+    responses={200: {"model": AccountExport, "content": {"application/json": {}}}},
+)
+async def export_me(request: Request, token: ValidToken) -> StreamingResponse:
+    """Everything both databases hold about the caller, as one JSON document, streamed: the account, the
+    memberships, and every audit event the caller did or that was done to the account."""
+
+    def read(session: Session) -> tuple[UserPublic, list[Membership]]:
+        user = get_current_user(session, token)
+        return UserPublic.model_validate(user), [
+            Membership(workspace_id=workspace.id, workspace_name=workspace.name, role=role, joined_at=joined_at)
+            for workspace, role, joined_at in workspaces.memberships_of(session, user.id)
+        ]
+
+    account, memberships = await request_sessions(request, "core").run(read, reads_only=True)
+    # The first batch is read before the first byte is sent: an audit database that does not answer is a 503.
+    pages = audit_export.batches(request, audit_log.done_by_or_to(account.id), audit_log.EventFilter())
+    first = await anext(pages)
+    head = AccountExport(exported_at=utcnow(), account=account, memberships=memberships, audit_events=[])
+
+    async def body() -> AsyncIterator[str]:
+        yield head.model_dump_json().removesuffix("]}")
+        separator, batch = "", first
+        while batch:
+            for event in batch:
+                yield separator + event.model_dump_json()
+                separator = ","
+            batch = await anext(pages, [])
+        yield "]}"
+
+    return StreamingResponse(body(), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.post("/{user_id}/deactivate", responses=error_responses(AdminOnly, OwnAccount, UserNotFound))
+async def deactivate_user(request: Request, user_id: uuid.UUID, token: ValidToken) -> UserPublic:
+    """Deactivate an account (admins of the service only): it cannot log in and its tokens stop working."""
+    return await set_active(request, token, user_id, active=False)
+
+
+@router.post("/{user_id}/reactivate", responses=error_responses(AdminOnly, OwnAccount, UserNotFound))
+async def reactivate_user(request: Request, user_id: uuid.UUID, token: ValidToken) -> UserPublic:
+    """Reactivate a deactivated account (admins of the service only); tokens issued before stay revoked."""
+    return await set_active(request, token, user_id, active=True)
+
+
+async def set_active(request: Request, token: TokenClaims, user_id: uuid.UUID, *, active: bool) -> UserPublic:
+    def change(session: Session) -> UserPublic:
+        user = accounts.set_active(session, get_current_user(session, token), user_id, active=active)
+        return UserPublic.model_validate(user)
+
+    return await request_sessions(request, "core").run(change)

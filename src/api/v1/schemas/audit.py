@@ -70,6 +70,15 @@ class NamesChanged(_Payload):
     after: Names
 
 
+class NewEmail(_Payload):
+    new_email: str
+
+
+class EmailChanged(_Payload):
+    before: str
+    after: str
+
+
 class WorkspaceName(_Payload):
     name: str
 
@@ -115,6 +124,16 @@ METADATA: dict[str, tuple[type[_Payload], dict[str, Any]]] = {
         {"before": {"first_name": "Ada", "last_name": "Byron"}, "after": {"first_name": "Ada", "last_name": "King"}},
     ),
     "user.password_changed": (Empty, {}),
+    "user.password_reset_requested": (Login, {}),
+    "user.password_reset": (Empty, {}),
+    "user.email_confirmation_requested": (Login, {}),
+    "user.email_confirmed": (Empty, {}),
+    "user.email_change_requested": (NewEmail, {"new_email": "ada.lovelace@example.com"}),
+    "user.email_changed": (EmailChanged, {"before": "ada@example.com", "after": "ada.lovelace@example.com"}),
+    "user.deactivated": (Empty, {}),
+    "user.reactivated": (Empty, {}),
+    "user.admin_granted": (Empty, {}),
+    "user.deleted": (Empty, {}),
     "workspace.created": (WorkspaceName, {"name": "Difference Engine"}),
     "workspace.updated": (WorkspaceRenamed, {"before": {"name": "Difference Engine"}, "after": {"name": "Engines"}}),
     "workspace.deleted": (WorkspaceName, {"name": "Difference Engine"}),

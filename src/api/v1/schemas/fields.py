@@ -62,6 +62,8 @@ Password = Annotated[
     str, StringConstraints(min_length=8, max_length=128), AfterValidator(_without_control_characters), _TEXT
 ]
 # Text a request looks something up by (a login, a filter): control characters, NUL among them, are refused.
+# The token of a link sent by mail (src/services/account_links.py): URL-safe base64.
+LinkToken = Annotated[str, Field(min_length=1, max_length=128, pattern="^[A-Za-z0-9_-]+$")]
 SearchText = Annotated[str, AfterValidator(_without_control_characters), _TEXT]
 PersonName = Annotated[
     str,

@@ -5,9 +5,12 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic.config import JsonDict
 
 from src.api.v1.models.user import UserBase
-from src.api.v1.schemas.fields import Email, Password, PersonName, Username
+from src.api.v1.models.workspace_member import Role
+from src.api.v1.schemas.audit import AuditEventView
+from src.api.v1.schemas.fields import Email, LinkToken, Password, PersonName, Username
 
 
 class UserCreate(UserBase):
@@ -74,6 +77,8 @@ class UserPublic(UserBase):
                     "last_name": "Lovelace",
                     "full_name": "Ada Lovelace",
                     "is_active": True,
+                    "is_admin": False,
+                    "email_verified_at": "2026-11-26T11:02:10.114402Z",
                     "created_at": "2026-11-26T10:57:36.926552Z",
                     "updated_at": "2026-11-26T10:57:36.926552Z",
                 }
@@ -84,6 +89,8 @@ class UserPublic(UserBase):
     id: uuid.UUID
     full_name: str
     is_active: bool
+    is_admin: bool = Field(description="an admin of the service: may deactivate and reactivate accounts")
+    email_verified_at: datetime | None = Field(description="when the email was confirmed; null until it is")
     created_at: datetime
     updated_at: datetime = Field(description="the last change; created_at until the first")
 
@@ -103,3 +110,106 @@ class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int = Field(description="seconds until the token expires")
+
+
+def _example(example: JsonDict) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+
+
+class ForgotPassword(BaseModel):
+    """The email of the account whose password is forgotten."""
+
+    model_config = _example({"email": "ada@example.com"})
+
+    email: Email
+
+
+class ResetPassword(BaseModel):
+    """The token of a password-reset link, and the new password."""
+
+    model_config = _example({"token": "q3Zb0mS0c1Jx8kYp2VvE6nR4tW9aL7hD5fG1jK3uQ0s", "new_password": "analytical-1843"})
+
+    token: LinkToken
+    new_password: Password
+
+
+class ConfirmationRequest(BaseModel):
+    """The email whose confirmation link should be sent again."""
+
+    model_config = _example({"email": "ada@example.com"})
+
+    email: Email
+
+
+class EmailConfirmation(BaseModel):
+    """The token of a confirmation link."""
+
+    model_config = _example({"token": "q3Zb0mS0c1Jx8kYp2VvE6nR4tW9aL7hD5fG1jK3uQ0s"})
+
+    token: LinkToken
+
+
+class EmailChange(BaseModel):
+    """The new email, and the current password again."""
+
+    model_config = _example({"email": "ada.lovelace@example.com", "current_password": "analytical-engine-1843"})
+
+    email: Email
+    current_password: str = Field(max_length=128)
+
+
+class AccountDeletion(BaseModel):
+    """The current password again."""
+
+    model_config = _example({"current_password": "analytical-engine-1843"})
+
+    current_password: str = Field(max_length=128)
+
+
+class Membership(BaseModel):
+    workspace_id: uuid.UUID
+    workspace_name: str
+    role: Role
+    joined_at: datetime
+
+
+class AccountExport(BaseModel):
+    """Everything the service holds about the caller: the account, their memberships, and the audit events they did
+    or that were done to their account, newest first."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "exported_at": "2026-12-01T09:00:00Z",
+                    "account": UserPublic.model_config["json_schema_extra"]["examples"][0],  # type: ignore[index]
+                    "memberships": [
+                        {
+                            "workspace_id": "97915d76-0e0a-4c53-8f64-3a1c2b9d8e7f",
+                            "workspace_name": "Difference Engine",
+                            "role": "owner",
+                            "joined_at": "2026-11-26T11:00:00Z",
+                        }
+                    ],
+                    "audit_events": [
+                        {
+                            "id": "0b6f3c1e-2d4a-4f5b-9c8d-7e6f5a4b3c2d",
+                            "occurred_at": "2026-11-26T10:57:36.926552Z",
+                            "action": "user.logged_in",
+                            "outcome": "success",
+                            "actor": {"type": "user", "id": "d71ec893-6c2e-4a57-9c1d-2b3f4a5e6d7c", "username": "ada"},
+                            "workspace_id": None,
+                            "target": {"type": "user", "id": "d71ec893-6c2e-4a57-9c1d-2b3f4a5e6d7c"},
+                            "context": {"request_id": "5f0c9e1d2b3a4c5d", "ip": "198.51.100.7", "user_agent": "curl"},
+                            "metadata": {},
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    exported_at: datetime
+    account: UserPublic
+    memberships: list[Membership]
+    audit_events: list[AuditEventView]

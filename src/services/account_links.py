@@ -1,0 +1,80 @@
+"""Single-use links sent by mail: password resets and email confirmations.
+
+The link carries a random token; the database keeps only its SHA-256 digest, so a copy of the database opens no
+account. A link works once, until it expires, and only while the account's token stamp (its password, and any
+revocation of its tokens) is the one it was made with: a password changed another way ends it.
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, select
+
+from src.api.v1.models.account_link import AccountLink
+from src.api.v1.models.user import User
+from src.core.config import get_settings
+from src.core.errors import NotFound
+from src.core.security import password_stamp
+from src.core.timestamps import utcnow
+
+PASSWORD_RESET = "password_reset"
+EMAIL_CONFIRMATION = "email_confirmation"
+# The page of the front end each purpose's link opens; it posts the token to the API.
+PAGES = {PASSWORD_RESET: "/reset-password", EMAIL_CONFIRMATION: "/confirm-email"}
+
+
+class InvalidLink(NotFound):
+    code = "invalid_link"
+
+
+def stamp(user: User) -> str:
+    return password_stamp(user.hashed_password, user.tokens_revoked_at)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_link(session: Session, user: User, *, purpose: str, email: str, lifetime: timedelta) -> str:
+    """A new link for ``user``, sent to ``email``: its URL. Expired links of every account are deleted on the way."""
+    now = utcnow()
+    session.exec(delete(AccountLink).where(col(AccountLink.expires_at) <= now))
+    token = secrets.token_urlsafe(32)
+    session.add(
+        AccountLink(
+            digest=digest(token),
+            user_id=user.id,
+            purpose=purpose,
+            email=email,
+            stamp=stamp(user),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    return f"{get_settings().public_url.rstrip('/')}{PAGES[purpose]}?{urlencode({'token': token})}"
+
+
+def use_link(session: Session, token: str, *, purpose: str) -> tuple[AccountLink, User]:
+    """The link ``token`` opens and its active user, the link deleted (used); ``InvalidLink`` for a token that is
+    unknown, used, expired, for another purpose, or made before the password changed."""
+    link = session.exec(select(AccountLink).where(AccountLink.digest == digest(token)).with_for_update()).first()
+    user = session.get(User, link.user_id, with_for_update=True) if link else None
+    if (
+        link is None
+        or user is None
+        or link.purpose != purpose
+        or link.expires_at <= utcnow()
+        or not user.is_active
+        or not secrets.compare_digest(link.stamp, stamp(user))
+    ):
+        raise InvalidLink("the link is invalid, used or expired; ask for a new one")
+    session.delete(link)
+    return link, user
+
+
+def forget_links(session: Session, user: User, *, purpose: str) -> None:
+    """Delete the user's other links for ``purpose`` (once one of them was used)."""
+    session.exec(delete(AccountLink).where(col(AccountLink.user_id) == user.id, col(AccountLink.purpose) == purpose))
