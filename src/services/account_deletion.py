@@ -73,7 +73,7 @@ def delete_account(session: Session, user: User, *, checked_hash: str | None) ->
     session.exec(delete(WorkspaceMember).where(col(WorkspaceMember.user_id) == user.id))
     session.exec(delete(AccountLink).where(col(AccountLink.user_id) == user.id))
     session.exec(delete(IdempotencyKey).where(col(IdempotencyKey.owner_id) == user.id))
-    session.exec(delete(OutboxMail).where(col(OutboxMail.recipient) == user.email))
+    session.exec(delete(OutboxMail).where(col(OutboxMail.user_id) == user.id))
     login_throttle.forget_account(session, user.id)
     record_event(session, action=ERASING_ACTION, actor_id=user.id, target=Target("user", user.id))
     session.delete(user)

@@ -57,11 +57,13 @@ def create_link(session: Session, user: User, *, purpose: str, email: str, lifet
     return f"{get_settings().public_url.rstrip('/')}{PAGES[purpose]}?{urlencode({'token': token})}"
 
 
-def use_link(session: Session, token: str, *, purpose: str) -> tuple[AccountLink, User]:
-    """The link ``token`` opens and its active user, the link deleted (used); ``InvalidLink`` for a token that is
-    unknown, used, expired, for another purpose, or made before the password changed."""
-    link = session.exec(select(AccountLink).where(AccountLink.digest == digest(token)).with_for_update()).first()
-    user = session.get(User, link.user_id, with_for_update=True) if link else None
+def valid_link(session: Session, token: str, *, purpose: str, lock: bool = False) -> tuple[AccountLink, User]:
+    """The link ``token`` opens and its active user (with ``lock``, both locked until the transaction ends);
+    ``InvalidLink`` for a token that is unknown, used, expired, for another purpose, made before the password
+    changed, or a password reset sent to an address the account no longer has."""
+    statement = select(AccountLink).where(AccountLink.digest == digest(token))
+    link = session.exec(statement.with_for_update() if lock else statement).first()
+    user = session.get(User, link.user_id, with_for_update=lock) if link else None
     if (
         link is None
         or user is None
@@ -69,12 +71,20 @@ def use_link(session: Session, token: str, *, purpose: str) -> tuple[AccountLink
         or link.expires_at <= utcnow()
         or not user.is_active
         or not secrets.compare_digest(link.stamp, stamp(user))
+        or (purpose == PASSWORD_RESET and link.email != user.email)
     ):
         raise InvalidLink("the link is invalid, used or expired; ask for a new one")
+    return link, user
+
+
+def use_link(session: Session, token: str, *, purpose: str) -> tuple[AccountLink, User]:
+    """``valid_link``, locked, and deleted: it is used."""
+    link, user = valid_link(session, token, purpose=purpose, lock=True)
     session.delete(link)
     return link, user
 
 
-def forget_links(session: Session, user: User, *, purpose: str) -> None:
-    """Delete the user's other links for ``purpose`` (once one of them was used)."""
-    session.exec(delete(AccountLink).where(col(AccountLink.user_id) == user.id, col(AccountLink.purpose) == purpose))
+def forget_links(session: Session, user: User, *, purpose: str | None = None) -> None:
+    """Delete the user's other links for ``purpose``, or all of them."""
+    statement = delete(AccountLink).where(col(AccountLink.user_id) == user.id)
+    session.exec(statement if purpose is None else statement.where(col(AccountLink.purpose) == purpose))

@@ -17,6 +17,7 @@ def send_confirmation(session: Session, user: User, *, email: str | None = None)
     link = create_link(session, user, purpose=EMAIL_CONFIRMATION, email=email, lifetime=timedelta(hours=hours))
     queue_mail(
         session,
+        user.id,
         recipient=email,
         subject="Confirm your email address",
         body=(

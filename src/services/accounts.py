@@ -17,7 +17,14 @@ from src.core.errors import Conflict, Forbidden, TooManyAttempts
 from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.services import login_throttle
-from src.services.account_links import EMAIL_CONFIRMATION, PASSWORD_RESET, create_link, forget_links, use_link
+from src.services.account_links import (
+    EMAIL_CONFIRMATION,
+    PASSWORD_RESET,
+    create_link,
+    forget_links,
+    use_link,
+    valid_link,
+)
 from src.services.account_mail import send_confirmation
 from src.services.audit_log import Target, record_event
 from src.services.mail_outbox import queue_mail
@@ -50,18 +57,29 @@ def _count_mail_request(session: Session, email: str) -> None:
     login_throttle.count_attempt(session, limits)
 
 
-def request_password_reset(session: Session, email: str) -> None:
-    """Mail a reset link to ``email`` when an active account has it; the same (nothing to tell) when none has."""
+def _requested_for(session: Session, email: str, action: str) -> User | None:
+    """Count a request for account mail to ``email`` and record it, about the account that has that email (an
+    event erasure finds), or under a keyed digest of the email when none has; the account, when there is one."""
     _count_mail_request(session, email)
     user = find_user_by_login(session, email) if "@" in email else None
-    if user is None or not user.is_active:
+    if user is None:
         details = {"login_digest": login_throttle.login_digest(email)}
-        record_event(session, action="user.password_reset_requested", actor_id=None, details=details)
+        record_event(session, action=action, actor_id=None, details=details)
+    else:
+        record_event(session, action=action, actor_id=None, target=Target("user", user.id))
+    return user
+
+
+def request_password_reset(session: Session, email: str) -> None:
+    """Mail a reset link to ``email`` when an active account has it; the same (nothing to tell) when none has."""
+    user = _requested_for(session, email, "user.password_reset_requested")
+    if user is None or not user.is_active:
         return
     minutes = get_settings().password_reset_minutes
     link = create_link(session, user, purpose=PASSWORD_RESET, email=user.email, lifetime=timedelta(minutes=minutes))
     queue_mail(
         session,
+        user.id,
         recipient=user.email,
         subject="Reset your password",
         body=(
@@ -70,7 +88,12 @@ def request_password_reset(session: Session, email: str) -> None:
             "If it was not you, ignore this message: your password stays as it is.\n"
         ),
     )
-    record_event(session, action="user.password_reset_requested", actor_id=None, target=Target("user", user.id))
+
+
+def check_reset_link(session: Session, token: str) -> None:
+    """``InvalidLink`` unless ``token`` opens a password reset: checked before the new password is hashed, so that
+    made-up tokens cost no hashing."""
+    valid_link(session, token, purpose=PASSWORD_RESET)
 
 
 def reset_password(session: Session, token: str, *, new_password_hash: str) -> None:
@@ -87,29 +110,36 @@ def reset_password(session: Session, token: str, *, new_password_hash: str) -> N
 def request_confirmation(session: Session, email: str) -> None:
     """Mail a new confirmation link when an active account has ``email`` unconfirmed; the same (nothing to tell)
     otherwise."""
-    _count_mail_request(session, email)
-    user = find_user_by_login(session, email) if "@" in email else None
-    if user is None or not user.is_active or user.email_verified_at is not None:
-        details = {"login_digest": login_throttle.login_digest(email)}
-        record_event(session, action="user.email_confirmation_requested", actor_id=None, details=details)
-        return
-    send_confirmation(session, user)
-    target = Target("user", user.id)
-    record_event(session, action="user.email_confirmation_requested", actor_id=None, target=target)
+    user = _requested_for(session, email, "user.email_confirmation_requested")
+    if user is not None and user.is_active and user.email_verified_at is None:
+        send_confirmation(session, user)
 
 
 def request_email_change(session: Session, user: User, new_email: str) -> None:
     """Mail a confirmation link to ``new_email`` and a notice to the current address; the email changes only once
-    the link is followed. ``EmailTaken`` when an account has the new address already."""
+    the link is followed. When an account has the new address already, that address is told so instead: the
+    answer is the same, so that no one learns here which addresses have accounts."""
     new_email = fold(new_email)
     if new_email == user.email:
         raise SameEmail(f"{new_email} is already the account's email")
-    if session.exec(select(User.id).where(User.email == new_email)).first() is not None:
-        raise EmailTaken(f"the email {new_email!r} is already registered")
     _count_mail_request(session, new_email)
-    send_confirmation(session, user, email=new_email)
+    if session.exec(select(User.id).where(User.email == new_email)).first() is not None:
+        queue_mail(
+            session,
+            user.id,
+            recipient=new_email,
+            subject="Your email address was offered for another account",
+            body=(
+                f"Hello,\n\nSomeone signed in to another account asked to make {new_email} its email. This address "
+                "already has an account, so nothing changed.\n\nIf it was you, delete one of the two accounts first. "
+                "If not, you need not do anything.\n"
+            ),
+        )
+    else:
+        send_confirmation(session, user, email=new_email)
     queue_mail(
         session,
+        user.id,
         recipient=user.email,
         subject="A change of your email address was requested",
         body=(
@@ -145,7 +175,7 @@ def confirm_email(session: Session, token: str) -> User:
             session.flush()
     except IntegrityError:
         raise taken from None
-    forget_links(session, user, purpose=EMAIL_CONFIRMATION)
+    forget_links(session, user)  # a reset link sent to the old address must not open the account now
     record_event(
         session, action="user.email_changed", actor_id=user.id, target=Target("user", user.id), details=details
     )

@@ -9,6 +9,7 @@ stranger's address, never the owner's: the account-wide count spares the address
 account has logged in from (docs/decisions/0011-lockouts-spare-the-owner.md).
 """
 
+import hmac
 import ipaddress
 import math
 import uuid
@@ -49,8 +50,9 @@ class Lockout:
 
 
 def login_digest(login: str) -> str:
-    """How a login that names no user is kept: it may be anything, a password typed in the wrong field included."""
-    return sha256(fold(login.strip()).encode()).hexdigest()
+    """How a login that names no user is kept: it may be anything, a password typed in the wrong field included.
+    Keyed with the secret key, so that it cannot be matched against guessed emails."""
+    return hmac.new(get_settings().secret_key.encode(), fold(login.strip()).encode(), sha256).hexdigest()
 
 
 def limits_for(session: Session, login: str, user_id: uuid.UUID | None) -> tuple[Limit, ...]:
@@ -79,13 +81,17 @@ def sign_up_limit() -> tuple[Limit, ...]:
 
 def account_mail_limits(email: str) -> tuple[Limit, ...]:
     """What a request for account mail (a password reset, a confirmation link) counts against: the email, whether
-    or not an account has it, and the client address."""
+    or not an account has it, at this client address (so that a stranger's requests cannot keep the owner from
+    getting a reset), and the client address."""
     settings = get_settings()
-    limits = [Limit("email", f"mail:{login_digest(email)}", settings.account_mail_per_email)]
+    email_key = f"mail:{login_digest(email)}"
     network = _requesting_network()
-    if network is not None:
-        limits.append(Limit("address", f"mail-address:{network}"[:KEY_LENGTH], settings.account_mail_per_address))
-    return tuple(limits)
+    if network is None:
+        return (Limit("email", email_key, settings.account_mail_per_email),)
+    return (
+        Limit("email", f"{email_key}|address:{network}"[:KEY_LENGTH], settings.account_mail_per_email),
+        Limit("address", f"mail-address:{network}"[:KEY_LENGTH], settings.account_mail_per_address),
+    )
 
 
 def forget_account(session: Session, user_id: uuid.UUID) -> None:

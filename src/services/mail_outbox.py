@@ -10,6 +10,7 @@ lease (a message may then arrive twice, never not at all).
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,9 +35,9 @@ MAX_RETRY_PAUSE = timedelta(hours=1)
 BATCH = 20
 
 
-def queue_mail(session: Session, *, recipient: str, subject: str, body: str) -> None:
-    """Queue a message in ``session``: it is sent only if the session commits."""
-    session.add(OutboxMail(recipient=recipient, subject=subject, body=body))
+def queue_mail(session: Session, user_id: uuid.UUID, *, recipient: str, subject: str, body: str) -> None:
+    """Queue a message about the account ``user_id`` in ``session``: it is sent only if the session commits."""
+    session.add(OutboxMail(user_id=user_id, recipient=recipient, subject=subject, body=body))
 
 
 def retry_pause(attempts: int, settings: Settings) -> timedelta:
@@ -88,14 +89,11 @@ def send_taken(core: Connection, message: dict[str, object], settings: Settings)
         MAIL_SEND_ERRORS.inc()
         given_up = attempts >= settings.mail_max_attempts
         pause = retry_pause(attempts, settings)
+        changes: dict[str, object] = {"last_error": str(error), "next_attempt_at": utcnow() + pause}
+        if given_up:  # kept to be looked into, without the link it held
+            changes |= {"failed_at": utcnow(), "body": ""}
         with core.begin():
-            core.execute(
-                update(MAIL)
-                .where(MAIL.c.id == message["id"])
-                .values(
-                    last_error=str(error), next_attempt_at=utcnow() + pause, failed_at=utcnow() if given_up else None
-                )
-            )
+            core.execute(update(MAIL).where(MAIL.c.id == message["id"]).values(**changes))
         if given_up:
             MAIL_FAILED.inc()
             logger.error("mail to %s given up after %d attempts: %s", message["recipient"], attempts, error)

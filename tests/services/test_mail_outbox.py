@@ -2,6 +2,7 @@
 
 import email
 import logging
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import Message
@@ -66,7 +67,8 @@ def smtp(migrated_databases: object, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 def queue(recipient: str = "ada@example.com", *, commit: bool = True) -> None:
     with Session(get_engine("core")) as session:
-        queue_mail(session, recipient=recipient, subject="Hello", body="A link: http://x/reset-password?token=abc")
+        body = "A link: http://x/reset-password?token=abc"
+        queue_mail(session, uuid.uuid4(), recipient=recipient, subject="Hello", body=body)
         if commit:
             session.commit()
 
@@ -133,6 +135,7 @@ def test_mail_is_given_up_after_the_last_attempt(smtp: SmtpServer, monkeypatch: 
 
     [given_up] = waiting()
     assert (given_up.attempts, given_up.failed_at is not None) == (2, True)
+    assert given_up.body == ""  # kept without the link it held
     assert smtp.inbox.messages == []
     assert counted(MAIL_FAILED) == failed_before + 1
 

@@ -7,6 +7,7 @@ admission slot while the client reads, and its memory stays that of one batch wh
 import csv
 import io
 import json
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from functools import partial
 from typing import Literal
@@ -31,26 +32,40 @@ CSV_COLUMNS = [
 
 
 async def read_events(
-    request: Request, session: Session, scope: ColumnElement[bool], filters: audit_log.EventFilter, page: PageRequest
+    request: Request,
+    session: Session,
+    scope: ColumnElement[bool],
+    filters: audit_log.EventFilter,
+    page: PageRequest,
+    *,
+    person: uuid.UUID | None = None,
 ) -> tuple[list[AuditEventView], str | None]:
     """A page of the events in ``scope`` as the API shows them, actors with their current usernames, and the
-    next page's cursor."""
+    next page's cursor. For one ``person``'s own trail, where another user's request (an admin's, say) made the
+    event, its address and user agent are not shown: they are that user's."""
     read = partial(audit_log.list_events, session, scope=scope, filters=filters, page=page)
     events, next_cursor = await anyio.to_thread.run_sync(read)
     names = await current_usernames(request, {event.actor_id for event in events if event.actor_id})
-    return [public_event(event, names) for event in events], next_cursor
+    shown = [
+        public_event(event, names, with_context=person is None or event.actor_id in (None, person)) for event in events
+    ]
+    return shown, next_cursor
 
 
 async def batches(
-    request: Request, scope: ColumnElement[bool], filters: audit_log.EventFilter
+    request: Request,
+    scope: ColumnElement[bool],
+    filters: audit_log.EventFilter,
+    *,
+    person: uuid.UUID | None = None,
 ) -> AsyncIterator[list[AuditEventView]]:
-    """The events in ``scope``, newest first, a batch at a time."""
+    """The events in ``scope``, newest first, a batch at a time (``person``: as ``read_events``)."""
     cursor: Cursor | None = None
     while True:
         page = PageRequest(limit=BATCH, cursor=cursor)
         async with request_sessions(request, "audit").unit_of_work(reads_only=True) as session:
             # Made public inside the unit of work: its commit expires what it read.
-            events, next_cursor = await read_events(request, session, scope, filters, page)
+            events, next_cursor = await read_events(request, session, scope, filters, page, person=person)
         yield events
         if next_cursor is None:
             return

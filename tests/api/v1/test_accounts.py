@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.account_link import AccountLink
+from src.api.v1.models.audit_event import AuditEvent
 from src.api.v1.models.idempotency_key import IdempotencyKey
 from src.api.v1.models.login_failure import LoginFailure
 from src.api.v1.models.outbox_event import OutboxEvent
@@ -20,8 +21,9 @@ from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.api.v1.schemas.users import AccountExport
 from src.core.config import get_settings
 from src.core.timestamps import utcnow
+from src.services import login_throttle
 from src.services.accounts import make_admin
-from tests.api.conftest import PASSWORD, AddMember, MakeUser, MakeWorkspace, auth, logged_in
+from tests.api.conftest import PASSWORD, AddMember, MakeUser, MakeWorkspace, auth, joined_session, logged_in
 from tests.factories import CONFIRM, RESET, mailed_token
 
 NEW_PASSWORD = "a brand new password"
@@ -96,9 +98,13 @@ def test_reset_requests_are_throttled_per_email_whether_or_not_it_has_an_account
     monkeypatch.setattr(get_settings(), "account_mail_per_address", 2 * limit)  # counted so far
     throttled = client.post("/api/v1/auth/forgot-password", json={"email": "carol@example.com"})
 
+    at_home = TestClient(client.app, client=("198.51.100.1", 50000))
+    owner = at_home.post("/api/v1/auth/forgot-password", json={"email": "ada@example.com"})
+
     assert known == unknown == [202] * limit + [429]
     assert throttled.status_code == 429 and throttled.json()["error"] == "too_many_attempts"
     assert int(throttled.headers["Retry-After"]) > 0
+    assert owner.status_code == 202  # a stranger's requests do not keep the owner from a reset
 
 
 def test_a_new_email_is_confirmed_by_the_link_mailed_at_sign_up(
@@ -148,7 +154,11 @@ def test_an_email_change_is_refused_when_wrong_or_taken(
         answer = client.put("/api/v1/users/me/email", json=body, headers=headers)
         return answer.status_code, answer.json()["error"] if answer.content else ""
 
-    assert change("bob@example.com") == (409, "email_taken")
+    # Whether an account has the address is not told: it is told so, by mail.
+    assert change("bob@example.com") == (202, "")
+    assert mail_to(session, "bob@example.com")[-1] == "Your email address was offered for another account"
+    links = session.exec(select(AccountLink.email).where(AccountLink.user_id == ada.id)).all()
+    assert links == ["ada@example.com"]  # the sign-up's: none for bob's address
     assert change("ada@example.com") == (409, "same_email")
     assert change("new@example.com", "wrong password") == (403, "wrong_password")
     assert change("ada2@example.com") == (202, "")
@@ -251,3 +261,84 @@ def test_an_admin_deactivates_and_reactivates_accounts(
         "user.deactivated",
         "user.reactivated",
     ]
+
+
+def test_a_reset_link_sent_to_a_former_address_opens_nothing(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    ada = make_user(email="ada@example.com", username="ada")
+    assert forgot(client, "ada@example.com") == 202
+    old_mailbox = mailed_token(session, "ada@example.com", RESET)
+    change = {"email": "ada.king@example.com", "current_password": PASSWORD}
+    assert client.put("/api/v1/users/me/email", json=change, headers=auth(ada)).status_code == 202
+    confirmation = {"token": mailed_token(session, "ada.king@example.com")}
+    assert client.post("/api/v1/auth/verify", json=confirmation).status_code == 204
+
+    assert reset(client, old_mailbox) == 404
+    logged_in(client, "ada")
+
+
+def test_the_person_s_own_trail_shows_no_one_else_s_address(
+    client: TestClient, audit_connection: Connection, make_user: MakeUser
+) -> None:
+    admin, ada = make_user(), make_user()
+    office = {"request_id": "r1", "ip": "203.0.113.50", "user_agent": "Office/1.0"}
+    with joined_session(audit_connection) as audit:
+        for action, actor_id in (
+            ("user.deactivated", admin.id),
+            ("user.reactivated", admin.id),
+            ("user.logged_in", ada.id),
+        ):
+            audit.add(
+                AuditEvent(
+                    action=action, outcome="success", actor_type="user", actor_id=actor_id,
+                    target_type="user", target_id=ada.id, context=office,
+                )
+            )  # fmt: skip
+        audit.commit()
+
+    own = client.get("/api/v1/users/me/audit-events", headers=auth(ada)).json()["items"]
+    export = AccountExport.model_validate_json(client.get("/api/v1/users/me/export", headers=auth(ada)).content)
+    admins = AccountExport.model_validate_json(client.get("/api/v1/users/me/export", headers=auth(admin)).content)
+
+    shown = {event["action"]: event["context"] for event in own}
+    assert shown == {"user.deactivated": {}, "user.reactivated": {}, "user.logged_in": office}
+    assert {event.action: event.context.model_dump() for event in export.audit_events} == shown
+    assert {event.context.model_dump()["ip"] for event in admins.audit_events} == {"203.0.113.50"}  # the admin's own
+
+
+def test_deletion_drops_the_mail_not_sent_yet_whatever_its_address(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    ada = make_user(email="ada@example.com")
+    change = {"email": "ada.new@example.com", "current_password": PASSWORD}
+    assert client.put("/api/v1/users/me/email", json=change, headers=auth(ada)).status_code == 202
+    assert assert_request_recorded_about(session, ada.id, "user.email_change_requested")
+
+    assert delete_me(client, auth(ada)) == (204, None)
+
+    assert session.exec(select(OutboxMail)).all() == []
+
+
+def assert_request_recorded_about(session: Session, user_id: uuid.UUID, action: str) -> bool:
+    return (
+        session.exec(select(OutboxEvent).where(OutboxEvent.action == action, OutboxEvent.target_id == user_id)).first()
+        is not None
+    )
+
+
+def test_requests_for_a_confirmed_account_are_recorded_about_it(
+    client: TestClient, session: Session, make_user: MakeUser
+) -> None:
+    ada = make_user(email="ada@example.com")
+    session.exec(update(User).where(col(User.id) == ada.id).values(email_verified_at=utcnow()))
+    session.commit()
+
+    assert client.post("/api/v1/auth/request-verify-token", json={"email": "ada@example.com"}).status_code == 202
+    assert client.post("/api/v1/auth/request-verify-token", json={"email": "bob@example.com"}).status_code == 202
+
+    assert mail_to(session, "ada@example.com") == [CONFIRM]  # the sign-up's only: it is confirmed
+    assert assert_request_recorded_about(session, ada.id, "user.email_confirmation_requested")
+    requested = select(OutboxEvent).where(OutboxEvent.action == "user.email_confirmation_requested")
+    [unknown] = [event for event in session.exec(requested) if event.target_id is None]
+    assert unknown.details == {"login_digest": login_throttle.login_digest("bob@example.com")}

@@ -16,6 +16,8 @@ class OutboxMail(CoreModel, table=True):
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The account it is about: its deletion deletes the mail it has not been sent yet.
+    user_id: uuid.UUID = Field(index=True)
     recipient: str = Field(max_length=320)
     subject: str = Field(max_length=200)
     body: str = Field(sa_type=Text)

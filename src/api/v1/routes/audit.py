@@ -88,8 +88,10 @@ async def event_page(
     scope: ColumnElement[bool],
     filters: audit_log.EventFilter,
     page: PageRequest,
+    *,
+    person: uuid.UUID | None = None,
 ) -> AuditEventPage:
-    events, next_cursor = await audit_export.read_events(request, session, scope, filters, page)
+    events, next_cursor = await audit_export.read_events(request, session, scope, filters, page, person=person)
     return AuditEventPage(items=events, next_cursor=next_cursor)
 
 
@@ -143,7 +145,7 @@ async def list_my_audit_events(
     """The caller's own events of no workspace, newest first: sign-up, log-ins (failed and throttled ones too),
     password and profile changes."""
     user_id = await allow_own_audit_read(request, token)
-    return await event_page(request, audit_session, audit_log.about_user(user_id), filters, page)
+    return await event_page(request, audit_session, audit_log.about_user(user_id), filters, page, person=user_id)
 
 
 @router.get("/workspaces/{workspace_id}/activity", responses=error_responses(WorkspaceNotFound, Forbidden))

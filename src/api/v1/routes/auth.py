@@ -68,12 +68,14 @@ async def reset_password(request: Request, body: ResetPassword) -> Response:
     """Set a new password with the token of a reset link; it confirms the email too. Every token issued before
     stops working: log in again. 404 ``invalid_link`` when the link is unknown, used, expired, or older than the
     password."""
+    sessions = request_sessions(request, "core")
+    await sessions.run(lambda session: accounts.check_reset_link(session, body.token), reads_only=True)
     new_password_hash = await hash_new_password(body.new_password)
 
     def reset(session: Session) -> None:
         accounts.reset_password(session, body.token, new_password_hash=new_password_hash)
 
-    await request_sessions(request, "core").run(reset)
+    await sessions.run(reset)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

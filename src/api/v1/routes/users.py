@@ -177,7 +177,8 @@ async def export_me(request: Request, token: ValidToken) -> StreamingResponse:
 
     account, memberships = await request_sessions(request, "core").run(read, reads_only=True)
     # The first batch is read before the first byte is sent: an audit database that does not answer is a 503.
-    pages = audit_export.batches(request, audit_log.done_by_or_to(account.id), audit_log.EventFilter())
+    scope = audit_log.done_by_or_to(account.id)
+    pages = audit_export.batches(request, scope, audit_log.EventFilter(), person=account.id)
     first = await anext(pages)
     head = AccountExport(exported_at=utcnow(), account=account, memberships=memberships, audit_events=[])
 

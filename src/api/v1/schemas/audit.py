@@ -236,8 +236,9 @@ class AuditEventPage(Page[AuditEventPublic]):
     )
 
 
-def public_event(event: AuditEvent, usernames: Mapping[uuid.UUID, str]) -> AuditEventView:
-    """The event as the API shows it, its actor with their current username."""
+def public_event(event: AuditEvent, usernames: Mapping[uuid.UUID, str], *, with_context: bool = True) -> AuditEventView:
+    """The event as the API shows it, its actor with their current username; its request context left out unless
+    ``with_context``."""
     shown = {
         "id": event.id,
         "occurred_at": event.occurred_at,
@@ -250,7 +251,7 @@ def public_event(event: AuditEvent, usernames: Mapping[uuid.UUID, str]) -> Audit
         },
         "workspace_id": event.workspace_id,
         "target": {"type": event.target_type, "id": event.target_id},
-        "context": event.context,
+        "context": event.context if with_context else {},
         "metadata": event.details,
     }
     try:

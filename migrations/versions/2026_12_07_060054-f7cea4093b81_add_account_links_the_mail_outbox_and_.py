@@ -1,8 +1,8 @@
 """add account links, the mail outbox and account flags
 
-Revision ID: a26e02c57dca
+Revision ID: f7cea4093b81
 Revises: f9aee0f7fc8f
-Create Date: 2026-12-07 05:35:58.030605+00:00
+Create Date: 2026-12-07 06:00:54.130217+00:00
 
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "a26e02c57dca"
+revision: str = "f7cea4093b81"
 down_revision: str | Sequence[str] | None = "f9aee0f7fc8f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -37,6 +37,7 @@ def upgrade_core() -> None:
         "mail_outbox",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("recipient", sa.String(length=320), nullable=False),
         sa.Column("subject", sa.String(length=200), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
@@ -48,6 +49,7 @@ def upgrade_core() -> None:
     )
     with op.batch_alter_table("mail_outbox", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_mail_outbox_next_attempt_at"), ["next_attempt_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_mail_outbox_user_id"), ["user_id"], unique=False)
 
     op.create_table(
         "account_links",
@@ -88,6 +90,7 @@ def downgrade_core() -> None:
 
     op.drop_table("account_links")
     with op.batch_alter_table("mail_outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mail_outbox_user_id"))
         batch_op.drop_index(batch_op.f("ix_mail_outbox_next_attempt_at"))
 
     op.drop_table("mail_outbox")
