@@ -13,7 +13,7 @@ from src.api.dependencies import request_sessions
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.fields import SearchText
-from src.api.v1.schemas.users import ConfirmationRequest, EmailConfirmation, ForgotPassword, ResetPassword, Token
+from src.api.v1.schemas.users import EmailAddress, EmailConfirmation, ResetPassword, Token
 from src.core.errors import Busy, InvalidCredentials, TooManyAttempts
 from src.core.security import hash_new_password
 from src.services import accounts, users
@@ -56,7 +56,7 @@ async def issue_token(
     response_class=Response,
     responses=error_responses(TooManyAttempts),
 )
-async def forgot_password(request: Request, body: ForgotPassword) -> Response:
+async def forgot_password(request: Request, body: EmailAddress) -> Response:
     """Mail a password-reset link, valid PASSWORD_RESET_MINUTES, to the email when an account has it. 429 after
     ACCOUNT_MAIL_PER_EMAIL requests for one email, or ACCOUNT_MAIL_PER_ADDRESS from one address, lately."""
     await request_sessions(request, "core").run(lambda session: accounts.request_password_reset(session, body.email))
@@ -85,7 +85,7 @@ async def reset_password(request: Request, body: ResetPassword) -> Response:
     response_class=Response,
     responses=error_responses(TooManyAttempts),
 )
-async def request_verify_token(request: Request, body: ConfirmationRequest) -> Response:
+async def request_verify_token(request: Request, body: EmailAddress) -> Response:
     """Mail a new confirmation link to the email when an account has it unconfirmed (one is mailed at sign-up).
     Throttled as ``/auth/forgot-password``."""
     await request_sessions(request, "core").run(lambda session: accounts.request_confirmation(session, body.email))

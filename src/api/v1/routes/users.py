@@ -125,12 +125,12 @@ async def change_password(request: Request, body: PasswordChange, token: ValidTo
     "/me/email",
     status_code=status.HTTP_202_ACCEPTED,
     response_class=Response,
-    responses=error_responses(WrongPassword, EmailTaken, SameEmail, TooManyAttempts, Busy),
+    responses=error_responses(WrongPassword, SameEmail, TooManyAttempts, Busy),
 )
 async def change_email(request: Request, body: EmailChange, token: ValidToken) -> Response:
     """Ask to change the email: a confirmation link goes to the new address and a notice to the current one; the
-    email changes once the link is followed (``POST /auth/verify``). 403 when ``current_password`` is wrong, 409
-    when an account has the new address."""
+    email changes once the link is followed (``POST /auth/verify``). When an account has the new address, the
+    answer is the same and that address is told so instead. 403 when ``current_password`` is wrong."""
     sessions = request_sessions(request, "core")
     await checked_password(sessions, token, body.current_password)
     await sessions.run(

@@ -116,8 +116,8 @@ def _example(example: JsonDict) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
 
 
-class ForgotPassword(BaseModel):
-    """The email of the account whose password is forgotten."""
+class EmailAddress(BaseModel):
+    """An email: the one whose password is forgotten, or whose confirmation link should be sent again."""
 
     model_config = _example({"email": "ada@example.com"})
 
@@ -131,14 +131,6 @@ class ResetPassword(BaseModel):
 
     token: LinkToken
     new_password: Password
-
-
-class ConfirmationRequest(BaseModel):
-    """The email whose confirmation link should be sent again."""
-
-    model_config = _example({"email": "ada@example.com"})
-
-    email: Email
 
 
 class EmailConfirmation(BaseModel):
