@@ -181,6 +181,9 @@ class Settings(BaseSettings):
 
     # Bearer tokens: HS256 signed with secret_key; issuer and audience are checked on every request.
     access_token_expire_minutes: int = Field(default=60, ge=1)
+    # A log-in session, and the refresh tokens that renew its access tokens, last this long (src/services/
+    # login_sessions.py); then log in again.
+    session_days: int = Field(default=30, ge=1, le=365)
     jwt_issuer: str = Field(default="fastapi-starter", min_length=1)
     jwt_audience: str = Field(default="fastapi-starter-api", min_length=1)
 

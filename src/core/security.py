@@ -177,6 +177,8 @@ def password_stamp(password_hash: str, revoked_at: datetime | None = None) -> st
 class TokenClaims:
     user_id: uuid.UUID
     password_stamp: str
+    # The log-in session the token was issued for; None in a token issued before sessions existed.
+    session_id: uuid.UUID | None = None
 
     def matches_password(self, password_hash: str, revoked_at: datetime | None = None) -> bool:
         return hmac.compare_digest(self.password_stamp, password_stamp(password_hash, revoked_at))
@@ -190,7 +192,12 @@ class AccessToken:
 
 
 def create_access_token(
-    user_id: uuid.UUID, *, password_hash: str, revoked_at: datetime | None = None, now: datetime | None = None
+    user_id: uuid.UUID,
+    *,
+    password_hash: str,
+    session_id: uuid.UUID | None = None,
+    revoked_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> AccessToken:
     settings = get_settings()
     issued_at = now or utcnow()
@@ -204,6 +211,8 @@ def create_access_token(
         "exp": expires_at,
         "pwd": password_stamp(password_hash, revoked_at),
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     token = jwt.encode(claims, settings.secret_key, algorithm=JWT_ALGORITHM)
     return AccessToken(token=token, expires_at=expires_at, expires_in=int(lifetime.total_seconds()))
 
@@ -220,7 +229,8 @@ def decode_access_token(token: str) -> TokenClaims:
             issuer=settings.jwt_issuer,
             options={"require": REQUIRED_CLAIMS},
         )
-        return TokenClaims(user_id=uuid.UUID(str(claims["sub"])), password_stamp=str(claims["pwd"]))
+        session_id = uuid.UUID(str(claims["sid"])) if "sid" in claims else None
+        return TokenClaims(uuid.UUID(str(claims["sub"])), str(claims["pwd"]), session_id)
     except jwt.ExpiredSignatureError:
         raise InvalidToken("the token has expired") from None
     except (jwt.PyJWTError, ValueError):

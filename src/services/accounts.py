@@ -16,7 +16,7 @@ from src.core.config import get_settings
 from src.core.errors import Conflict, Forbidden, TooManyAttempts
 from src.core.text import fold
 from src.core.timestamps import utcnow
-from src.services import login_throttle
+from src.services import login_sessions, login_throttle
 from src.services.account_links import (
     EMAIL_CONFIRMATION,
     PASSWORD_RESET,
@@ -103,6 +103,7 @@ def reset_password(session: Session, token: str, *, new_password_hash: str) -> N
     user.email_verified_at = user.email_verified_at or utcnow()
     user.updated_at = utcnow()
     forget_links(session, user, purpose=PASSWORD_RESET)
+    login_sessions.end_all(session, user.id)
     session.add(user)
     record_event(session, action="user.password_reset", actor_id=user.id, target=Target("user", user.id))
 
@@ -197,6 +198,7 @@ def set_active(session: Session, admin: User, user_id: uuid.UUID, *, active: boo
         user.is_active, user.updated_at = active, now
         if not active:
             user.tokens_revoked_at = now
+            login_sessions.end_all(session, user.id)
         session.add(user)
         action = "user.reactivated" if active else "user.deactivated"
         record_event(session, action=action, actor_id=admin.id, target=Target("user", user.id))

@@ -13,17 +13,15 @@ from src.core.databases import unique_violation_columns
 from src.core.errors import Conflict, Forbidden, InvalidCredentials, InvalidToken, TooManyAttempts, WrongPassword
 from src.core.metrics import LOGINS_THROTTLED
 from src.core.security import (
-    AccessToken,
     TokenClaims,
     checks_in_flight,
-    create_access_token,
     password_matches_hash,
     spend_verification_time,
 )
 from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.core.versions import entity_tag, require_match
-from src.services import login_throttle
+from src.services import login_sessions, login_throttle
 from src.services.account_mail import send_confirmation
 from src.services.audit_log import Target, record_event
 
@@ -152,8 +150,8 @@ async def password_matches(attempt: LoginAttempt, password: str) -> bool:
         return await password_matches_hash(password, attempt.hashed_password) and attempt.is_active
 
 
-def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) -> AccessToken:
-    """A token for a successful log-in; ``InvalidCredentials`` without saying which part was wrong, and
+def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) -> login_sessions.Tokens:
+    """A new session's tokens for a successful log-in; ``InvalidCredentials`` without saying which part was wrong, and
     ``TooManyAttempts`` while the account or the client address is locked out.
     """
     user = session.get(User, attempt.user_id) if attempt.user_id else None
@@ -164,7 +162,7 @@ def record_login(session: Session, attempt: LoginAttempt, *, succeeded: bool) ->
             raise EmailNotConfirmed(f"confirm {user.email} first: follow the link mailed to it, or ask for a new one")
         login_throttle.clear_account(session, user.id, attempt.limits)
         record_event(session, action="user.logged_in", actor_id=user.id, target=Target("user", user.id))
-        return create_access_token(user.id, password_hash=user.hashed_password, revoked_at=user.tokens_revoked_at)
+        return login_sessions.start(session, user)
     record_failure(session, attempt, "user.login_failed")
     raise InvalidCredentials("incorrect username, email or password")
 
@@ -234,6 +232,8 @@ def user_for_token(session: Session, claims: TokenClaims) -> User:
         raise InvalidToken(
             "the password was changed, or the account's tokens revoked, after this token was issued; log in again"
         )
+    if claims.session_id is not None and not login_sessions.is_live(session, claims.session_id, user.id):
+        raise InvalidToken("the token's session has ended; log in again")
     return user
 
 
@@ -271,6 +271,7 @@ def change_password(session: Session, user: User, *, new_password_hash: str, che
         raise WrongPassword("the password was changed meanwhile; try again with the current one")
     user.hashed_password = new_password_hash
     user.updated_at = utcnow()
+    login_sessions.end_all(session, user.id)
     record_event(session, action="user.password_changed", actor_id=user.id, target=Target("user", user.id))
     session.add(user)
     session.flush()

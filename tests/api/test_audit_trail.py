@@ -212,6 +212,20 @@ def test_outage_drill_audit_down_then_restored(
     assert outbox() == []
 
 
+def sessions_walkthrough(client: TestClient, login: str, password: str) -> dict[str, str]:
+    """A refresh token used twice (its session ends), a session ended from another, a log-out; a new session's
+    headers."""
+    form = {"username": login, "password": password}
+    first = client.post("/api/v1/auth/token", data=form).json()
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}).status_code == 200
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}).status_code == 401
+    other, current = logged_in(client, login, password), logged_in(client, login, password)
+    [ended] = [item["id"] for item in client.get("/api/v1/users/me/sessions", headers=other).json() if item["current"]]
+    assert client.delete(f"/api/v1/users/me/sessions/{ended}", headers=current).status_code == 204
+    assert client.post("/api/v1/auth/logout", headers=current).status_code == 204
+    return logged_in(client, login, password)
+
+
 def accounts_walkthrough(client: TestClient, admin: dict[str, str]) -> uuid.UUID:
     """Every account action on a new user, Carol: the admin flag, deactivation and back, a password
     reset (for an unknown email too), confirmations of an address (Ada's) and of a change of address, the deletion of
@@ -236,6 +250,7 @@ def accounts_walkthrough(client: TestClient, admin: dict[str, str]) -> uuid.UUID
     with Session(get_engine("core")) as session:
         confirmation = {"token": mailed_token(session, "carol.new@example.com")}
     assert client.post("/api/v1/auth/verify", json=confirmation).status_code == 204
+    carol_token = sessions_walkthrough(client, "carol", "a new password 2")
     deletion = {"current_password": "a new password 2"}
     assert client.request("DELETE", "/api/v1/users/me", json=deletion, headers=carol_token).status_code == 204
     return uuid.UUID(carol)

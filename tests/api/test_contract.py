@@ -24,7 +24,9 @@ from src.api.v1.schemas.users import (
     EmailChange,
     EmailConfirmation,
     PasswordChange,
+    Refresh,
     ResetPassword,
+    SessionPublic,
     Token,
     UserCreate,
     UserPublic,
@@ -92,7 +94,7 @@ def test_a_json_body_sent_as_another_type_is_415_on_every_operation_that_takes_j
     add_member(workspace, member, Role.MEMBER)
     headers = auth(owner) | {"Content-Type": "text/plain"}
     for path, operations in create_test_app().openapi()["paths"].items():
-        real = path.format(workspace_id=workspace.id, user_id=member.id)
+        real = path.format(workspace_id=workspace.id, user_id=member.id, session_id=uuid.uuid4())
         for method, operation in operations.items():
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 answer = answered(client.request(method, real, headers=headers, content='{"name": "Acme"}'))
@@ -247,6 +249,8 @@ EXAMPLED: list[type[BaseModel]] = [
     Token,
     EmailAddress,
     ResetPassword,
+    Refresh,
+    SessionPublic,
     EmailConfirmation,
     EmailChange,
     AccountDeletion,

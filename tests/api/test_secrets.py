@@ -35,7 +35,7 @@ def every_endpoint(client: TestClient, headers: dict[str, str]) -> list[httpx.Re
     for route in client.app.routes:  # type: ignore[attr-defined]
         if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIX) or route.path == TOKEN_URL:
             continue
-        path = route.path.format(workspace_id=workspace, user_id=me)
+        path = route.path.format(workspace_id=workspace, user_id=me, session_id=uuid.uuid4())
         for method in sorted(route.methods or ()):
             responses.append(client.request(method, path, headers=headers, json={"role": "member"}))
     responses.append(client.get(f"/api/v1/workspaces/{uuid.uuid4()}", headers=headers))
@@ -51,7 +51,7 @@ def test_an_account_lifecycle_exposes_no_secret(
     shown.append(client.post("/api/v1/users", json=sign_up | {"email": "bad", "password": PASSWORD[:5]}))
     shown.append(client.post("/api/v1/auth/token", data={"username": "ada", "password": WRONG_PASSWORD}))
     issued = client.post("/api/v1/auth/token", data={"username": "ada", "password": PASSWORD})
-    token = issued.json()["access_token"]
+    token, refresh_token = issued.json()["access_token"], issued.json()["refresh_token"]
     headers = bearer(token)
     shown.append(client.get("/api/v1/users/me", headers=headers))
     change = "/api/v1/users/me/password"
@@ -67,7 +67,7 @@ def test_an_account_lifecycle_exposes_no_secret(
     assert [response.status_code for response in shown[:2]] == [201, 422]
     assert shown[-1].status_code == 429
     assert {response.status_code for response in shown} >= {200, 201, 204, 401, 403, 404, 422, 429}
-    for secret in (PASSWORD, WRONG_PASSWORD, NEW_PASSWORD, token, hashed, get_settings().secret_key):
+    for secret in (PASSWORD, WRONG_PASSWORD, NEW_PASSWORD, token, refresh_token, hashed, get_settings().secret_key):
         assert secret not in everything
     assert token not in caplog.text
 

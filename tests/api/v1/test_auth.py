@@ -155,7 +155,7 @@ def test_the_token_of_a_deactivated_user_is_401(client: TestClient, session: Ses
 
 PUBLIC_OPERATIONS = {("POST", "/api/v1/users")} | {
     ("POST", f"/api/v1/auth/{name}")
-    for name in ("token", "forgot-password", "reset-password", "request-verify-token", "verify")
+    for name in ("token", "refresh", "forgot-password", "reset-password", "request-verify-token", "verify")
 }
 
 
@@ -175,7 +175,7 @@ def api_operations() -> list[tuple[str, str]]:
 def test_every_other_endpoint_needs_a_valid_token(
     client: TestClient, method: str, path: str, token: str | None
 ) -> None:
-    url = path.format(workspace_id=uuid.uuid4(), user_id=uuid.uuid4())
+    url = path.format(workspace_id=uuid.uuid4(), user_id=uuid.uuid4(), session_id=uuid.uuid4())
 
     response = client.request(method, url, headers=bearer(token) if token else {}, json={"name": "Acme"})
 

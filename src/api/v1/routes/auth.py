@@ -9,15 +9,16 @@ from fastapi import Form, Request, Response, status
 from sqlmodel import Session
 
 from src.api.contract import tagged_router
-from src.api.dependencies import request_sessions
+from src.api.dependencies import ValidToken, get_current_user, request_sessions
 from src.api.error_handling import error_responses
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.fields import SearchText
-from src.api.v1.schemas.users import EmailAddress, EmailConfirmation, ResetPassword, Token
-from src.core.errors import Busy, InvalidCredentials, TooManyAttempts
+from src.api.v1.schemas.users import EmailAddress, EmailConfirmation, Refresh, ResetPassword, Token
+from src.core.errors import Busy, InvalidCredentials, InvalidToken, TooManyAttempts
 from src.core.security import hash_new_password
-from src.services import accounts, users
+from src.services import accounts, login_sessions, users
 from src.services.account_links import InvalidLink
+from src.services.login_sessions import SessionNotFound
 from src.services.users import EmailNotConfirmed, EmailTaken
 
 router = tagged_router("auth", f"{API_PREFIX}/auth")
@@ -43,11 +44,39 @@ async def issue_token(
     # runs the log-in holds no connection, no lock (SQLite's write lock included) and no worker thread.
     attempt = await sessions.run(lambda session: users.find_login(session, username), reads_only=True)
     succeeded = await users.password_matches(attempt, password)
-    token = await sessions.run(lambda session: users.record_login(session, attempt, succeeded=succeeded))
+    tokens = await sessions.run(lambda session: users.record_login(session, attempt, succeeded=succeeded))
+    return never_stored(response, Token.of(tokens))
+
+
+def never_stored(response: Response, token: Token) -> Token:
     # RFC 6749 5.1: a response carrying a token is never stored by a cache.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    return Token(access_token=token.token, expires_in=token.expires_in)
+    return token
+
+
+@router.post("/refresh", responses=error_responses(InvalidToken))
+async def refresh(request: Request, response: Response, body: Refresh) -> Token:
+    """New tokens for the session of ``refresh_token``, which is then used up: keep the new one. A used refresh
+    token presented again ends its session (it was copied): 401, and every token of the session stops working."""
+    sessions = request_sessions(request, "core")
+    tokens = await sessions.run(lambda session: login_sessions.refresh(session, body.refresh_token))
+    return never_stored(response, Token.of(tokens))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(SessionNotFound))
+async def log_out(request: Request, token: ValidToken) -> Response:
+    """End the session of this token: its access and refresh tokens stop working. 404 for a token issued before
+    sessions existed, which simply expires."""
+
+    def end(session: Session) -> None:
+        user = get_current_user(session, token)
+        if token.session_id is None:
+            raise SessionNotFound("this token has no session: it expires on its own")
+        login_sessions.end(session, user.id, token.session_id, action="user.logged_out")
+
+    await request_sessions(request, "core").run(end)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

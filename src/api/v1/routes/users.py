@@ -22,6 +22,7 @@ from src.api.v1.schemas.users import (
     EmailChange,
     Membership,
     PasswordChange,
+    SessionPublic,
     UserCreate,
     UserPublic,
     UserUpdate,
@@ -30,9 +31,10 @@ from src.core.errors import Busy, TooManyAttempts, WrongPassword
 from src.core.security import TokenClaims, checks_in_flight, hash_new_password
 from src.core.sessions import RequestSessions
 from src.core.timestamps import utcnow
-from src.services import account_deletion, accounts, audit_log, login_throttle, users, workspaces
+from src.services import account_deletion, accounts, audit_log, login_sessions, login_throttle, users, workspaces
 from src.services.account_deletion import LastOwner
 from src.services.accounts import AdminOnly, OwnAccount, SameEmail
+from src.services.login_sessions import SessionNotFound
 from src.services.members import UserNotFound
 from src.services.users import EmailTaken, UsernameTaken
 
@@ -193,6 +195,34 @@ async def export_me(request: Request, token: ValidToken) -> StreamingResponse:
         yield "]}"
 
     return StreamingResponse(body(), media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/me/sessions")
+async def list_my_sessions(request: Request, token: ValidToken) -> list[SessionPublic]:
+    """The caller's live sessions, the most recently used first; ``current`` marks the one of this token."""
+
+    def read(session: Session) -> list[SessionPublic]:
+        user = get_current_user(session, token)
+        return [
+            SessionPublic.model_validate(login).model_copy(update={"current": login.id == token.session_id})
+            for login in login_sessions.sessions_of(session, user.id)
+        ]
+
+    return await request_sessions(request, "core").run(read, reads_only=True)
+
+
+@router.delete(
+    "/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(SessionNotFound)
+)
+async def end_my_session(request: Request, session_id: uuid.UUID, token: ValidToken) -> Response:
+    """End one of the caller's sessions (another device's, say): its tokens stop working at once."""
+
+    def end(session: Session) -> None:
+        user = get_current_user(session, token)
+        login_sessions.end(session, user.id, session_id, action="user.session_ended")
+
+    await request_sessions(request, "core").run(end)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{user_id}/deactivate", responses=error_responses(AdminOnly, OwnAccount, UserNotFound))

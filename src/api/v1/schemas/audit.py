@@ -79,6 +79,10 @@ class EmailChanged(_Payload):
     after: str
 
 
+class SessionRef(_Payload):
+    session_id: uuid.UUID
+
+
 class WorkspaceName(_Payload):
     name: str
 
@@ -134,6 +138,9 @@ METADATA: dict[str, tuple[type[_Payload], dict[str, Any]]] = {
     "user.reactivated": (Empty, {}),
     "user.admin_granted": (Empty, {}),
     "user.deleted": (Empty, {}),
+    "user.logged_out": (SessionRef, {"session_id": "5b1f0c2e-8a3d-4e6f-9b7c-1d2e3f4a5b6c"}),
+    "user.session_ended": (SessionRef, {"session_id": "5b1f0c2e-8a3d-4e6f-9b7c-1d2e3f4a5b6c"}),
+    "user.refresh_token_reused": (Empty, {}),
     "workspace.created": (WorkspaceName, {"name": "Difference Engine"}),
     "workspace.updated": (WorkspaceRenamed, {"before": {"name": "Difference Engine"}, "after": {"name": "Engines"}}),
     "workspace.deleted": (WorkspaceName, {"name": "Difference Engine"}),

@@ -11,6 +11,7 @@ from src.api.v1.models.user import UserBase
 from src.api.v1.models.workspace_member import Role
 from src.api.v1.schemas.audit import AuditEventView
 from src.api.v1.schemas.fields import Email, LinkToken, Password, PersonName, Username
+from src.services import login_sessions
 
 
 class UserCreate(UserBase):
@@ -103,13 +104,72 @@ class UserPublic(UserBase):
 class Token(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"access_token": "eyJhbGciOiJIUzI1NiIs…", "token_type": "bearer", "expires_in": 3600}]
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIs…",
+                    "token_type": "bearer",
+                    "expires_in": 3600,
+                    "refresh_token": "h2V0xQ8m1rVt0s5kzJ9cW3bYpD7nF4aL6eU2iO8gR1w",
+                    "refresh_expires_in": 2592000,
+                }
+            ]
         }
     )
 
     access_token: str
     token_type: Literal["bearer"] = "bearer"
-    expires_in: int = Field(description="seconds until the token expires")
+    expires_in: int = Field(description="seconds until the access token expires")
+    refresh_token: str = Field(description="for POST /auth/refresh: new tokens, once; then use the new one")
+    refresh_expires_in: int = Field(description="seconds until the session ends, however often it is refreshed")
+
+    @classmethod
+    def of(cls, tokens: login_sessions.Tokens) -> "Token":
+        return cls(
+            access_token=tokens.access.token,
+            expires_in=tokens.access.expires_in,
+            refresh_token=tokens.refresh_token,
+            refresh_expires_in=tokens.refresh_expires_in,
+        )
+
+
+class Refresh(BaseModel):
+    """The refresh token of the last log-in or refresh."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"refresh_token": "h2V0xQ8m1rVt0s5kzJ9cW3bYpD7nF4aL6eU2iO8gR1w"}]},
+    )
+
+    refresh_token: LinkToken
+
+
+class SessionPublic(BaseModel):
+    """A log-in session: where and when it began, and when its tokens were last renewed."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5b1f0c2e-8a3d-4e6f-9b7c-1d2e3f4a5b6c",
+                    "created_at": "2026-12-01T09:00:00Z",
+                    "last_used_at": "2026-12-01T17:45:12Z",
+                    "expires_at": "2026-12-31T09:00:00Z",
+                    "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+                    "ip": "198.51.100.7",
+                    "current": True,
+                }
+            ]
+        },
+    )
+
+    id: uuid.UUID
+    created_at: datetime
+    last_used_at: datetime = Field(description="the last log-in or refresh")
+    expires_at: datetime
+    user_agent: str | None
+    ip: str | None
+    current: bool = Field(default=False, description="the session of the token that asked")
 
 
 def _example(example: JsonDict) -> ConfigDict:

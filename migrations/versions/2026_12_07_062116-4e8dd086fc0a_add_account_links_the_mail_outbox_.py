@@ -1,8 +1,8 @@
-"""add account links, the mail outbox and account flags
+"""add account links, the mail outbox, account flags and log-in sessions
 
-Revision ID: f7cea4093b81
+Revision ID: 4e8dd086fc0a
 Revises: f9aee0f7fc8f
-Create Date: 2026-12-07 06:00:54.130217+00:00
+Create Date: 2026-12-07 06:21:16.683186+00:00
 
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "f7cea4093b81"
+revision: str = "4e8dd086fc0a"
 down_revision: str | Sequence[str] | None = "f9aee0f7fc8f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -69,6 +69,41 @@ def upgrade_core() -> None:
         batch_op.create_index(batch_op.f("ix_account_links_expires_at"), ["expires_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_account_links_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "login_sessions",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("user_agent", sa.String(length=500), nullable=True),
+        sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_login_sessions_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_login_sessions")),
+    )
+    with op.batch_alter_table("login_sessions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_login_sessions_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_login_sessions_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "refresh_tokens",
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("session_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("replaced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["session_id"],
+            ["login_sessions.id"],
+            name=op.f("fk_refresh_tokens_session_id_login_sessions"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("digest", name=op.f("pk_refresh_tokens")),
+    )
+    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_refresh_tokens_session_id"), ["session_id"], unique=False)
+
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("is_admin", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column("email_verified_at", sa.DateTime(timezone=True), nullable=True))
@@ -84,6 +119,15 @@ def downgrade_core() -> None:
         batch_op.drop_column("email_verified_at")
         batch_op.drop_column("is_admin")
 
+    with op.batch_alter_table("refresh_tokens", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_refresh_tokens_session_id"))
+
+    op.drop_table("refresh_tokens")
+    with op.batch_alter_table("login_sessions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_login_sessions_user_id"))
+        batch_op.drop_index(batch_op.f("ix_login_sessions_expires_at"))
+
+    op.drop_table("login_sessions")
     with op.batch_alter_table("account_links", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_account_links_user_id"))
         batch_op.drop_index(batch_op.f("ix_account_links_expires_at"))
