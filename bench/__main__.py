@@ -108,8 +108,8 @@ SEED_ANCHOR = f"""
 import json
 from sqlmodel import Session
 from src.core.engines import get_engine
-from src.core.security import create_access_token, hash_password
-from src.services import users, workspaces
+from src.core.security import hash_password
+from src.services import login_sessions, users, workspaces
 with Session(get_engine("core")) as session:
     hashed = hash_password({PASSWORD!r})
     user = users.register_user(
@@ -117,8 +117,9 @@ with Session(get_engine("core")) as session:
     )
     ids = [str(workspaces.create_workspace(session, owner_id=user.id, name=f"Bench {{n}}").workspace.id)
            for n in range({WORKSPACES})]
+    token = login_sessions.start(session, user).access.token  # a log-in's: its session is checked too
     session.commit()
-    print(json.dumps({{"token": create_access_token(user.id, password_hash=hashed).token, "workspaces": ids}}))
+    print(json.dumps({{"token": token, "workspaces": ids}}))
 """
 
 

@@ -1,12 +1,12 @@
 """The same-work anchor: the bench's three API rows written the plain async SQLModel way, as a yardstick.
 
 ``GET /api/v1/users/me``, ``GET /api/v1/workspaces`` and ``PATCH /api/v1/workspaces/{id}`` do what the service's do
-(the bearer token checked with pyjwt, its password stamp compared; the caller's 20 oldest workspaces with the caller's
-role, in keyset order, one row more; the membership and role checked, the new name and an outbox row written in one
-commit), the way the SQLModel docs teach for async: ``AsyncSession`` on SQLAlchemy's asyncio engine over asyncpg,
-``async def`` endpoints, a yield-session dependency, the default pool, pydantic response models. Kept plain on
-purpose: it is not part of the service, and nothing in it is tuned. It reads the service's tables (the models of
-src/api/v1/models) in a database of its own.
+(the bearer token checked with pyjwt, its password stamp compared, its log-in session looked up; the caller's 20
+oldest workspaces with the caller's role, in keyset order, one row more; the membership and role checked, the new
+name and an outbox row written in one commit), the way the SQLModel docs teach for async: ``AsyncSession`` on
+SQLAlchemy's asyncio engine over asyncpg, ``async def`` endpoints, a yield-session dependency, the default pool,
+pydantic response models. Kept plain on purpose: it is not part of the service, and nothing in it is tuned. It reads
+the service's tables (the models of src/api/v1/models) in a database of its own.
 """
 
 import hashlib
@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from src.api.v1.models.login_session import LoginSession
 from src.api.v1.models.outbox_event import OutboxEvent
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
@@ -59,6 +60,9 @@ async def get_current_user(session: SessionDep, authorization: Annotated[str, He
     stamp = hmac.new(key, user.hashed_password.encode(), hashlib.sha256).hexdigest()[:32] if user else ""
     if user is None or not hmac.compare_digest(stamp, claims["pwd"]):
         raise HTTPException(status_code=401)
+    login = await session.get(LoginSession, uuid.UUID(claims["sid"]))
+    if login is None or login.user_id != user.id or login.expires_at <= utcnow():
+        raise HTTPException(status_code=401)
     return user
 
 
@@ -73,6 +77,8 @@ class UserPublic(BaseModel):
     last_name: str
     full_name: str
     is_active: bool
+    is_admin: bool
+    email_verified_at: datetime | None
     created_at: datetime
 
 

@@ -6,11 +6,13 @@ worker thread (``request_sessions(request, "core").run(work)``), where ``get_cur
 where a dependency for each would take a trip of its own (src/core/sessions.py).
 """
 
+import math
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import BackgroundTasks, Depends, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
@@ -29,9 +31,9 @@ from src.core.pagination import (
     PageRequest,
 )
 from src.core.request_context import current_request_context
-from src.core.security import TokenClaims, decode_access_token
+from src.core.security import ApiKeyCredentials, Credentials, read_credentials
 from src.core.sessions import RequestSessions
-from src.services import audit_log, users, workspaces
+from src.services import api_keys, audit_log, users, workspaces
 from src.services.workspaces import WorkspaceAccess
 
 TOKEN_URL = f"{API_PREFIX}/auth/token"
@@ -69,19 +71,42 @@ AuditSessionDep = Annotated[Session, database_session("audit")]
 bearer_token = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
-async def get_valid_token(token: Annotated[str | None, Depends(bearer_token)]) -> TokenClaims:
-    """The claims of the request's bearer token, checked (signature, issuer, expiry) before anything else, the body
-    included; whose user they name is read by ``get_current_user``. Async: an HMAC check is cheaper on the event
-    loop than the trip to a worker thread FastAPI makes for a sync dependency."""
+async def get_valid_token(
+    request: Request, background: BackgroundTasks, token: Annotated[str | None, Depends(bearer_token)]
+) -> Credentials:
+    """The request's credentials: an access token's claims, checked (signature, issuer, expiry) before anything else,
+    the body included, or an API key's digest. Whose user or key they name is read by ``get_current_user`` or
+    ``get_caller_workspace``. Async: an HMAC check is cheaper on the event loop than the trip to a worker thread
+    FastAPI makes for a sync dependency."""
     if token is None:
         raise Unauthorized("not authenticated: send Authorization: Bearer <token> from POST " + TOKEN_URL)
-    return decode_access_token(token)
+    credentials = read_credentials(token)
+    if isinstance(credentials, ApiKeyCredentials):
+        background.add_task(note_key_use, request, credentials)
+    return credentials
 
 
-ValidToken = Annotated[TokenClaims, Depends(get_valid_token)]
+ValidToken = Annotated[Credentials, Depends(get_valid_token)]
+
+# When this process last noted each key's use: a key's last use is written at most once a minute per process,
+# after the response, never on a request's own path.
+_noted_key_use: dict[uuid.UUID, float] = {}
 
 
-def get_current_user(session: Session, token: TokenClaims) -> User:
+async def note_key_use(request: Request, credentials: ApiKeyCredentials) -> None:
+    key_id, now = credentials.key_id, time.monotonic()
+    if key_id is None or now - _noted_key_use.get(key_id, -math.inf) < api_keys.LAST_USED_PRECISION.total_seconds():
+        return
+    if len(_noted_key_use) > 10_000:
+        _noted_key_use.clear()
+    _noted_key_use[key_id] = now
+    await request_sessions(request, "core").run(lambda session: api_keys.note_use(session, key_id))
+
+
+def get_current_user(session: Session, token: Credentials) -> User:
+    """The person the credentials are a log-in of; a valid API key gets 403 ``api_key_not_allowed``."""
+    if isinstance(token, ApiKeyCredentials):
+        api_keys.refuse_outside_workspace(session, token)
     user = users.user_for_token(session, token)
     if context := current_request_context():
         context.user_id = user.id  # for the request's log line
@@ -89,19 +114,21 @@ def get_current_user(session: Session, token: TokenClaims) -> User:
 
 
 def get_caller_workspace(
-    session: Session, token: TokenClaims, workspace_id: uuid.UUID, *, changing: bool = False
+    session: Session, token: Credentials, workspace_id: uuid.UUID, *, changing: bool = False
 ) -> WorkspaceAccess:
-    """The workspace as the caller may act on it; 404 when the caller is not a member (or it does not exist).
-    ``changing``: read with its row locked for a change of it or its members, in the same statement.
+    """The workspace as the caller may act on it; 404 when the caller is not a member (or it does not exist), or is
+    an API key of another workspace. ``changing``: read with its row locked for a change of it or its members.
 
     Each action's role rule is decided by its service (src/services/workspaces.py, src/services/members.py), which
     answers 403 when the role is too low.
     """
+    if isinstance(token, ApiKeyCredentials):
+        return api_keys.key_access(session, token, workspace_id, locking=changing)
     user = get_current_user(session, token)
     return workspaces.get_access(session, workspace_id=workspace_id, user_id=user.id, locking=changing)
 
 
-async def allow_audit_read(request: Request, token: TokenClaims, workspace_id: uuid.UUID) -> None:
+async def allow_audit_read(request: Request, token: Credentials, workspace_id: uuid.UUID) -> None:
     """Let the caller read the workspace's audit trail: admins and owners. The read is itself an audit event.
 
     Called first by each route that reads the trail, once the request passed validation: a refused request reads
@@ -112,7 +139,13 @@ async def allow_audit_read(request: Request, token: TokenClaims, workspace_id: u
     def audit_reader_access(session: Session) -> None:
         access = get_caller_workspace(session, token, workspace_id)
         workspaces.require_role(access, Role.ADMIN)  # the audit trail's rule, decided here only
-        audit_log.record_read(session, actor_id=access.user_id, workspace_id=workspace_id, asked=asked_for(request))
+        audit_log.record_read(
+            session,
+            actor_id=access.user_id,
+            actor_type=access.actor_type,
+            workspace_id=workspace_id,
+            asked=asked_for(request),
+        )
 
     await request_sessions(request, "core").run(audit_reader_access)
 
@@ -122,7 +155,7 @@ def asked_for(request: Request) -> str:
     return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
-async def allow_own_audit_read(request: Request, token: TokenClaims) -> uuid.UUID:
+async def allow_own_audit_read(request: Request, token: Credentials) -> uuid.UUID:
     """The caller, whose own events (those of no workspace) they may read; checked, and the read recorded, like a
     workspace's audit reader (``allow_audit_read``)."""
 

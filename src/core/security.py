@@ -184,6 +184,33 @@ class TokenClaims:
         return hmac.compare_digest(self.password_stamp, password_stamp(password_hash, revoked_at))
 
 
+# What an API key starts with, so that secret scanners (and this service) know one when they see it.
+API_KEY_PREFIX = "fsk_"
+
+
+@dataclass
+class ApiKeyCredentials:
+    """A bearer API key, known by its digest; ``key_id`` once the key was found valid (src/services/api_keys.py)."""
+
+    digest: str
+    key_id: uuid.UUID | None = None
+    session_id: None = None  # as TokenClaims: a key has no log-in session
+
+
+Credentials = TokenClaims | ApiKeyCredentials
+
+
+def api_key_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def read_credentials(bearer: str) -> Credentials:
+    """An API key's digest, or a valid access token's claims (``InvalidToken`` otherwise)."""
+    if bearer.startswith(API_KEY_PREFIX):
+        return ApiKeyCredentials(api_key_digest(bearer))
+    return decode_access_token(bearer)
+
+
 @dataclass(frozen=True)
 class AccessToken:
     token: str

@@ -56,12 +56,21 @@ def record_event(
     return event
 
 
-def record_read(session: Session, *, actor_id: uuid.UUID, workspace_id: uuid.UUID | None, asked: str) -> None:
-    """Who read an audit trail, and what they asked for (the path and query, cut at 2,000 characters)."""
+def record_read(
+    session: Session, *, actor_id: uuid.UUID, workspace_id: uuid.UUID | None, asked: str, actor_type: str = "user"
+) -> None:
+    """Who read an audit trail (a user, or an API key), and what they asked for (the path and query, cut at 2,000
+    characters)."""
     details = {"asked": asked[:2000]}
     target = Target("user", actor_id) if workspace_id is None else Target("workspace", workspace_id)
     record_event(
-        session, action="audit.read", actor_id=actor_id, target=target, workspace_id=workspace_id, details=details
+        session,
+        action="audit.read",
+        actor_id=actor_id,
+        actor_type=actor_type,
+        target=target,
+        workspace_id=workspace_id,
+        details=details,
     )
 
 

@@ -37,9 +37,10 @@ class WorkspaceAccess:
     """A workspace as one of its members may act on it: with that member's role."""
 
     workspace: Workspace
-    user_id: uuid.UUID
+    user_id: uuid.UUID  # the member's; an API key's id when a key acts (``actor_type``)
     role: Role
     locked: bool = False  # the workspace's row is locked for changes (``get_access(locking=True)``)
+    actor_type: str = "user"  # or "api_key"
 
 
 def create_workspace(session: Session, *, owner_id: uuid.UUID, name: str) -> WorkspaceAccess:
@@ -92,7 +93,13 @@ def get_access(
 def record(session: Session, actor: WorkspaceAccess, action: str, target: Target, details: dict[str, Any]) -> None:
     """The audit event of ``actor``'s action inside the workspace."""
     record_event(
-        session, action=action, actor_id=actor.user_id, workspace_id=actor.workspace.id, target=target, details=details
+        session,
+        action=action,
+        actor_id=actor.user_id,
+        actor_type=actor.actor_type,
+        workspace_id=actor.workspace.id,
+        target=target,
+        details=details,
     )
 
 

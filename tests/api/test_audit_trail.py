@@ -268,6 +268,8 @@ def test_every_action_the_service_records_is_shown_with_its_typed_metadata(
     served_client.patch(f"/api/v1/workspaces/{workspace}/members/{bob}", json={"role": "admin"}, headers=ada)
     served_client.delete(f"/api/v1/workspaces/{workspace}/members/{bob}", headers=ada)
     served_client.get(f"/api/v1/workspaces/{workspace}/audit-events", headers=ada)
+    key = served_client.post(f"/api/v1/workspaces/{workspace}/api-keys", json={"name": "CI"}, headers=ada).json()
+    assert served_client.delete(f"/api/v1/workspaces/{workspace}/api-keys/{key['id']}", headers=ada).status_code == 204
     relay_pending(batch_size=100)
     served_client.delete(f"/api/v1/workspaces/{workspace}", headers=ada)
     served_client.post("/api/v1/auth/token", data={"username": "bob", "password": "wrong"})

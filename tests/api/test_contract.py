@@ -16,6 +16,7 @@ from src.api.contract import COMMITTED, TAGS, document
 from src.api.error_handling import ErrorResponse, ValidationErrorResponse
 from src.api.health import Health
 from src.api.v1.models.workspace_member import Role
+from src.api.v1.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from src.api.v1.schemas.audit import EVENTS, ActivityPublic, OtherEvent
 from src.api.v1.schemas.users import (
     AccountDeletion,
@@ -78,7 +79,7 @@ def test_every_tag_is_described() -> None:
 def test_every_creating_operation_documents_its_location_and_replays_where_it_takes_a_key() -> None:
     created = [operation for operation in operations() if "201" in operation["responses"]]
 
-    assert len(created) == 3
+    assert len(created) == 4
     for operation in created:
         headers = operation["responses"]["201"]["headers"]
         takes_key = "Idempotency-Key" in {parameter["name"] for parameter in operation.get("parameters", [])}
@@ -94,7 +95,7 @@ def test_a_json_body_sent_as_another_type_is_415_on_every_operation_that_takes_j
     add_member(workspace, member, Role.MEMBER)
     headers = auth(owner) | {"Content-Type": "text/plain"}
     for path, operations in create_test_app().openapi()["paths"].items():
-        real = path.format(workspace_id=workspace.id, user_id=member.id, session_id=uuid.uuid4())
+        real = path.format(workspace_id=workspace.id, user_id=member.id, session_id=uuid.uuid4(), key_id=uuid.uuid4())
         for method, operation in operations.items():
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 answer = answered(client.request(method, real, headers=headers, content='{"name": "Acme"}'))
@@ -251,6 +252,9 @@ EXAMPLED: list[type[BaseModel]] = [
     ResetPassword,
     Refresh,
     SessionPublic,
+    ApiKeyCreate,
+    ApiKeyPublic,
+    ApiKeyCreated,
     EmailConfirmation,
     EmailChange,
     AccountDeletion,

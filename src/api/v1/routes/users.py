@@ -28,7 +28,7 @@ from src.api.v1.schemas.users import (
     UserUpdate,
 )
 from src.core.errors import Busy, TooManyAttempts, WrongPassword
-from src.core.security import TokenClaims, checks_in_flight, hash_new_password
+from src.core.security import Credentials, checks_in_flight, hash_new_password
 from src.core.sessions import RequestSessions
 from src.core.timestamps import utcnow
 from src.services import account_deletion, accounts, audit_log, login_sessions, login_throttle, users, workspaces
@@ -92,7 +92,7 @@ async def update_me(
     return me
 
 
-async def checked_password(sessions: RequestSessions, token: TokenClaims, password: str) -> users.LoginAttempt:
+async def checked_password(sessions: RequestSessions, token: Credentials, password: str) -> users.LoginAttempt:
     """The check of the caller's current password, asked again before a change that needs it: ``WrongPassword``
     (counted as a failed log-in of the account, and recorded) when it does not match."""
     check = await sessions.run(
@@ -237,7 +237,7 @@ async def reactivate_user(request: Request, user_id: uuid.UUID, token: ValidToke
     return await set_active(request, token, user_id, active=True)
 
 
-async def set_active(request: Request, token: TokenClaims, user_id: uuid.UUID, *, active: bool) -> UserPublic:
+async def set_active(request: Request, token: Credentials, user_id: uuid.UUID, *, active: bool) -> UserPublic:
     def change(session: Session) -> UserPublic:
         user = accounts.set_active(session, get_current_user(session, token), user_id, active=active)
         return UserPublic.model_validate(user)

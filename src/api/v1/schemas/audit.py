@@ -17,13 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 class Actor(BaseModel):
-    type: Literal["user", "anonymous", "system"]
+    type: Literal["user", "api_key", "anonymous", "system"]
     id: uuid.UUID | None
     username: str | None = Field(description="the actor's current username; null once the account is gone")
 
 
 class EventTarget(BaseModel):
-    type: Literal["user", "workspace"] | None
+    type: Literal["user", "workspace", "api_key"] | None
     id: uuid.UUID | None
 
 
@@ -96,6 +96,11 @@ class RoleGiven(_Payload):
     role: Role
 
 
+class KeyNamed(RoleGiven):
+    name: str
+    prefix: str
+
+
 class MemberRemoved(RoleGiven):
     left: bool = Field(description="true when the member left, false when removed by an admin or owner")
 
@@ -145,6 +150,8 @@ METADATA: dict[str, tuple[type[_Payload], dict[str, Any]]] = {
     "workspace.updated": (WorkspaceRenamed, {"before": {"name": "Difference Engine"}, "after": {"name": "Engines"}}),
     "workspace.deleted": (WorkspaceName, {"name": "Difference Engine"}),
     "workspace.member_added": (RoleGiven, {"role": "admin"}),
+    "workspace.api_key_created": (KeyNamed, {"name": "CI deploys", "role": "member", "prefix": "fsk_Q2hhcmxl"}),
+    "workspace.api_key_revoked": (KeyNamed, {"name": "CI deploys", "role": "member", "prefix": "fsk_Q2hhcmxl"}),
     "workspace.member_removed": (MemberRemoved, {"role": "member", "left": True}),
     "workspace.member_role_changed": (RoleChanged, {"before": {"role": "member"}, "after": {"role": "admin"}}),
     "audit.read": (Read, {"asked": "/api/v1/workspaces/97915d76-0e0a-4c53-8f64-3a1c2b9d8e7f/audit-events"}),

@@ -1,8 +1,8 @@
-"""add account links, the mail outbox, account flags and log-in sessions
+"""accounts and access: links, the mail outbox, account flags, log-in sessions and API keys
 
-Revision ID: 4e8dd086fc0a
+Revision ID: 1a3a8a4e1e38
 Revises: f9aee0f7fc8f
-Create Date: 2026-12-07 06:21:16.683186+00:00
+Create Date: 2026-12-07 06:27:02.118057+00:00
 
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "4e8dd086fc0a"
+revision: str = "1a3a8a4e1e38"
 down_revision: str | Sequence[str] | None = "f9aee0f7fc8f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -68,6 +68,27 @@ def upgrade_core() -> None:
     with op.batch_alter_table("account_links", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_account_links_expires_at"), ["expires_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_account_links_user_id"), ["user_id"], unique=False)
+
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("created_by", sa.Uuid(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"], ["workspaces.id"], name=op.f("fk_api_keys_workspace_id_workspaces"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
+        sa.UniqueConstraint("digest", name=op.f("uq_api_keys_digest")),
+    )
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_api_keys_workspace_id"), ["workspace_id"], unique=False)
 
     op.create_table(
         "login_sessions",
@@ -128,6 +149,10 @@ def downgrade_core() -> None:
         batch_op.drop_index(batch_op.f("ix_login_sessions_expires_at"))
 
     op.drop_table("login_sessions")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_api_keys_workspace_id"))
+
+    op.drop_table("api_keys")
     with op.batch_alter_table("account_links", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_account_links_user_id"))
         batch_op.drop_index(batch_op.f("ix_account_links_expires_at"))

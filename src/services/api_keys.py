@@ -1,0 +1,127 @@
+"""API keys: a workspace's credentials for programs.
+
+A workspace admin makes a key with a name, a role no higher than their own and an optional expiry. Its secret is
+shown once and kept only as a digest; it starts with API_KEY_PREFIX, so that secret scanners can find leaked ones.
+Sent as a bearer token, a key acts inside its workspace only, with its role, and every action it takes is an audit
+event whose actor is the key. It is checked by one indexed lookup, no password hash; keys cannot manage keys, nor
+reach anything outside their workspace (the caller's account, other workspaces, creating one).
+"""
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import NoReturn
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, col, select
+
+from src.api.v1.models.api_key import ApiKey
+from src.api.v1.models.workspace import Workspace
+from src.api.v1.models.workspace_member import Role
+from src.core.errors import Forbidden, InvalidToken, NotFound
+from src.core.security import API_KEY_PREFIX, ApiKeyCredentials, api_key_digest
+from src.core.timestamps import utcnow
+from src.services.audit_log import Target
+from src.services.workspaces import RANK, WorkspaceAccess, WorkspaceNotFound, record, require_role
+
+SHOWN_PREFIX_LENGTH = 12
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+
+class ApiKeyNotAllowed(Forbidden):
+    code = "api_key_not_allowed"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+
+def _refuse_keys(actor: WorkspaceAccess) -> None:
+    if actor.actor_type == "api_key":
+        raise ApiKeyNotAllowed("API keys are managed by the workspace's admins, not by API keys")
+
+
+def create_key(
+    session: Session, actor: WorkspaceAccess, *, name: str, role: Role, expires_at: datetime | None
+) -> tuple[ApiKey, str]:
+    """A new key for the actor's workspace, and its secret (shown once); admins, for a role up to their own."""
+    _refuse_keys(actor)
+    require_role(actor, Role.ADMIN)
+    if RANK[role] > RANK[actor.role]:
+        raise Forbidden(f"a key's role cannot be above your own ({actor.role})")
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        workspace_id=actor.workspace.id,
+        name=name,
+        role=role,
+        prefix=secret[:SHOWN_PREFIX_LENGTH],
+        digest=api_key_digest(secret),
+        created_by=actor.user_id,
+        expires_at=expires_at,
+    )
+    session.add(key)
+    details = {"name": name, "role": role, "prefix": key.prefix}
+    record(session, actor, "workspace.api_key_created", Target("api_key", key.id), details)
+    return key, secret
+
+
+def list_keys(session: Session, actor: WorkspaceAccess) -> list[ApiKey]:
+    """The workspace's keys, oldest first; admins."""
+    _refuse_keys(actor)
+    require_role(actor, Role.ADMIN)
+    statement = select(ApiKey).where(ApiKey.workspace_id == actor.workspace.id)
+    return list(session.exec(statement.order_by(col(ApiKey.created_at), col(ApiKey.id))))
+
+
+def revoke_key(session: Session, actor: WorkspaceAccess, key_id: uuid.UUID) -> None:
+    """Delete a key of the workspace: it stops working at once; admins."""
+    _refuse_keys(actor)
+    require_role(actor, Role.ADMIN)
+    key = session.get(ApiKey, key_id)
+    if key is None or key.workspace_id != actor.workspace.id:
+        raise ApiKeyNotFound(f"API key {key_id} not found")
+    session.delete(key)
+    details = {"name": key.name, "role": key.role, "prefix": key.prefix}
+    record(session, actor, "workspace.api_key_revoked", Target("api_key", key.id), details)
+
+
+def _valid_key(session: Session, credentials: ApiKeyCredentials) -> ApiKey:
+    key = session.exec(select(ApiKey).where(ApiKey.digest == credentials.digest)).first()
+    if key is None or (key.expires_at is not None and key.expires_at <= utcnow()):
+        raise InvalidToken("the API key is unknown, revoked or expired")
+    credentials.key_id = key.id
+    return key
+
+
+def refuse_outside_workspace(session: Session, credentials: ApiKeyCredentials) -> NoReturn:
+    """What a valid key gets where only a person may act: ``ApiKeyNotAllowed``; ``InvalidToken`` for a bad key."""
+    _valid_key(session, credentials)
+    raise ApiKeyNotAllowed("an API key acts only inside its workspace: this needs a person's log-in")
+
+
+def key_access(
+    session: Session, credentials: ApiKeyCredentials, workspace_id: uuid.UUID, *, locking: bool = False
+) -> WorkspaceAccess:
+    """The workspace as the key may act on it, with the key's role; ``WorkspaceNotFound`` for any other workspace,
+    as for a user who is not a member. ``locking`` as ``workspaces.get_access``."""
+    key = _valid_key(session, credentials)
+    if key.workspace_id != workspace_id:
+        raise WorkspaceNotFound(f"workspace {workspace_id} not found")
+    statement = select(Workspace).where(Workspace.id == workspace_id)
+    if locking:
+        statement = statement.with_for_update(key_share=True)
+    workspace = session.exec(statement).first()
+    if workspace is None:
+        raise WorkspaceNotFound(f"workspace {workspace_id} not found")
+    return WorkspaceAccess(workspace, user_id=key.id, role=Role(key.role), locked=locking, actor_type="api_key")
+
+
+def note_use(session: Session, key_id: uuid.UUID) -> None:
+    """Set the key's last use to now, unless it was set less than LAST_USED_PRECISION ago."""
+    now = utcnow()
+    session.exec(
+        update(ApiKey)
+        .where(col(ApiKey.id) == key_id)
+        .where(or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < now - LAST_USED_PRECISION))
+        .values(last_used_at=now)
+    )
