@@ -352,7 +352,8 @@ def run_layout(layout: Layout, round_: int) -> Run:
             log_name = f"relay-drain-{layout.name}"
             with running_server(layout.command, env, log_name=log_name, probe="/health") as (base, server):
                 databases = tuple(str(make_url(url).database) for url in urls.values())
-                served = Served(base, server.pid, postmaster(core), databases, *seed(base))
+                token, workspaces, _key = seed(base)
+                served = Served(base, server.pid, postmaster(core), databases, token, workspaces)
                 return asyncio.run(measure(layout, served, core, round_))
         finally:
             core.dispose()

@@ -33,6 +33,7 @@ TAGS: list[dict[str, Any]] = [
     {"name": "auth", "description": "Bearer tokens: the OAuth2 password form, as `/docs` uses it."},
     {"name": "workspaces", "description": "Workspaces the caller belongs to, with the caller's role in each."},
     {"name": "members", "description": "A workspace's members and their roles."},
+    {"name": "invitations", "description": "Invitations to a workspace: sent by its admins, answered by the invitee."},
     {"name": "keys", "description": "A workspace's API keys for programs, sent as bearer tokens."},
     {"name": "audit", "description": "Audit trails read from the audit database, their export and activity counts."},
     {"name": "health", "description": "Liveness and readiness for load balancers and orchestrators."},

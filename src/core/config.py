@@ -184,6 +184,8 @@ class Settings(BaseSettings):
     # A log-in session, and the refresh tokens that renew its access tokens, last this long (src/services/
     # login_sessions.py); then log in again.
     session_days: int = Field(default=30, ge=1, le=365)
+    # How long an invitation to a workspace can be accepted (src/services/invitations.py).
+    invitation_days: int = Field(default=7, ge=1, le=90)
     jwt_issuer: str = Field(default="fastapi-starter", min_length=1)
     jwt_audience: str = Field(default="fastapi-starter-api", min_length=1)
 

@@ -77,6 +77,12 @@ class Forbidden(AppError):
     code = "insufficient_role"
 
 
+class AdminOnly(Forbidden):
+    """Only an admin of the service (``make create-admin``) may do this."""
+
+    code = "admin_only"
+
+
 class NotFound(AppError):
     status_code = 404
     code = "not_found"

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from src.api.v1.models.user import User
 from src.core.config import get_settings
-from src.core.errors import Conflict, Forbidden, TooManyAttempts
+from src.core.errors import AdminOnly, Conflict, TooManyAttempts
 from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.services import login_sessions, login_throttle
@@ -34,10 +34,6 @@ from src.services.users import EmailTaken, find_user_by_login
 
 class SameEmail(Conflict):
     code = "same_email"
-
-
-class AdminOnly(Forbidden):
-    code = "admin_only"
 
 
 class OwnAccount(Conflict):

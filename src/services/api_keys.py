@@ -36,16 +36,17 @@ class ApiKeyNotFound(NotFound):
     code = "api_key_not_found"
 
 
-def _refuse_keys(actor: WorkspaceAccess) -> None:
+def refuse_keys(actor: WorkspaceAccess) -> None:
+    """``ApiKeyNotAllowed`` when a key acts: keys and invitations are for people to manage."""
     if actor.actor_type == "api_key":
-        raise ApiKeyNotAllowed("API keys are managed by the workspace's admins, not by API keys")
+        raise ApiKeyNotAllowed("this is for the workspace's admins themselves, not for API keys")
 
 
 def create_key(
     session: Session, actor: WorkspaceAccess, *, name: str, role: Role, expires_at: datetime | None
 ) -> tuple[ApiKey, str]:
     """A new key for the actor's workspace, and its secret (shown once); admins, for a role up to their own."""
-    _refuse_keys(actor)
+    refuse_keys(actor)
     require_role(actor, Role.ADMIN)
     if RANK[role] > RANK[actor.role]:
         raise Forbidden(f"a key's role cannot be above your own ({actor.role})")
@@ -67,7 +68,7 @@ def create_key(
 
 def list_keys(session: Session, actor: WorkspaceAccess) -> list[ApiKey]:
     """The workspace's keys, oldest first; admins."""
-    _refuse_keys(actor)
+    refuse_keys(actor)
     require_role(actor, Role.ADMIN)
     statement = select(ApiKey).where(ApiKey.workspace_id == actor.workspace.id)
     return list(session.exec(statement.order_by(col(ApiKey.created_at), col(ApiKey.id))))
@@ -75,7 +76,7 @@ def list_keys(session: Session, actor: WorkspaceAccess) -> list[ApiKey]:
 
 def revoke_key(session: Session, actor: WorkspaceAccess, key_id: uuid.UUID) -> None:
     """Delete a key of the workspace: it stops working at once; admins."""
-    _refuse_keys(actor)
+    refuse_keys(actor)
     require_role(actor, Role.ADMIN)
     key = session.get(ApiKey, key_id)
     if key is None or key.workspace_id != actor.workspace.id:

@@ -15,7 +15,7 @@ from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.databases import unique_violation_columns
-from src.core.errors import Conflict, NotFound
+from src.core.errors import AdminOnly, Conflict, NotFound
 from src.core.pagination import Cursor, PageRequest, keyset_statement, split_page
 from src.core.text import fold
 from src.core.timestamps import utcnow
@@ -70,16 +70,26 @@ def list_members(
     return [MemberWithUser(membership=membership, user=user) for membership, user in rows], next_cursor
 
 
-def require_may_add(actor: WorkspaceAccess, role: Role) -> None:
-    """``Forbidden`` unless the actor may add a member with ``role``: admins members and admins, owners also owners."""
+def require_may_add(session: Session, actor: WorkspaceAccess, role: Role) -> None:
+    """``Forbidden`` unless the actor may add a member with ``role`` directly: an admin of the service, and in the
+    workspace an admin for members and admins, an owner also for owners. Everyone else invites
+    (src/services/invitations.py): a direct add needs no consent, and its answer tells who has an account."""
+    user = session.get(User, actor.user_id) if actor.actor_type == "user" else None
+    if user is None or not user.is_admin:
+        raise AdminOnly("adding a member directly is for admins of the service; invite them instead")
+    require_may_grant(actor, role)
+
+
+def require_may_grant(actor: WorkspaceAccess, role: Role) -> None:
+    """``Forbidden`` unless the actor may give someone ``role``: admins members and admins, owners also owners."""
     require_role(actor, Role.OWNER if role == Role.OWNER else Role.ADMIN)
 
 
 def add_member(
     session: Session, actor: WorkspaceAccess, *, role: Role, user_id: uuid.UUID | None = None, email: str | None = None
 ) -> MemberWithUser:
-    """Add the user with this id or email; admins may add members and admins, owners also owners."""
-    require_may_add(actor, role)
+    """Add the user with this id or email; see ``require_may_add``."""
+    require_may_add(session, actor, role)
     user = _find_user(session, user_id=user_id, email=email)
     if _membership_row(session, workspace_id=actor.workspace.id, user_id=user.id) is not None:
         raise AlreadyMember(f"{user.username} is already a member of this workspace")

@@ -153,10 +153,11 @@ AddMember = Callable[[Workspace, User, Role], WorkspaceMember]
 
 @pytest.fixture
 def make_user(session: Session) -> MakeUser:
-    """Register a user through the service; keyword arguments override the generated fields."""
+    """Register a user through the service; keyword arguments override the generated fields. ``admin``: an admin
+    of the service, as ``make create-admin`` makes one."""
     numbers = itertools.count(1)
 
-    def make(**fields: str) -> User:
+    def make(*, admin: bool = False, **fields: str) -> User:
         number = next(numbers)
         values = {
             "email": f"user{number}@example.com",
@@ -167,6 +168,7 @@ def make_user(session: Session) -> MakeUser:
         } | fields
         values["hashed_password"] = hash_password(values.pop("password"))
         user = users.register_user(session, **values)
+        user.is_admin = admin
         session.commit()
         return user
 

@@ -299,9 +299,10 @@ def test_connections_killed_under_load_fail_only_requests_in_flight(
 
 
 def owned_workspace(live_server: LiveServer) -> Workspace:
-    """A workspace of the live server's user, who owns it."""
+    """A workspace of the live server's user, who owns it (and, an admin of the service, adds members directly)."""
     with Session(get_engine("core")) as session:
         owner = session.exec(select(User).where(User.username == "load")).one()
+        owner.is_admin = True
         workspace = workspaces.create_workspace(session, owner_id=owner.id, name="Race").workspace
         session.commit()
         session.refresh(workspace)

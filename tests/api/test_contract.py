@@ -34,6 +34,8 @@ from src.api.v1.schemas.users import (
     UserUpdate,
 )
 from src.api.v1.schemas.workspaces import (
+    InvitationCreate,
+    InvitationPublic,
     MemberByEmail,
     MemberByUserId,
     MemberPublic,
@@ -79,7 +81,7 @@ def test_every_tag_is_described() -> None:
 def test_every_creating_operation_documents_its_location_and_replays_where_it_takes_a_key() -> None:
     created = [operation for operation in operations() if "201" in operation["responses"]]
 
-    assert len(created) == 4
+    assert len(created) == 6
     for operation in created:
         headers = operation["responses"]["201"]["headers"]
         takes_key = "Idempotency-Key" in {parameter["name"] for parameter in operation.get("parameters", [])}
@@ -95,7 +97,8 @@ def test_a_json_body_sent_as_another_type_is_415_on_every_operation_that_takes_j
     add_member(workspace, member, Role.MEMBER)
     headers = auth(owner) | {"Content-Type": "text/plain"}
     for path, operations in create_test_app().openapi()["paths"].items():
-        real = path.format(workspace_id=workspace.id, user_id=member.id, session_id=uuid.uuid4(), key_id=uuid.uuid4())
+        ids = {"session_id": uuid.uuid4(), "key_id": uuid.uuid4(), "invitation_id": uuid.uuid4()}
+        real = path.format(workspace_id=workspace.id, user_id=member.id, **ids)
         for method, operation in operations.items():
             if "application/json" in operation.get("requestBody", {}).get("content", {}):
                 answer = answered(client.request(method, real, headers=headers, content='{"name": "Acme"}'))
@@ -114,7 +117,7 @@ def test_a_new_workspace_is_found_at_its_location(client: TestClient, make_user:
 def test_a_new_member_is_read_and_changed_at_its_location(
     client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
 ) -> None:
-    owner, newcomer = make_user(), make_user()
+    owner, newcomer = make_user(admin=True), make_user()
     workspace = make_workspace(owner)
 
     added = client.post(
@@ -255,6 +258,8 @@ EXAMPLED: list[type[BaseModel]] = [
     ApiKeyCreate,
     ApiKeyPublic,
     ApiKeyCreated,
+    InvitationCreate,
+    InvitationPublic,
     EmailConfirmation,
     EmailChange,
     AccountDeletion,

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
 from src.api.contract import COMMITTED
+from tests.factories import mailed_token
 
 PACKAGE = "starter_client"
 
@@ -37,7 +39,9 @@ def use(generated: ModuleType, name: str) -> Any:
     return importlib.import_module(f"{PACKAGE}.{name}") if "." in name else getattr(generated.models, name)
 
 
-def test_the_walkthrough_runs_through_a_generated_client(generated: ModuleType, client: TestClient) -> None:
+def test_the_walkthrough_runs_through_a_generated_client(
+    generated: ModuleType, client: TestClient, session: Session
+) -> None:
     anonymous = generated.Client(base_url=str(client.base_url), raise_on_unexpected_status=True)
     anonymous.set_httpx_client(client)
     sign_up = use(generated, "api.users.users_sign_up").sync
@@ -69,10 +73,28 @@ def test_the_walkthrough_runs_through_a_generated_client(generated: ModuleType, 
             email="charles@example.com", username="charles", password="difference-engine", first_name="C", last_name="B"
         ),
     )
-    added = use(generated, "api.members.members_add_member").sync(
+    invitation = use(generated, "api.invitations.invitations_invite").sync(
         workspace.id,
         client=signed_in,
-        body=use(generated, "MemberByEmail")(email="charles@example.com", role=use(generated, "Role").ADMIN),
+        body=use(generated, "InvitationCreate")(email="charles@example.com", role=use(generated, "Role").ADMIN),
+    )
+    link = use(generated, "EmailConfirmation")
+    use(generated, "api.auth.auth_verify").sync_detailed(
+        client=anonymous, body=link(token=mailed_token(session, "charles@example.com"))
+    )
+    charles_token = use(generated, "api.auth.auth_issue_token").sync(
+        client=anonymous,
+        body=use(generated, "BodyAuthIssueToken")(username="charles", password="difference-engine"),
+    )
+    as_charles = generated.AuthenticatedClient(
+        base_url=str(client.base_url), token=charles_token.access_token, raise_on_unexpected_status=True
+    )
+    as_charles.set_httpx_client(
+        TestClient(client.app, headers={"Authorization": f"Bearer {charles_token.access_token}"})
+    )
+    added = use(generated, "api.invitations.invitations_accept_invitation").sync(
+        client=as_charles,
+        body=link(token=mailed_token(session, "charles@example.com", f"You are invited to {workspace.name}")),
     )
     list_members = use(generated, "api.members.members_list_members").sync
     first = list_members(workspace.id, client=signed_in, limit=1)
@@ -83,6 +105,7 @@ def test_the_walkthrough_runs_through_a_generated_client(generated: ModuleType, 
 
     assert (me.id, me.username) == (ada.id, "ada")
     assert (workspace.name, workspace.role.value) == ("Difference Engine", "owner")
+    assert (invitation.email, invitation.role.value) == ("charles@example.com", "admin")
     assert (added.user_id, added.role.value) == (charles.id, "admin")
     assert [member.username for member in first.items + second.items] == ["ada", "charles"]
     assert second.next_cursor is None

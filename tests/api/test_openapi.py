@@ -84,7 +84,7 @@ def reference(user: User) -> dict[str, str]:
 def test_no_input_breaks_the_api(
     case: schemathesis.Case[Any], make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
 ) -> None:
-    owner, member, newcomer = make_user(), make_user(), make_user()
+    owner, member, newcomer = make_user(admin=True), make_user(), make_user()
     workspace = make_workspace(owner)
     add_member(workspace, member, Role.MEMBER)
     # Valid path parameters name real rows, so that requests reach the rules and not only the 404s.
@@ -101,7 +101,7 @@ def test_sequences_of_calls_follow_the_links(make_user: MakeUser, connections: d
     """The stateful phase: calls chained by the document's links (create a workspace, then read, rename, delete it,
     add a member and change or remove them), each checked as above; each sequence starts from the same rows."""
     # Made once: reading a user inside a sequence would begin a savepoint of the tests' session there.
-    credentials, newcomer = auth(make_user()), reference(make_user())
+    credentials, newcomer = auth(make_user(admin=True)), reference(make_user())
     workflow = schema.as_state_machine()
     savepoints: list[NestedTransaction] = []
 

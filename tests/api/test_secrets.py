@@ -35,7 +35,8 @@ def every_endpoint(client: TestClient, headers: dict[str, str]) -> list[httpx.Re
     for route in client.app.routes:  # type: ignore[attr-defined]
         if not isinstance(route, APIRoute) or not route.path.startswith(API_PREFIX) or route.path == TOKEN_URL:
             continue
-        path = route.path.format(workspace_id=workspace, user_id=me, session_id=uuid.uuid4(), key_id=uuid.uuid4())
+        ids = {"session_id": uuid.uuid4(), "key_id": uuid.uuid4(), "invitation_id": uuid.uuid4()}
+        path = route.path.format(workspace_id=workspace, user_id=me, **ids)
         for method in sorted(route.methods or ()):
             responses.append(client.request(method, path, headers=headers, json={"role": "member"}))
     responses.append(client.get(f"/api/v1/workspaces/{uuid.uuid4()}", headers=headers))

@@ -21,7 +21,7 @@ def workspace_of_two(second_role: Role) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID
     with Session(get_engine("core")) as session:
         first, second = (register(session, name) for name in ("first", "second"))
         owner = workspaces.create_workspace(session, owner_id=first.id, name="W")
-        members.add_member(session, owner, role=second_role, user_id=second.id)
+        session.add(WorkspaceMember(workspace_id=owner.workspace.id, user_id=second.id, role=second_role))
         session.commit()
         return owner.workspace.id, first.id, second.id
 

@@ -175,7 +175,8 @@ def api_operations() -> list[tuple[str, str]]:
 def test_every_other_endpoint_needs_a_valid_token(
     client: TestClient, method: str, path: str, token: str | None
 ) -> None:
-    url = path.format(workspace_id=uuid.uuid4(), user_id=uuid.uuid4(), session_id=uuid.uuid4(), key_id=uuid.uuid4())
+    ids = {"session_id": uuid.uuid4(), "key_id": uuid.uuid4(), "invitation_id": uuid.uuid4()}
+    url = path.format(workspace_id=uuid.uuid4(), user_id=uuid.uuid4(), **ids)
 
     response = client.request(method, url, headers=bearer(token) if token else {}, json={"name": "Acme"})
 

@@ -79,7 +79,7 @@ def test_a_key_past_its_window_creates_again(client: TestClient, session: Sessio
 def test_a_retried_member_addition_answers_201_again_not_already_member(
     client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace
 ) -> None:
-    owner, newcomer = make_user(), make_user()
+    owner, newcomer = make_user(admin=True), make_user()
     workspace = make_workspace(owner)
     path, body = f"/api/v1/workspaces/{workspace.id}/members", {"user_id": str(newcomer.id), "role": "admin"}
 
@@ -116,7 +116,7 @@ def test_expired_keys_of_every_caller_go_when_a_key_is_taken(
 def test_a_retry_by_an_admin_demoted_since_is_403_not_the_stored_answer(
     client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace
 ) -> None:
-    owner, admin, newcomer = make_user(), make_user(), make_user()
+    owner, admin, newcomer = make_user(admin=True), make_user(admin=True), make_user()
     workspace = make_workspace(owner)
     client.post(
         f"/api/v1/workspaces/{workspace.id}/members",

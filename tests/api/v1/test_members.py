@@ -31,7 +31,8 @@ class Team:
 
 @pytest.fixture
 def team(make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember) -> Team:
-    owner, member, outsider = make_user(), make_user(), make_user()
+    # Admins of the service, who alone add members directly; outsider is not.
+    owner, member, outsider = make_user(admin=True), make_user(admin=True), make_user()
     workspace = make_workspace(owner)
     add_member(workspace, member, Role.MEMBER)
     return Team(workspace=workspace, owner=owner, member=member, outsider=outsider)
@@ -86,7 +87,7 @@ def fill(template: str, people: dict[str, User]) -> str:
 def test_role_matrix(
     client: TestClient, team: Team, make_user: MakeUser, add_member: AddMember, action: str, role: Role | None
 ) -> None:
-    actor = make_user()
+    actor = make_user(admin=True)
     if role is not None:
         add_member(team.workspace, actor, role)
     method, path, body = ACTIONS[action]

@@ -11,7 +11,7 @@ from src.api.error_handling import error_responses
 from src.api.idempotency import IdempotencyKeyHeader, created_once
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.workspaces import MemberCreate, MemberPublic, MemberUpdate
-from src.core.errors import Forbidden
+from src.core.errors import AdminOnly, Forbidden
 from src.core.pagination import Page
 from src.services import members
 from src.services.members import AlreadyMember, LastOwner, MemberNotFound, UserNotFound
@@ -47,18 +47,19 @@ async def list_members(
             for operation in ("members-read_member", "members-change_role", "members-remove_member")
         },
     )
-    | error_responses(WorkspaceNotFound, Forbidden, UserNotFound, AlreadyMember),
+    | error_responses(WorkspaceNotFound, AdminOnly, Forbidden, UserNotFound, AlreadyMember),
 )
 async def add_member(
     request: Request, workspace_id: uuid.UUID, body: MemberCreate, token: ValidToken, key: IdempotencyKeyHeader = None
 ) -> Response:
-    """Add a user by email or id; admins and owners, and only owners grant the owner role."""
+    """Add a user by email or id, without their consent: admins of the service only (403 ``admin_only``), who are
+    also the workspace's admins, or owners to grant the owner role. Everyone else invites (``POST
+    /workspaces/{workspace_id}/invitations``)."""
 
     def add_once(session: Session) -> Response:
         access = get_caller_workspace(session, token, workspace_id)
-        members.require_may_add(
-            access, body.role
-        )  # a retry under an Idempotency-Key too, before its answer is replayed
+        # A retry under an Idempotency-Key too, before its answer is replayed.
+        members.require_may_add(session, access, body.role)
 
         def add() -> tuple[MemberPublic, str]:
             added = members.add_member(session, access, role=body.role, user_id=body.user_id, email=body.email)

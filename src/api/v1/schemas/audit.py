@@ -23,7 +23,7 @@ class Actor(BaseModel):
 
 
 class EventTarget(BaseModel):
-    type: Literal["user", "workspace", "api_key"] | None
+    type: Literal["user", "workspace", "api_key", "invitation"] | None
     id: uuid.UUID | None
 
 
@@ -96,6 +96,18 @@ class RoleGiven(_Payload):
     role: Role
 
 
+class Invited(RoleGiven):
+    email: str
+
+
+class InvitationAnswered(RoleGiven):
+    invitation_id: uuid.UUID
+    workspace_id: uuid.UUID | None = Field(default=None, description="in the invitee's own trail")
+
+
+_INVITATION = "7c2e4a1b-9d3f-4e5a-8b6c-0d1e2f3a4b5c"
+
+
 class KeyNamed(RoleGiven):
     name: str
     prefix: str
@@ -150,6 +162,18 @@ METADATA: dict[str, tuple[type[_Payload], dict[str, Any]]] = {
     "workspace.updated": (WorkspaceRenamed, {"before": {"name": "Difference Engine"}, "after": {"name": "Engines"}}),
     "workspace.deleted": (WorkspaceName, {"name": "Difference Engine"}),
     "workspace.member_added": (RoleGiven, {"role": "admin"}),
+    "workspace.invitation_created": (Invited, {"email": "charles@example.com", "role": "admin"}),
+    "workspace.invitation_revoked": (Invited, {"email": "charles@example.com", "role": "admin"}),
+    "workspace.invitation_accepted": (InvitationAnswered, {"invitation_id": _INVITATION, "role": "admin"}),
+    "workspace.invitation_declined": (InvitationAnswered, {"invitation_id": _INVITATION, "role": "admin"}),
+    "user.invitation_accepted": (
+        InvitationAnswered,
+        {"invitation_id": _INVITATION, "role": "admin", "workspace_id": "97915d76-0e0a-4c53-8f64-3a1c2b9d8e7f"},
+    ),
+    "user.invitation_declined": (
+        InvitationAnswered,
+        {"invitation_id": _INVITATION, "role": "admin", "workspace_id": "97915d76-0e0a-4c53-8f64-3a1c2b9d8e7f"},
+    ),
     "workspace.api_key_created": (KeyNamed, {"name": "CI deploys", "role": "member", "prefix": "fsk_Q2hhcmxl"}),
     "workspace.api_key_revoked": (KeyNamed, {"name": "CI deploys", "role": "member", "prefix": "fsk_Q2hhcmxl"}),
     "workspace.member_removed": (MemberRemoved, {"role": "member", "left": True}),

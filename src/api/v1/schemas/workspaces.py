@@ -155,3 +155,41 @@ class MemberPublic(BaseModel):
             joined_at=membership.created_at,
             updated_at=membership.updated_at or membership.created_at,
         )
+
+
+class InvitationCreate(BaseModel):
+    """Whom to invite, and as what."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"email": "charles@example.com", "role": "admin"}]}
+    )
+
+    email: Email
+    role: Role = Role.MEMBER
+
+
+class InvitationPublic(BaseModel):
+    """A pending invitation, as the workspace's admins see it."""
+
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "7c2e4a1b-9d3f-4e5a-8b6c-0d1e2f3a4b5c",
+                    "email": "charles@example.com",
+                    "role": "admin",
+                    "invited_by": "d71ec893-6c2e-4a57-9c1d-2b3f4a5e6d7c",
+                    "created_at": "2026-12-01T09:00:00Z",
+                    "expires_at": "2026-12-08T09:00:00Z",
+                }
+            ]
+        },
+    )
+
+    id: uuid.UUID
+    email: str
+    role: Role
+    invited_by: uuid.UUID
+    created_at: datetime
+    expires_at: datetime

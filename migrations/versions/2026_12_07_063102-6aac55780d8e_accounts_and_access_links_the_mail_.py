@@ -1,8 +1,8 @@
-"""accounts and access: links, the mail outbox, account flags, log-in sessions and API keys
+"""accounts and access: links, the mail outbox, account flags, sessions, API keys and invitations
 
-Revision ID: 1a3a8a4e1e38
+Revision ID: 6aac55780d8e
 Revises: f9aee0f7fc8f
-Create Date: 2026-12-07 06:27:02.118057+00:00
+Create Date: 2026-12-07 06:31:02.281233+00:00
 
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "1a3a8a4e1e38"
+revision: str = "6aac55780d8e"
 down_revision: str | Sequence[str] | None = "f9aee0f7fc8f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -91,6 +91,26 @@ def upgrade_core() -> None:
         batch_op.create_index(batch_op.f("ix_api_keys_workspace_id"), ["workspace_id"], unique=False)
 
     op.create_table(
+        "invitations",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("invited_by", sa.Uuid(), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"], ["workspaces.id"], name=op.f("fk_invitations_workspace_id_workspaces"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+        sa.UniqueConstraint("digest", name=op.f("uq_invitations_digest")),
+    )
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_invitations_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_invitations_workspace_id"), ["workspace_id"], unique=False)
+
+    op.create_table(
         "login_sessions",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
@@ -149,6 +169,11 @@ def downgrade_core() -> None:
         batch_op.drop_index(batch_op.f("ix_login_sessions_expires_at"))
 
     op.drop_table("login_sessions")
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invitations_workspace_id"))
+        batch_op.drop_index(batch_op.f("ix_invitations_expires_at"))
+
+    op.drop_table("invitations")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_keys_workspace_id"))
 
