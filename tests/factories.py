@@ -39,6 +39,7 @@ def record(count: int, *, start_minutes_ago: int = 60, workspace_id: uuid.UUID |
 
 RESET = "Reset your password"
 CONFIRM = "Confirm your email address"
+INVITED = "You are invited to a workspace"
 
 
 def mailed_token(session: Session, recipient: str, subject: str = CONFIRM) -> str:

@@ -204,9 +204,15 @@ def api_key_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+# API_KEY_PREFIX and 32 random bytes, URL-safe base64 (src/services/api_keys.py).
+API_KEY_LENGTH = len(API_KEY_PREFIX) + 43
+
+
 def read_credentials(bearer: str) -> Credentials:
     """An API key's digest, or a valid access token's claims (``InvalidToken`` otherwise)."""
     if bearer.startswith(API_KEY_PREFIX):
+        if len(bearer) != API_KEY_LENGTH:
+            raise InvalidToken("the API key is unknown, revoked or expired")
         return ApiKeyCredentials(api_key_digest(bearer))
     return decode_access_token(bearer)
 

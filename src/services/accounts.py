@@ -40,7 +40,7 @@ class OwnAccount(Conflict):
     code = "own_account"
 
 
-def _count_mail_request(session: Session, email: str) -> None:
+def count_mail_request(session: Session, email: str) -> None:
     """``TooManyAttempts`` past ACCOUNT_MAIL_PER_EMAIL requests for ``email`` or ACCOUNT_MAIL_PER_ADDRESS from the
     client address lately; counts this one."""
     limits = login_throttle.account_mail_limits(email)
@@ -56,7 +56,7 @@ def _count_mail_request(session: Session, email: str) -> None:
 def _requested_for(session: Session, email: str, action: str) -> User | None:
     """Count a request for account mail to ``email`` and record it, about the account that has that email (an
     event erasure finds), or under a keyed digest of the email when none has; the account, when there is one."""
-    _count_mail_request(session, email)
+    count_mail_request(session, email)
     user = find_user_by_login(session, email) if "@" in email else None
     if user is None:
         details = {"login_digest": login_throttle.login_digest(email)}
@@ -119,7 +119,7 @@ def request_email_change(session: Session, user: User, new_email: str) -> None:
     new_email = fold(new_email)
     if new_email == user.email:
         raise SameEmail(f"{new_email} is already the account's email")
-    _count_mail_request(session, new_email)
+    count_mail_request(session, new_email)
     if session.exec(select(User.id).where(User.email == new_email)).first() is not None:
         queue_mail(
             session,

@@ -9,7 +9,7 @@ reach anything outside their workspace (the caller's account, other workspaces, 
 
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import NoReturn
 
 from sqlalchemy import or_, update
@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from src.api.v1.models.api_key import ApiKey
 from src.api.v1.models.workspace import Workspace
-from src.api.v1.models.workspace_member import Role
+from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.errors import Forbidden, InvalidToken, NotFound
 from src.core.security import API_KEY_PREFIX, ApiKeyCredentials, api_key_digest
 from src.core.timestamps import utcnow
@@ -43,13 +43,14 @@ def refuse_keys(actor: WorkspaceAccess) -> None:
 
 
 def create_key(
-    session: Session, actor: WorkspaceAccess, *, name: str, role: Role, expires_at: datetime | None
+    session: Session, actor: WorkspaceAccess, *, name: str, role: Role, expires_in_days: int | None
 ) -> tuple[ApiKey, str]:
-    """A new key for the actor's workspace, and its secret (shown once); admins, for a role up to their own."""
+    """A new key for the actor's workspace, and its secret (shown once); admins, for the member or admin role (never
+    owner: deleting the workspace and handing out ownership stay with people)."""
     refuse_keys(actor)
     require_role(actor, Role.ADMIN)
-    if RANK[role] > RANK[actor.role]:
-        raise Forbidden(f"a key's role cannot be above your own ({actor.role})")
+    if role == Role.OWNER:
+        raise Forbidden("an API key's role is member or admin")
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         workspace_id=actor.workspace.id,
@@ -58,7 +59,7 @@ def create_key(
         prefix=secret[:SHOWN_PREFIX_LENGTH],
         digest=api_key_digest(secret),
         created_by=actor.user_id,
-        expires_at=expires_at,
+        expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
     )
     session.add(key)
     details = {"name": name, "role": role, "prefix": key.prefix}
@@ -104,16 +105,27 @@ def key_access(
     session: Session, credentials: ApiKeyCredentials, workspace_id: uuid.UUID, *, locking: bool = False
 ) -> WorkspaceAccess:
     """The workspace as the key may act on it, with the key's role; ``WorkspaceNotFound`` for any other workspace,
-    as for a user who is not a member. ``locking`` as ``workspaces.get_access``."""
+    as for a user who is not a member. A key works only while its maker is a member with at least its role: one
+    removed or demoted takes their keys' power with them. ``locking`` as ``workspaces.get_access``."""
     key = _valid_key(session, credentials)
     if key.workspace_id != workspace_id:
         raise WorkspaceNotFound(f"workspace {workspace_id} not found")
-    statement = select(Workspace).where(Workspace.id == workspace_id)
+    statement = (
+        select(Workspace, WorkspaceMember.role)
+        .outerjoin(
+            WorkspaceMember,
+            (col(WorkspaceMember.workspace_id) == Workspace.id) & (col(WorkspaceMember.user_id) == key.created_by),
+        )
+        .where(Workspace.id == workspace_id)
+    )
     if locking:
-        statement = statement.with_for_update(key_share=True)
-    workspace = session.exec(statement).first()
-    if workspace is None:
+        statement = statement.with_for_update(of=Workspace, key_share=True)
+    row = session.exec(statement).first()
+    if row is None:
         raise WorkspaceNotFound(f"workspace {workspace_id} not found")
+    workspace, maker_role = row
+    if maker_role is None or RANK[Role(maker_role)] < RANK[Role(key.role)]:
+        raise InvalidToken("the API key's maker is no longer an admin of the workspace; ask an admin for a new key")
     return WorkspaceAccess(workspace, user_id=key.id, role=Role(key.role), locked=locking, actor_type="api_key")
 
 

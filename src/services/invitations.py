@@ -25,12 +25,13 @@ from src.core.errors import Forbidden, NotFound
 from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.services.account_links import InvalidLink
+from src.services.accounts import count_mail_request
 from src.services.api_keys import refuse_keys
 from src.services.audit_log import Target, record_event
 from src.services.mail_outbox import queue_mail
 from src.services.members import AlreadyMember, require_may_grant
 from src.services.users import EmailNotConfirmed
-from src.services.workspaces import WorkspaceAccess, lock_workspace, record, require_role
+from src.services.workspaces import RANK, WorkspaceAccess, lock_workspace, record, require_role
 
 
 class InvitationNotFound(NotFound):
@@ -51,6 +52,7 @@ def invite(session: Session, actor: WorkspaceAccess, *, email: str, role: Role) 
     refuse_keys(actor)
     require_may_grant(actor, role)
     email = fold(email)
+    count_mail_request(session, email)
     member = select(WorkspaceMember.user_id).join(User, col(User.id) == WorkspaceMember.user_id)
     if session.exec(member.where(WorkspaceMember.workspace_id == actor.workspace.id, User.email == email)).first():
         raise AlreadyMember(f"{email} is already a member of this workspace")
@@ -73,11 +75,12 @@ def invite(session: Session, actor: WorkspaceAccess, *, email: str, role: Role) 
         session,
         actor.user_id,
         recipient=email,
-        subject=f"You are invited to {actor.workspace.name}",
+        # The name is the inviter's to choose: it stays out of the subject, and is quoted as theirs in the body.
+        subject="You are invited to a workspace",
         body=(
-            f"Hello,\n\nYou are invited to join {actor.workspace.name} as {role}. To accept or decline, open this "
-            f"link within {days} days, logged in with this email (sign up with it first if you have no account):"
-            f"\n\n{link}\n\nIf you did not expect this, ignore this message.\n"
+            f'Hello,\n\nYou are invited to join a workspace named "{actor.workspace.name}" as {role}. To accept or'
+            f" decline, open this link within {days} days, logged in with this email (sign up with it first if you"
+            f" have no account):\n\n{link}\n\nIf you did not expect this, ignore this message.\n"
         ),
     )
     details = {"email": email, "role": role}
@@ -135,9 +138,14 @@ def _record_answer(session: Session, user: User, invitation: Invitation, answer:
 
 
 def accept(session: Session, user: User, token: str) -> tuple[WorkspaceMember, Workspace]:
-    """Make ``user`` a member with the invitation's role; the invitation is used up."""
+    """Make ``user`` a member with the invitation's role, if its inviter may still grant that role (one removed or
+    demoted since takes back what they offered); the invitation is used up."""
     invitation = _for_invitee(session, user, token)
     lock_workspace(session, invitation.workspace_id)
+    inviter = session.get(WorkspaceMember, (invitation.workspace_id, invitation.invited_by))
+    needed = Role.OWNER if invitation.role == Role.OWNER else Role.ADMIN
+    if inviter is None or RANK[Role(inviter.role)] < RANK[needed]:
+        raise InvalidLink("the invitation was withdrawn: its sender may no longer grant that role; ask for a new one")
     if session.get(WorkspaceMember, (invitation.workspace_id, user.id)) is not None:
         raise AlreadyMember("you are already a member of this workspace")
     membership = WorkspaceMember(workspace_id=invitation.workspace_id, user_id=user.id, role=invitation.role)

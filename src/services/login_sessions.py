@@ -92,6 +92,7 @@ def refresh(session: Session, refresh_token: str) -> Tokens:
             actor_id=None,
             target=Target("user", user.id),
             outcome="failure",
+            details={"session_id": str(login.id)},
         )
         raise RefreshTokenReused("this refresh token was used already: its session is ended; log in again")
     used.replaced_at = login.last_used_at = now

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from src.api.contract import COMMITTED
-from tests.factories import mailed_token
+from tests.factories import INVITED, mailed_token
 
 PACKAGE = "starter_client"
 
@@ -94,7 +94,7 @@ def test_the_walkthrough_runs_through_a_generated_client(
     )
     added = use(generated, "api.invitations.invitations_accept_invitation").sync(
         client=as_charles,
-        body=link(token=mailed_token(session, "charles@example.com", f"You are invited to {workspace.name}")),
+        body=link(token=mailed_token(session, "charles@example.com", INVITED)),
     )
     list_members = use(generated, "api.members.members_list_members").sync
     first = list_members(workspace.id, client=signed_in, limit=1)

@@ -15,7 +15,7 @@ from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role
 from src.core.timestamps import utcnow
 from tests.api.conftest import AddMember, MakeUser, MakeWorkspace, auth, bearer
-from tests.factories import mailed_token, roles_in
+from tests.factories import INVITED, mailed_token, roles_in
 
 
 def invitations_url(workspace: Workspace) -> str:
@@ -27,7 +27,7 @@ def invite(client: TestClient, workspace: Workspace, headers: dict[str, str], em
 
 
 def invited_token(session: Session, workspace: Workspace, email: str) -> str:
-    return mailed_token(session, email, f"You are invited to {workspace.name}")
+    return mailed_token(session, email, INVITED)
 
 
 def confirmed(session: Session, user: User) -> User:
@@ -149,3 +149,30 @@ def test_a_direct_add_is_for_admins_of_the_service(
     )
 
     assert (direct.status_code, direct.json()["error"]) == (403, "admin_only")
+
+
+def test_an_invitation_dies_with_its_sender_s_power_to_grant_it(
+    client: TestClient, session: Session, make_user: MakeUser, make_workspace: MakeWorkspace, add_member: AddMember
+) -> None:
+    owner, admin, invitee = make_user(), make_user(), make_user(email="cy@example.com")
+    confirmed(session, invitee)
+    workspace = make_workspace(owner)
+    add_member(workspace, admin, Role.ADMIN)
+    assert invite(client, workspace, auth(admin), "cy@example.com", "admin").status_code == 201
+    token = invited_token(session, workspace, "cy@example.com")
+    members = f"/api/v1/workspaces/{workspace.id}/members"
+    assert client.patch(f"{members}/{admin.id}", json={"role": "member"}, headers=auth(owner)).status_code == 200
+
+    assert answer(client, "accept", token, auth(invitee)) == (404, "invalid_link")
+    assert invitee.id not in roles_in(session, workspace.id)
+
+
+def test_invitations_to_one_email_are_throttled(
+    client: TestClient, make_user: MakeUser, make_workspace: MakeWorkspace
+) -> None:
+    owner = make_user()
+    workspace = make_workspace(owner)
+
+    statuses = [invite(client, workspace, auth(owner), "target@example.com").status_code for _ in range(4)]
+
+    assert statuses == [201, 201, 201, 429]

@@ -2,13 +2,13 @@
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from src.api.v1.models.workspace_member import Role
 from src.api.v1.schemas.fields import WorkspaceName
-from src.core.timestamps import utcnow
 
 _KEY: JsonDict = {
     "id": "3c9a1f7e-5d2b-4e8a-9f6c-0b1d2e3f4a5b",
@@ -25,21 +25,17 @@ _KEY: JsonDict = {
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [{"name": "CI deploys", "role": "member", "expires_at": "2027-06-01T00:00:00Z"}]
-        },
+        json_schema_extra={"examples": [{"name": "CI deploys", "role": "member", "expires_in_days": 90}]},
     )
 
     name: WorkspaceName
-    role: Role = Field(default=Role.MEMBER, description="what the key may do in the workspace; not above your role")
-    expires_at: AwareDatetime | None = Field(default=None, description="when it stops working; never when absent")
-
-    @field_validator("expires_at")
-    @classmethod
-    def _in_the_future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value <= utcnow():
-            raise ValueError("expires_at must be in the future")
-        return value
+    # Not owner: deleting the workspace and handing out ownership stay with people.
+    role: Literal[Role.MEMBER, Role.ADMIN] = Field(
+        default=Role.MEMBER, description="what the key may do in the workspace; not above your own role"
+    )
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=3650, description="the key stops working this many days from now; never when absent"
+    )
 
 
 class ApiKeyPublic(BaseModel):

@@ -157,7 +157,7 @@ METADATA: dict[str, tuple[type[_Payload], dict[str, Any]]] = {
     "user.deleted": (Empty, {}),
     "user.logged_out": (SessionRef, {"session_id": "5b1f0c2e-8a3d-4e6f-9b7c-1d2e3f4a5b6c"}),
     "user.session_ended": (SessionRef, {"session_id": "5b1f0c2e-8a3d-4e6f-9b7c-1d2e3f4a5b6c"}),
-    "user.refresh_token_reused": (Empty, {}),
+    "user.refresh_token_reused": (SessionRef, {"session_id": "5b1f0c2e-8a3d-4e6f-9b7c-1d2e3f4a5b6c"}),
     "workspace.created": (WorkspaceName, {"name": "Difference Engine"}),
     "workspace.updated": (WorkspaceRenamed, {"before": {"name": "Difference Engine"}, "after": {"name": "Engines"}}),
     "workspace.deleted": (WorkspaceName, {"name": "Difference Engine"}),
