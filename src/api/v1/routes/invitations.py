@@ -12,7 +12,7 @@ from src.api.idempotency import created
 from src.api.v1 import API_PREFIX
 from src.api.v1.schemas.users import EmailConfirmation
 from src.api.v1.schemas.workspaces import InvitationCreate, InvitationPublic, MemberPublic
-from src.core.errors import Forbidden
+from src.core.errors import Forbidden, TooManyAttempts
 from src.services import invitations
 from src.services.account_links import InvalidLink
 from src.services.api_keys import ApiKeyNotAllowed
@@ -31,11 +31,12 @@ _ANSWERING = (InvalidLink, InvitationForAnotherEmail, EmailNotConfirmed, ApiKeyN
     "/workspaces/{workspace_id}/invitations",
     status_code=status.HTTP_201_CREATED,
     response_model=InvitationPublic,
-    responses=created_response(replayable=False) | error_responses(*_MANAGING, AlreadyMember),
+    responses=created_response(replayable=False) | error_responses(*_MANAGING, AlreadyMember, TooManyAttempts),
 )
 async def invite(request: Request, workspace_id: uuid.UUID, body: InvitationCreate, token: ValidToken) -> Response:
     """Invite an email, whether or not an account has it (the answer is the same); the link is mailed to it.
-    Admins invite members and admins, owners also owners. A pending invitation of the same email is replaced."""
+    Admins invite members and admins, owners also owners. A pending invitation of the same email is replaced.
+    Throttled per email as password resets are (429)."""
 
     def create(session: Session) -> Response:
         access = get_caller_workspace(session, token, workspace_id)
