@@ -9,6 +9,7 @@ reach anything outside their workspace (the caller's account, other workspaces, 
 
 import secrets
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import NoReturn
 
@@ -16,13 +17,12 @@ from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from src.api.v1.models.api_key import ApiKey
-from src.api.v1.models.workspace import Workspace
-from src.api.v1.models.workspace_member import Role, WorkspaceMember
+from src.api.v1.models.workspace_member import Role
 from src.core.errors import Forbidden, InvalidToken, NotFound
 from src.core.security import API_KEY_PREFIX, ApiKeyCredentials, api_key_digest
 from src.core.timestamps import utcnow
 from src.services.audit_log import Target
-from src.services.workspaces import RANK, WorkspaceAccess, WorkspaceNotFound, record, require_role
+from src.services.workspaces import RANK, WorkspaceAccess, WorkspaceNotFound, get_access, record, require_role
 
 SHOWN_PREFIX_LENGTH = 12
 LAST_USED_PRECISION = timedelta(minutes=1)
@@ -110,23 +110,13 @@ def key_access(
     key = _valid_key(session, credentials)
     if key.workspace_id != workspace_id:
         raise WorkspaceNotFound(f"workspace {workspace_id} not found")
-    statement = (
-        select(Workspace, WorkspaceMember.role)
-        .outerjoin(
-            WorkspaceMember,
-            (col(WorkspaceMember.workspace_id) == Workspace.id) & (col(WorkspaceMember.user_id) == key.created_by),
-        )
-        .where(Workspace.id == workspace_id)
-    )
-    if locking:
-        statement = statement.with_for_update(of=Workspace, key_share=True)
-    row = session.exec(statement).first()
-    if row is None:
-        raise WorkspaceNotFound(f"workspace {workspace_id} not found")
-    workspace, maker_role = row
-    if maker_role is None or RANK[Role(maker_role)] < RANK[Role(key.role)]:
+    try:
+        maker = get_access(session, workspace_id=workspace_id, user_id=key.created_by, locking=locking)
+    except WorkspaceNotFound:
+        maker = None
+    if maker is None or RANK[maker.role] < RANK[Role(key.role)]:
         raise InvalidToken("the API key's maker is no longer an admin of the workspace; ask an admin for a new key")
-    return WorkspaceAccess(workspace, user_id=key.id, role=Role(key.role), locked=locking, actor_type="api_key")
+    return replace(maker, user_id=key.id, role=Role(key.role), actor_type="api_key")
 
 
 def note_use(session: Session, key_id: uuid.UUID) -> None:
