@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import secrets
 import sys
 import threading
 import uuid
@@ -200,12 +201,20 @@ class ApiKeyCredentials:
 Credentials = TokenClaims | ApiKeyCredentials
 
 
-def api_key_digest(secret: str) -> str:
+SECRET_LENGTH = 43  # characters of new_secret(): 32 bytes in unpadded URL-safe base64
+
+
+def new_secret() -> str:
+    """A random secret for a link, a refresh token or an API key."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_digest(secret: str) -> str:
+    """How a secret is kept: its SHA-256, hex. The secret itself is never stored."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-# API_KEY_PREFIX and 32 random bytes, URL-safe base64 (src/services/api_keys.py).
-API_KEY_LENGTH = len(API_KEY_PREFIX) + 43
+API_KEY_LENGTH = len(API_KEY_PREFIX) + SECRET_LENGTH
 
 
 def read_credentials(bearer: str) -> Credentials:
@@ -213,7 +222,7 @@ def read_credentials(bearer: str) -> Credentials:
     if bearer.startswith(API_KEY_PREFIX):
         if len(bearer) != API_KEY_LENGTH:
             raise InvalidToken("the API key is unknown, revoked or expired")
-        return ApiKeyCredentials(api_key_digest(bearer))
+        return ApiKeyCredentials(secret_digest(bearer))
     return decode_access_token(bearer)
 
 

@@ -18,15 +18,12 @@ from src.api.v1.models.outbox_mail import OutboxMail
 from src.api.v1.models.user import User
 from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
-from src.core.errors import Conflict, WrongPassword
+from src.core.errors import WrongPassword
 from src.services import login_throttle
 from src.services.audit_erasure import ERASING_ACTION, erase_in_outbox
 from src.services.audit_log import Target, record_event
+from src.services.members import LastOwner
 from src.services.workspaces import lock_workspace
-
-
-class LastOwner(Conflict):
-    code = "last_owner"
 
 
 def last_owned_workspaces(session: Session, user_id: uuid.UUID) -> list[Workspace]:

@@ -5,7 +5,6 @@ account. A link works once, until it expires, and only while the account's token
 revocation of its tokens) is the one it was made with: a password changed another way ends it.
 """
 
-import hashlib
 import secrets
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -17,7 +16,7 @@ from src.api.v1.models.account_link import AccountLink
 from src.api.v1.models.user import User
 from src.core.config import get_settings
 from src.core.errors import NotFound
-from src.core.security import password_stamp
+from src.core.security import new_secret, password_stamp, secret_digest
 from src.core.timestamps import utcnow
 
 PASSWORD_RESET = "password_reset"
@@ -34,18 +33,14 @@ def stamp(user: User) -> str:
     return password_stamp(user.hashed_password, user.tokens_revoked_at)
 
 
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_link(session: Session, user: User, *, purpose: str, email: str, lifetime: timedelta) -> str:
     """A new link for ``user``, sent to ``email``: its URL. Expired links of every account are deleted on the way."""
     now = utcnow()
     session.exec(delete(AccountLink).where(col(AccountLink.expires_at) <= now))
-    token = secrets.token_urlsafe(32)
+    token = new_secret()
     session.add(
         AccountLink(
-            digest=digest(token),
+            digest=secret_digest(token),
             user_id=user.id,
             purpose=purpose,
             email=email,
@@ -54,14 +49,19 @@ def create_link(session: Session, user: User, *, purpose: str, email: str, lifet
             expires_at=now + lifetime,
         )
     )
-    return f"{get_settings().public_url.rstrip('/')}{PAGES[purpose]}?{urlencode({'token': token})}"
+    return public_link(PAGES[purpose], token)
+
+
+def public_link(page: str, token: str) -> str:
+    """The address of the front end's ``page`` (PUBLIC_URL) that posts ``token`` to the API, for a mail."""
+    return f"{get_settings().public_url.rstrip('/')}{page}?{urlencode({'token': token})}"
 
 
 def valid_link(session: Session, token: str, *, purpose: str, lock: bool = False) -> tuple[AccountLink, User]:
     """The link ``token`` opens and its active user (with ``lock``, both locked until the transaction ends);
     ``InvalidLink`` for a token that is unknown, used, expired, for another purpose, made before the password
     changed, or a password reset sent to an address the account no longer has."""
-    statement = select(AccountLink).where(AccountLink.digest == digest(token))
+    statement = select(AccountLink).where(AccountLink.digest == secret_digest(token))
     link = session.exec(statement.with_for_update() if lock else statement).first()
     user = session.get(User, link.user_id, with_for_update=lock) if link else None
     if (

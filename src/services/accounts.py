@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from src.api.v1.models.user import User
 from src.core.config import get_settings
@@ -29,7 +29,7 @@ from src.services.account_mail import send_confirmation
 from src.services.audit_log import Target, record_event
 from src.services.mail_outbox import queue_mail
 from src.services.members import UserNotFound
-from src.services.users import EmailTaken, find_user_by_login
+from src.services.users import EmailTaken, email_in_use, find_user_by_login
 
 
 class SameEmail(Conflict):
@@ -120,7 +120,7 @@ def request_email_change(session: Session, user: User, new_email: str) -> None:
     if new_email == user.email:
         raise SameEmail(f"{new_email} is already the account's email")
     count_mail_request(session, new_email)
-    if session.exec(select(User.id).where(User.email == new_email)).first() is not None:
+    if email_in_use(session, new_email):
         queue_mail(
             session,
             user.id,
@@ -163,7 +163,7 @@ def confirm_email(session: Session, token: str) -> User:
         return user
     details = {"before": user.email, "after": link.email}
     taken = EmailTaken(f"the email {link.email!r} was registered meanwhile")
-    if session.exec(select(User.id).where(User.email == link.email)).first() is not None:
+    if email_in_use(session, link.email):
         raise taken
     user.email, user.email_verified_at, user.updated_at = link.email, now, now
     session.add(user)

@@ -7,7 +7,6 @@ event whose actor is the key. It is checked by one indexed lookup, no password h
 reach anything outside their workspace (the caller's account, other workspaces, creating one).
 """
 
-import secrets
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -19,7 +18,7 @@ from sqlmodel import Session, col, select
 from src.api.v1.models.api_key import ApiKey
 from src.api.v1.models.workspace_member import Role
 from src.core.errors import Forbidden, InvalidToken, NotFound
-from src.core.security import API_KEY_PREFIX, ApiKeyCredentials, api_key_digest
+from src.core.security import API_KEY_PREFIX, ApiKeyCredentials, new_secret, secret_digest
 from src.core.timestamps import utcnow
 from src.services.audit_log import Target
 from src.services.workspaces import RANK, WorkspaceAccess, WorkspaceNotFound, get_access, record, require_role
@@ -51,13 +50,13 @@ def create_key(
     require_role(actor, Role.ADMIN)
     if role == Role.OWNER:
         raise Forbidden("an API key's role is member or admin")
-    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    secret = API_KEY_PREFIX + new_secret()
     key = ApiKey(
         workspace_id=actor.workspace.id,
         name=name,
         role=role,
         prefix=secret[:SHOWN_PREFIX_LENGTH],
-        digest=api_key_digest(secret),
+        digest=secret_digest(secret),
         created_by=actor.user_id,
         expires_at=utcnow() + timedelta(days=expires_in_days) if expires_in_days else None,
     )

@@ -7,11 +7,8 @@ INVITATION_DAYS, can be listed and revoked by the workspace's admins, and grants
 Every step is an audit event in the workspace; accepting and declining are also recorded in the invitee's own trail.
 """
 
-import hashlib
-import secrets
 import uuid
 from datetime import timedelta
-from urllib.parse import urlencode
 
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
@@ -22,9 +19,10 @@ from src.api.v1.models.workspace import Workspace
 from src.api.v1.models.workspace_member import Role, WorkspaceMember
 from src.core.config import get_settings
 from src.core.errors import Forbidden, NotFound
+from src.core.security import new_secret, secret_digest
 from src.core.text import fold
 from src.core.timestamps import utcnow
-from src.services.account_links import InvalidLink
+from src.services.account_links import InvalidLink, public_link
 from src.services.accounts import count_mail_request
 from src.services.api_keys import refuse_keys
 from src.services.audit_log import Target, record_event
@@ -42,10 +40,6 @@ class InvitationForAnotherEmail(Forbidden):
     code = "invitation_for_another_email"
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def invite(session: Session, actor: WorkspaceAccess, *, email: str, role: Role) -> Invitation:
     """Invite ``email`` with ``role`` (admins; owners to invite owners), and mail the link; an earlier pending
     invitation of that email to the workspace is replaced. ``AlreadyMember`` when that email's account is a member."""
@@ -59,18 +53,18 @@ def invite(session: Session, actor: WorkspaceAccess, *, email: str, role: Role) 
     session.exec(
         delete(Invitation).where(col(Invitation.workspace_id) == actor.workspace.id, col(Invitation.email) == email)
     )
-    token = secrets.token_urlsafe(32)
+    token = new_secret()
     days = get_settings().invitation_days
     invitation = Invitation(
         workspace_id=actor.workspace.id,
         email=email,
         role=role,
         invited_by=actor.user_id,
-        digest=_digest(token),
+        digest=secret_digest(token),
         expires_at=utcnow() + timedelta(days=days),
     )
     session.add(invitation)
-    link = f"{get_settings().public_url.rstrip('/')}/accept-invitation?{urlencode({'token': token})}"
+    link = public_link("/accept-invitation", token)
     queue_mail(
         session,
         actor.user_id,
@@ -112,7 +106,7 @@ def revoke(session: Session, actor: WorkspaceAccess, invitation_id: uuid.UUID) -
 
 def _for_invitee(session: Session, user: User, token: str) -> Invitation:
     """The pending invitation ``token`` opens, locked, for ``user``, who must have its email, confirmed."""
-    statement = select(Invitation).where(Invitation.digest == _digest(token)).with_for_update()
+    statement = select(Invitation).where(Invitation.digest == secret_digest(token)).with_for_update()
     invitation = session.exec(statement).first()
     if invitation is None or invitation.expires_at <= utcnow():
         raise InvalidLink("the invitation is invalid, used, revoked or expired; ask for a new one")

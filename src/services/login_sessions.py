@@ -6,8 +6,6 @@ by primary key, no password hash. Refresh tokens are kept only as digests. A ref
 a used one again means it was copied, so the whole session ends (reuse detection, OAuth 2.0 Security BCP 4.14).
 """
 
-import hashlib
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,7 +18,7 @@ from src.api.v1.models.user import User
 from src.core.config import get_settings
 from src.core.errors import InvalidToken, NotFound
 from src.core.request_context import current_request_context
-from src.core.security import AccessToken, create_access_token
+from src.core.security import AccessToken, create_access_token, new_secret, secret_digest
 from src.core.timestamps import utcnow
 from src.services.audit_log import Target, record_event
 
@@ -42,14 +40,10 @@ class Tokens:
     refresh_expires_in: int
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _tokens(session: Session, user: User, login: LoginSession) -> Tokens:
     """A new refresh token for ``login`` (kept as a digest), and an access token naming it."""
-    refresh_token = secrets.token_urlsafe(32)
-    session.add(RefreshToken(digest=_digest(refresh_token), session_id=login.id))
+    refresh_token = new_secret()
+    session.add(RefreshToken(digest=secret_digest(refresh_token), session_id=login.id))
     access = create_access_token(
         user.id, password_hash=user.hashed_password, session_id=login.id, revoked_at=user.tokens_revoked_at
     )
@@ -78,7 +72,7 @@ def refresh(session: Session, refresh_token: str) -> Tokens:
     unknown or its session ended, ``RefreshTokenReused`` (the session ended) when it was used already."""
     now = utcnow()
     used = session.exec(
-        select(RefreshToken).where(RefreshToken.digest == _digest(refresh_token)).with_for_update()
+        select(RefreshToken).where(RefreshToken.digest == secret_digest(refresh_token)).with_for_update()
     ).first()
     login = session.get(LoginSession, used.session_id, with_for_update=True) if used else None
     user = session.get(User, login.user_id) if login else None

@@ -90,8 +90,13 @@ def register_user(
     return user
 
 
+def email_in_use(session: Session, email: str) -> bool:
+    """Whether an account has ``email`` (in its stored form)."""
+    return session.exec(select(User.id).where(User.email == email)).first() is not None
+
+
 def _ensure_available(session: Session, *, email: str, username: str) -> None:
-    if session.exec(select(User.id).where(User.email == email)).first() is not None:
+    if email_in_use(session, email):
         raise EmailTaken(f"the email {email!r} is already registered")
     if session.exec(select(User.id).where(User.username == username)).first() is not None:
         raise UsernameTaken(f"the username {username!r} is already taken")

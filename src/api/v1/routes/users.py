@@ -32,10 +32,9 @@ from src.core.security import Credentials, checks_in_flight, hash_new_password
 from src.core.sessions import RequestSessions
 from src.core.timestamps import utcnow
 from src.services import account_deletion, accounts, audit_log, login_sessions, login_throttle, users, workspaces
-from src.services.account_deletion import LastOwner
 from src.services.accounts import OwnAccount, SameEmail
 from src.services.login_sessions import SessionNotFound
-from src.services.members import UserNotFound
+from src.services.members import LastOwner, UserNotFound
 from src.services.users import EmailTaken, UsernameTaken
 
 router = tagged_router("users", f"{API_PREFIX}/users")
