@@ -54,7 +54,7 @@ BACKLOG = int(os.environ.get("RELAY_BACKLOG", "500000"))
 RATE = float(os.environ.get("RELAY_DRAIN_RATE", "50"))
 SECONDS = float(os.environ.get("RELAY_DRAIN_SECONDS", "30"))
 ROUNDS = int(os.environ.get("RELAY_DRAIN_ROUNDS", "1"))
-ONLY = os.environ.get("RELAY_DRAIN_LAYOUTS", "ab")
+CHOSEN = os.environ.get("RELAY_DRAIN_LAYOUTS", "ab")
 DRAIN_TIMEOUT = float(os.environ.get("RELAY_DRAIN_TIMEOUT", "1200"))
 WARM_UP_SECONDS = 3
 POLL_SECONDS = 1
@@ -411,6 +411,10 @@ def missed_targets(runs: list[Run]) -> list[str]:
 
 
 def main() -> int:
+    chosen = [layout for layout in LAYOUTS if layout.name in CHOSEN]
+    if not chosen:
+        print(f"error: RELAY_DRAIN_LAYOUTS={CHOSEN!r} names no layout: use a, b or ab", file=sys.stderr)
+        return 2
     out_path = ROOT / os.environ.get("RELAY_DRAIN_OUT", "var/relay-drain.json")
     print(
         f"PostgreSQL, {BACKLOG:,} events in the outbox; PATCH /workspaces/{{id}} at {RATE:g}/s open loop (httpx),"
@@ -418,7 +422,7 @@ def main() -> int:
         flush=True,
     )
     started = time.monotonic()
-    runs = [run_layout(layout, round_) for round_ in range(1, ROUNDS + 1) for layout in LAYOUTS if layout.name in ONLY]
+    runs = [run_layout(layout, round_) for round_ in range(1, ROUNDS + 1) for layout in chosen]
     seconds = time.monotonic() - started
     print()
     for line in table(runs):
