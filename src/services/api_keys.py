@@ -41,13 +41,18 @@ def refuse_keys(actor: WorkspaceAccess) -> None:
         raise ApiKeyNotAllowed("this is for the workspace's admins themselves, not for API keys")
 
 
+def require_admin_in_person(actor: WorkspaceAccess) -> None:
+    """Managing keys and invitations: an admin (or the owner) acting in person, not through a key."""
+    refuse_keys(actor)
+    require_role(actor, Role.ADMIN)
+
+
 def create_key(
     session: Session, actor: WorkspaceAccess, *, name: str, role: Role, expires_in_days: int | None
 ) -> tuple[ApiKey, str]:
     """A new key for the actor's workspace, and its secret (shown once); admins, for the member or admin role (never
     owner: deleting the workspace and handing out ownership stay with people)."""
-    refuse_keys(actor)
-    require_role(actor, Role.ADMIN)
+    require_admin_in_person(actor)
     if role == Role.OWNER:
         raise Forbidden("an API key's role is member or admin")
     secret = API_KEY_PREFIX + new_secret()
@@ -68,16 +73,14 @@ def create_key(
 
 def list_keys(session: Session, actor: WorkspaceAccess) -> list[ApiKey]:
     """The workspace's keys, oldest first; admins."""
-    refuse_keys(actor)
-    require_role(actor, Role.ADMIN)
+    require_admin_in_person(actor)
     statement = select(ApiKey).where(ApiKey.workspace_id == actor.workspace.id)
     return list(session.exec(statement.order_by(col(ApiKey.created_at), col(ApiKey.id))))
 
 
 def revoke_key(session: Session, actor: WorkspaceAccess, key_id: uuid.UUID) -> None:
     """Delete a key of the workspace: it stops working at once; admins."""
-    refuse_keys(actor)
-    require_role(actor, Role.ADMIN)
+    require_admin_in_person(actor)
     key = session.get(ApiKey, key_id)
     if key is None or key.workspace_id != actor.workspace.id:
         raise ApiKeyNotFound(f"API key {key_id} not found")

@@ -24,12 +24,12 @@ from src.core.text import fold
 from src.core.timestamps import utcnow
 from src.services.account_links import InvalidLink, public_link
 from src.services.accounts import count_mail_request
-from src.services.api_keys import refuse_keys
+from src.services.api_keys import refuse_keys, require_admin_in_person
 from src.services.audit_log import Target, record_event
 from src.services.mail_outbox import queue_mail
 from src.services.members import AlreadyMember, require_may_grant
 from src.services.users import EmailNotConfirmed
-from src.services.workspaces import RANK, WorkspaceAccess, lock_workspace, record, require_role
+from src.services.workspaces import RANK, WorkspaceAccess, lock_workspace, record
 
 
 class InvitationNotFound(NotFound):
@@ -84,8 +84,7 @@ def invite(session: Session, actor: WorkspaceAccess, *, email: str, role: Role) 
 
 def pending(session: Session, actor: WorkspaceAccess) -> list[Invitation]:
     """The workspace's invitations not yet accepted, declined, revoked or expired, oldest first; admins."""
-    refuse_keys(actor)
-    require_role(actor, Role.ADMIN)
+    require_admin_in_person(actor)
     statement = select(Invitation).where(
         Invitation.workspace_id == actor.workspace.id, col(Invitation.expires_at) > utcnow()
     )
@@ -94,8 +93,7 @@ def pending(session: Session, actor: WorkspaceAccess) -> list[Invitation]:
 
 def revoke(session: Session, actor: WorkspaceAccess, invitation_id: uuid.UUID) -> None:
     """Withdraw a pending invitation: its link stops working; admins."""
-    refuse_keys(actor)
-    require_role(actor, Role.ADMIN)
+    require_admin_in_person(actor)
     invitation = session.get(Invitation, invitation_id)
     if invitation is None or invitation.workspace_id != actor.workspace.id:
         raise InvitationNotFound(f"invitation {invitation_id} not found")
